@@ -1,0 +1,81 @@
+"""Agent configuration: who the node is, where its pool lives, how its SPDK target runs."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .. import nqn
+from ..util import atomic_write
+
+
+@dataclass
+class AgentConfig:
+    name: str
+    data_dir: Path
+    node_id: str = ""
+    # pool: one device (a block device or a file); files are created sparse at pool_size_bytes
+    pool_device: str = ""
+    pool_size_bytes: int = 8 << 30
+    pool_block_size: int = 4096
+    pool_cluster_size: int = 4 << 20
+    lvs_name: str = "meshblock"
+    # NVMe/TCP exports
+    nvmf_address: str = "127.0.0.1"
+    nvmf_port: int = 4420
+    # gRPC: "unix:/path" or "host:port"
+    listen: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    # SPDK target for replicas and exports
+    spdk_app: str = "nvmf_tgt"
+    spdk_socket: str = ""          # set to adopt an externally managed target (sidecar)
+    spdk_external: bool = False
+    cpumask: str = "0x1"
+    mem_size_mb: int = 1024
+    interrupt_mode: bool = True
+    no_huge: bool = True
+    # SPDK target for attachments (bdev_nvme over TCP cannot run in interrupt mode)
+    head_cpumask: str = "0x1"
+    head_mem_size_mb: int = 1024
+    keep_target_on_exit: bool = False
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir)
+        if not self.pool_device:
+            self.pool_device = str(self.data_dir / "pool.img")
+        if not self.listen:
+            self.listen = f"unix:{self.data_dir / 'agent.sock'}"
+        if not self.spdk_socket:
+            self.spdk_socket = str(self.data_dir / "spdk.sock")
+
+    @property
+    def host_nqn(self) -> str:
+        return nqn("node", self.node_id)
+
+    @property
+    def head_socket(self) -> Path:
+        return self.data_dir / "spdk-head.sock"
+
+    def ensure_node_id(self) -> str:
+        """The node id is chosen once and kept in the data directory."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        id_file = self.data_dir / "node-id"
+        if not self.node_id:
+            if id_file.exists():
+                self.node_id = id_file.read_text().strip()
+            else:
+                self.node_id = str(uuid.uuid4())
+        if not id_file.exists() or id_file.read_text().strip() != self.node_id:
+            atomic_write(id_file, self.node_id + "\n")
+        return self.node_id
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["data_dir"] = str(self.data_dir)
+        return json.dumps(d, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_file(cls, path: Path) -> "AgentConfig":
+        return cls(**json.loads(Path(path).read_text()))

@@ -1,0 +1,280 @@
+"""The node agent's core: one node's targets, pool, replicas, exports and attachments.
+
+The agent holds no state of its own beyond what SPDK persists (lvols carry the
+caller's ids in their names). What SPDK forgets on a restart -- transports,
+subsystems, attachments -- the agent keeps as the set it was told to hold and
+re-applies each time a target comes (back) up; after an agent restart the
+controller tells it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import __version__, nqn
+from ..errors import FailedPrecondition, Unavailable
+from ..spdk import SpdkConnectionError, SpdkInstall, SpdkRpc, SpdkTimeout
+from ..spdk.supervisor import TargetConfig, TargetState, TargetSupervisor, pid_alive
+from ..util import KeyedLock, check_nqn
+from .attachments import Attacher, AttachSpec, AttachState, check_attachment_id
+from .config import AgentConfig
+from .exports import Exporter, ExportSpec, ExportState
+from .pool import Pool
+from .replicas import REPLICA_PREFIX, SNAPSHOT_PREFIX, LvolInfo, ReplicaStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReplicaView:
+    lvol: LvolInfo
+    export: ExportState | None
+
+
+class NodeAgent:
+    def __init__(self, config: AgentConfig, install: SpdkInstall | None):
+        self.config = config
+        config.ensure_node_id()
+        self.install = install
+        self.target = TargetSupervisor(TargetConfig(
+            rpc_socket=Path(config.spdk_socket), app=config.spdk_app,
+            cpumask=config.cpumask, mem_size_mb=config.mem_size_mb, no_huge=config.no_huge,
+            no_pci=config.no_huge, interrupt_mode=config.interrupt_mode,
+            pid_file=config.data_dir / "spdk.pid", log_file=config.data_dir / "spdk.log"),
+            install, external=config.spdk_external)
+        self.rpc = SpdkRpc(self.target.client)
+        self.pool = Pool(self.rpc, config.pool_device, config.lvs_name, size_bytes=config.pool_size_bytes,
+                         block_size=config.pool_block_size, cluster_size=config.pool_cluster_size)
+        self.replicas = ReplicaStore(self.rpc, self.pool)
+        self.exporter = Exporter(self.rpc)
+        self.exports: dict[str, frozenset[str]] = {}   # replica id -> allowed host NQNs
+        self.attachments: dict[str, AttachSpec] = {}   # attachment id -> spec
+        self.head: TargetSupervisor | None = None
+        self.head_rpc: SpdkRpc | None = None
+        self.locks = KeyedLock()
+        self._head_lock = asyncio.Lock()
+        self.target.on_ready(self._converge_data)
+
+    @property
+    def node_id(self) -> str:
+        return self.config.node_id
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.target.start()
+        head_pid = self.config.data_dir / "spdk-head.pid"
+        if self.config.interrupt_mode and head_pid.exists():
+            try:
+                if pid_alive(int(head_pid.read_text().strip())):
+                    await self._head()  # adopt the head target a previous agent left running
+            except ValueError:
+                pass
+
+    async def stop(self) -> None:
+        kill = not self.config.keep_target_on_exit
+        if self.head is not None:
+            await self.head.stop(kill_target=kill)
+        await self.target.stop(kill_target=kill)
+
+    async def _converge_data(self) -> None:
+        await self.pool.ensure()
+        await self.exporter.ensure_transport()
+        for rid, hosts in list(self.exports.items()):
+            lv = await self.replicas.get(REPLICA_PREFIX + rid)
+            if lv is None:
+                log.error("export of replica %s dropped: its lvol is gone", rid)
+                self.exports.pop(rid, None)
+                continue
+            await self.exporter.ensure(self._export_spec(rid, lv, hosts))
+        log.info("node converged node_id=%s exports=%d", self.node_id, len(self.exports))
+        if self.head is self.target:
+            await self._converge_head()
+
+    async def _converge_head(self) -> None:
+        rpc = self.head_rpc
+        if rpc is None:
+            return
+        attacher = Attacher(rpc)
+        for spec in list(self.attachments.values()):
+            try:
+                await attacher.ensure(spec)
+            except Unavailable as e:
+                log.warning("re-attach of %s failed (will retry on the next call): %s", spec.attachment_id, e)
+
+    async def _head(self) -> SpdkRpc:
+        """The target that runs the NVMe/TCP initiator: the main target unless that one sleeps
+        in interrupt mode, where bdev_nvme over TCP cannot run; then a polling target of its own."""
+        if self.head_rpc is not None:
+            return self.head_rpc
+        async with self._head_lock:
+            if self.head_rpc is not None:
+                return self.head_rpc
+            if not self.config.interrupt_mode or self.config.spdk_external:
+                self.head, self.head_rpc = self.target, self.rpc
+                return self.rpc
+            head = TargetSupervisor(TargetConfig(
+                rpc_socket=self.config.head_socket, app=self.config.spdk_app, cpumask=self.config.head_cpumask,
+                mem_size_mb=self.config.head_mem_size_mb, no_huge=self.config.no_huge,
+                no_pci=self.config.no_huge, interrupt_mode=False,
+                pid_file=self.config.data_dir / "spdk-head.pid",
+                log_file=self.config.data_dir / "spdk-head.log"), self.install)
+            rpc = SpdkRpc(head.client)
+            self.head, self.head_rpc = head, rpc
+            head.on_ready(self._converge_head)
+            try:
+                await head.start()
+            except Exception:
+                self.head, self.head_rpc = None, None
+                raise
+            return rpc
+
+    def _require_running(self) -> None:
+        if self.target.state != TargetState.RUNNING or not self.pool.ready:
+            raise Unavailable(f"SPDK target is {self.target.state.value}; try again shortly")
+
+    # --- node ----------------------------------------------------------------------------------
+    def info(self) -> dict:
+        c = self.config
+        return dict(node_id=self.node_id, name=c.name, host_nqn=c.host_nqn, nvmf_address=c.nvmf_address,
+                    nvmf_port=c.nvmf_port, labels=dict(c.labels), spdk_version=self.target.version or "",
+                    agent_version=__version__)
+
+    async def pool_status(self) -> dict:
+        self._require_running()
+        info = await self.pool.info()
+        lvols = await self.replicas.lvols()
+        return dict(name=info.name, uuid=info.uuid, total_bytes=info.total_bytes, free_bytes=info.free_bytes,
+                    provisioned_bytes=sum(lv.size_bytes for lv in lvols.values()), cluster_size=info.cluster_size,
+                    replica_count=sum(n.startswith(REPLICA_PREFIX) for n in lvols),
+                    snapshot_count=sum(n.startswith(SNAPSHOT_PREFIX) for n in lvols),
+                    devices=[self.config.pool_device])
+
+    # --- replicas ------------------------------------------------------------------------------
+    def _export_spec(self, rid: str, lv: LvolInfo, hosts: frozenset[str]) -> ExportSpec:
+        return ExportSpec(nqn=nqn("replica", rid), bdev_name=lv.alias, namespace_uuid=rid,
+                          address=self.config.nvmf_address, port=self.config.nvmf_port, hosts=hosts)
+
+    def _export_state(self, rid: str) -> ExportState | None:
+        hosts = self.exports.get(rid)
+        if hosts is None:
+            return None
+        return ExportState(nqn=nqn("replica", rid), address=self.config.nvmf_address, port=self.config.nvmf_port,
+                           hosts=sorted(hosts), namespace_uuid=rid)
+
+    async def create_replica(self, rid: str, size_bytes: int, thin: bool) -> ReplicaView:
+        self._require_running()
+        async with self.locks(rid):
+            lv = await self.replicas.create(rid, size_bytes, thin)
+            return ReplicaView(lv, self._export_state(rid))
+
+    async def resize_replica(self, rid: str, size_bytes: int) -> ReplicaView:
+        self._require_running()
+        async with self.locks(rid):
+            lv = await self.replicas.resize(rid, size_bytes)
+            return ReplicaView(lv, self._export_state(rid))
+
+    async def get_replica(self, rid: str) -> ReplicaView:
+        self._require_running()
+        lv = await self.replicas.require(REPLICA_PREFIX + rid, "replica")
+        return ReplicaView(lv, self._export_state(rid))
+
+    async def list_replicas(self) -> list[ReplicaView]:
+        self._require_running()
+        return [ReplicaView(lv, self._export_state(lv.object_id))
+                for name, lv in sorted((await self.replicas.lvols()).items()) if name.startswith(REPLICA_PREFIX)]
+
+    async def delete_replica(self, rid: str) -> bool:
+        self._require_running()
+        async with self.locks(rid):
+            self.exports.pop(rid, None)
+            await self.exporter.remove(nqn("replica", rid))
+            return await self.replicas.delete(REPLICA_PREFIX + rid)
+
+    async def export_replica(self, rid: str, hosts: list[str]) -> ExportState:
+        self._require_running()
+        allowed = frozenset(check_nqn("allowed_host_nqns", h) for h in hosts)
+        async with self.locks(rid):
+            lv = await self.replicas.require(REPLICA_PREFIX + rid, "replica")
+            self.exports[rid] = allowed
+            return await self.exporter.ensure(self._export_spec(rid, lv, allowed))
+
+    async def unexport_replica(self, rid: str) -> bool:
+        self._require_running()
+        async with self.locks(rid):
+            had = self.exports.pop(rid, None) is not None
+            return await self.exporter.remove(nqn("replica", rid)) or had
+
+    # --- snapshots -----------------------------------------------------------------------------
+    async def create_snapshot(self, rid: str, sid: str) -> LvolInfo:
+        self._require_running()
+        async with self.locks(rid):
+            return await self.replicas.snapshot(rid, sid)
+
+    async def delete_snapshot(self, sid: str) -> bool:
+        self._require_running()
+        async with self.locks(sid):
+            return await self.replicas.delete(SNAPSHOT_PREFIX + sid)
+
+    async def list_snapshots(self) -> list[LvolInfo]:
+        self._require_running()
+        return [lv for name, lv in sorted((await self.replicas.lvols()).items()) if name.startswith(SNAPSHOT_PREFIX)]
+
+    async def clone_snapshot(self, sid: str, rid: str) -> ReplicaView:
+        self._require_running()
+        async with self.locks(rid):
+            lv = await self.replicas.clone(sid, rid)
+            return ReplicaView(lv, self._export_state(rid))
+
+    # --- attachments ---------------------------------------------------------------------------
+    async def attach(self, aid: str, subnqn: str, address: str, port: int, transport: str) -> AttachState:
+        check_attachment_id(aid)
+        check_nqn("subsystem_nqn", subnqn)
+        if transport.lower() not in ("", "tcp"):
+            raise FailedPrecondition(f"transport {transport!r} is not supported; use tcp")
+        spec = AttachSpec(attachment_id=aid, subnqn=subnqn, address=address, port=port,
+                          host_nqn=self.config.host_nqn)
+        async with self.locks("att:" + aid):
+            rpc = await self._head()
+            state = await Attacher(rpc).ensure(spec)
+            self.attachments[aid] = spec
+            return state
+
+    async def detach(self, aid: str) -> bool:
+        check_attachment_id(aid)
+        async with self.locks("att:" + aid):
+            had = self.attachments.pop(aid, None) is not None
+            if self.head_rpc is None:
+                return had
+            return await Attacher(self.head_rpc).remove(aid) or had
+
+    async def list_attachments(self) -> list[AttachState]:
+        if self.head_rpc is None:
+            return []
+        attacher = Attacher(self.head_rpc)
+        out = []
+        ctrls = await attacher.controllers()
+        for aid, spec in sorted(self.attachments.items()):
+            ctrl = ctrls.get(spec.controller)
+            st = await attacher.state(spec, ctrl) if ctrl else None
+            out.append(st or AttachState(spec=spec, bdev_names=[], size_bytes=0, connected=False))
+        return out
+
+    # --- health --------------------------------------------------------------------------------
+    async def health(self) -> dict:
+        healthy = self.target.state == TargetState.RUNNING and self.pool.ready
+        msg = ""
+        if healthy:
+            try:
+                await self.rpc.spdk_get_version()
+            except (SpdkConnectionError, SpdkTimeout) as e:
+                healthy, msg = False, str(e)
+        else:
+            msg = f"target {self.target.state.value}" + (f" (last exit: {self.target.last_exit})"
+                                                           if self.target.last_exit else "")
+        return dict(healthy=healthy, target_state=self.target.state.value, target_restarts=self.target.restarts,
+                    target_pid=self.target.pid or 0, spdk_version=self.target.version or "",
+                    pool_ready=self.pool.ready, message=msg)
+

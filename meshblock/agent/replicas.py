@@ -1,0 +1,155 @@
+"""Replicas and snapshots: thin lvols in the node's pool, named by the caller's ids.
+
+The lvol name carries the id (``replica-<uuid>``, ``snap-<uuid>``), so after a
+restart the agent finds everything again by reading SPDK: nothing else needs to
+be stored on the node.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from ..spdk import SpdkBusy, SpdkNoSpace, SpdkNotFound, SpdkRpc
+from ..spdk.rpc import MiB
+from .pool import Pool
+
+log = logging.getLogger(__name__)
+
+REPLICA_PREFIX = "replica-"
+SNAPSHOT_PREFIX = "snap-"
+
+
+@dataclass
+class LvolInfo:
+    name: str
+    alias: str
+    uuid: str
+    size_bytes: int
+    allocated_bytes: int
+    thin: bool
+    snapshot: bool
+    base_snapshot: str | None
+    clones: list[str]
+
+    @property
+    def object_id(self) -> str:
+        return self.name.split("-", 1)[1]
+
+
+class ReplicaStore:
+    """Create, find, resize and delete replica and snapshot lvols."""
+
+    def __init__(self, rpc: SpdkRpc, pool: Pool):
+        self.rpc = rpc
+        self.pool = pool
+
+    def alias(self, lvol_name: str) -> str:
+        return f"{self.pool.lvs_name}/{lvol_name}"
+
+    async def lvols(self) -> dict[str, LvolInfo]:
+        """Every lvol of the pool by name."""
+        info = await self.pool.info()
+        out: dict[str, LvolInfo] = {}
+        for b in await self.rpc.bdev_get_bdevs():
+            lv = (b.get("driver_specific") or {}).get("lvol")
+            if not lv or lv.get("lvol_store_uuid") != info.uuid:
+                continue
+            aliases = b.get("aliases") or []
+            alias = next((a for a in aliases if a.startswith(self.pool.lvs_name + "/")), "")
+            if not alias:
+                continue
+            name = alias.split("/", 1)[1]
+            out[name] = LvolInfo(
+                name=name, alias=alias, uuid=b["uuid"],
+                size_bytes=int(b["num_blocks"]) * int(b["block_size"]),
+                allocated_bytes=int(lv.get("num_allocated_clusters", 0)) * info.cluster_size,
+                thin=bool(lv.get("thin_provision")), snapshot=bool(lv.get("snapshot")),
+                base_snapshot=lv.get("base_snapshot"), clones=list(lv.get("clones") or []))
+        return out
+
+    async def get(self, lvol_name: str) -> LvolInfo | None:
+        return (await self.lvols()).get(lvol_name)
+
+    async def require(self, lvol_name: str, what: str) -> LvolInfo:
+        lv = await self.get(lvol_name)
+        if lv is None:
+            raise NotFound(f"{what} {lvol_name.split('-', 1)[1]} not found on this node")
+        return lv
+
+    def _check_size(self, size_bytes: int) -> int:
+        if size_bytes <= 0:
+            raise InvalidArgument("size_bytes", "must be positive")
+        if size_bytes % MiB:
+            raise InvalidArgument("size_bytes", f"{size_bytes} is not a multiple of 1 MiB")
+        return self.pool.round_size(size_bytes)
+
+    async def create(self, replica_id: str, size_bytes: int, thin: bool = True) -> LvolInfo:
+        want = self._check_size(size_bytes)
+        name = REPLICA_PREFIX + replica_id
+        existing = await self.get(name)
+        if existing is not None:
+            if existing.size_bytes != want or existing.thin != thin:
+                raise AlreadyExists(f"replica {replica_id} exists with size {existing.size_bytes} "
+                                    f"thin={existing.thin}, not size {want} thin={thin}")
+            return existing
+        try:
+            await self.rpc.bdev_lvol_create(name, want, self.pool.lvs_name, thin_provision=thin)
+        except SpdkNoSpace as e:
+            raise ResourceExhausted(f"pool {self.pool.lvs_name} has no room for {want} bytes: {e.message}")
+        log.info("replica created replica_id=%s size=%d thin=%s", replica_id, want, thin)
+        return await self.require(name, "replica")
+
+    async def resize(self, replica_id: str, size_bytes: int) -> LvolInfo:
+        want = self._check_size(size_bytes)
+        lv = await self.require(REPLICA_PREFIX + replica_id, "replica")
+        if want < lv.size_bytes:
+            raise FailedPrecondition(f"replica {replica_id} is {lv.size_bytes} bytes; shrinking is not supported")
+        if want > lv.size_bytes:
+            try:
+                await self.rpc.bdev_lvol_resize(lv.alias, want)
+            except SpdkNoSpace as e:
+                raise ResourceExhausted(f"pool has no room to grow replica {replica_id}: {e.message}")
+            log.info("replica resized replica_id=%s size=%d", replica_id, want)
+        return await self.require(lv.name, "replica")
+
+    async def delete(self, lvol_name: str) -> bool:
+        lv = await self.get(lvol_name)
+        if lv is None:
+            return False
+        try:
+            await self.rpc.bdev_lvol_delete(lv.alias)
+        except SpdkNotFound:
+            return False
+        except SpdkBusy as e:
+            raise FailedPrecondition(f"{lvol_name} is in use: {e.message}")
+        log.info("lvol deleted name=%s", lvol_name)
+        return True
+
+    async def snapshot(self, replica_id: str, snapshot_id: str) -> LvolInfo:
+        """Snapshot a replica. Snapshot ids are caller-chosen UUIDs: an existing one is a retry."""
+        name = SNAPSHOT_PREFIX + snapshot_id
+        existing = await self.get(name)
+        if existing is not None:
+            return existing
+        lv = await self.require(REPLICA_PREFIX + replica_id, "replica")
+        try:
+            await self.rpc.bdev_lvol_snapshot(lv.alias, name)
+        except SpdkNoSpace as e:
+            raise ResourceExhausted(f"pool has no room for snapshot {snapshot_id}: {e.message}")
+        log.info("snapshot created snapshot_id=%s replica_id=%s", snapshot_id, replica_id)
+        return await self.require(name, "snapshot")
+
+    async def clone(self, snapshot_id: str, replica_id: str) -> LvolInfo:
+        snap_name = SNAPSHOT_PREFIX + snapshot_id
+        name = REPLICA_PREFIX + replica_id
+        existing = await self.get(name)
+        if existing is not None:
+            if existing.base_snapshot != snap_name:
+                raise AlreadyExists(f"replica {replica_id} exists and is not a clone of snapshot {snapshot_id}")
+            return existing
+        snap = await self.require(snap_name, "snapshot")
+        await self.rpc.bdev_lvol_clone(snap.alias, name)
+        log.info("clone created replica_id=%s snapshot_id=%s", replica_id, snapshot_id)
+        return await self.require(name, "replica")

@@ -1,0 +1,50 @@
+"""Runs a node agent until SIGTERM/SIGINT: its SPDK target(s), its gRPC API, its metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from prometheus_client import Gauge, start_http_server
+
+from ..grpcutil import make_server
+from ..proto.meshblock.v1 import agent_pb2_grpc
+from ..spdk import find_spdk
+from .config import AgentConfig
+from .node import NodeAgent
+from .service import SERVICE, AgentServicer
+
+log = logging.getLogger(__name__)
+
+TARGET_UP = Gauge("meshblock_agent_target_up", "1 while the node's SPDK target answers")
+TARGET_RESTARTS = Gauge("meshblock_agent_target_restarts", "SPDK target restarts since the agent started")
+
+
+async def run_agent(config: AgentConfig, *, metrics_port: int = 0, stop: asyncio.Event | None = None) -> None:
+    install = None if config.spdk_external else find_spdk()
+    agent = NodeAgent(config, install)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await agent.start()
+    server, _health = await make_server(
+        config.listen, lambda s: agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(agent), s),
+        [SERVICE])
+    if metrics_port:
+        start_http_server(metrics_port, addr="127.0.0.1")
+    log.info("agent ready node_id=%s name=%s listen=%s nvmf=%s:%d", agent.node_id, config.name, config.listen,
+             config.nvmf_address, config.nvmf_port)
+    try:
+        while not stop.is_set():
+            TARGET_UP.set(1 if agent.target.ready.is_set() else 0)
+            TARGET_RESTARTS.set(agent.target.restarts)
+            try:
+                await asyncio.wait_for(stop.wait(), 1.0)
+            except asyncio.TimeoutError:
+                pass
+    finally:
+        log.info("agent stopping node_id=%s", agent.node_id)
+        await server.stop(grace=2.0)
+        await agent.stop()

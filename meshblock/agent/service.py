@@ -1,0 +1,144 @@
+"""AgentService: the gRPC face of a NodeAgent (validation and conversion only)."""
+
+from __future__ import annotations
+
+import grpc
+
+from ..errors import InvalidArgument
+from ..grpcutil import rpc_method
+from ..proto.meshblock.v1 import agent_pb2 as pb
+from ..proto.meshblock.v1 import agent_pb2_grpc as pb_grpc
+from ..util import check_uuid
+from .attachments import AttachState
+from .exports import ExportState
+from .node import NodeAgent, ReplicaView
+from .replicas import LvolInfo
+
+SERVICE = "meshblock.v1.AgentService"
+method = rpc_method(SERVICE)
+
+
+def export_pb(e: ExportState | None) -> pb.Export | None:
+    if e is None:
+        return None
+    return pb.Export(nqn=e.nqn, transport="tcp", address=e.address, port=e.port,
+                     allowed_host_nqns=e.hosts, namespace_uuid=e.namespace_uuid)
+
+
+def replica_pb(v: ReplicaView) -> pb.Replica:
+    lv = v.lvol
+    origin = lv.base_snapshot.split("-", 1)[1] if lv.base_snapshot and lv.base_snapshot.startswith("snap-") else ""
+    return pb.Replica(replica_id=lv.object_id, size_bytes=lv.size_bytes, allocated_bytes=lv.allocated_bytes,
+                      thin=lv.thin, bdev_name=lv.alias, lvol_uuid=lv.uuid, origin_snapshot_id=origin,
+                      export=export_pb(v.export))
+
+
+def snapshot_pb(lv: LvolInfo, replica_id: str = "") -> pb.Snapshot:
+    return pb.Snapshot(snapshot_id=lv.object_id, replica_id=replica_id, size_bytes=lv.size_bytes,
+                       lvol_uuid=lv.uuid)
+
+
+def attachment_pb(a: AttachState) -> pb.Attachment:
+    s = a.spec
+    return pb.Attachment(attachment_id=s.attachment_id, subsystem_nqn=s.subnqn, address=s.address, port=s.port,
+                         bdev_names=a.bdev_names, size_bytes=a.size_bytes, connected=a.connected)
+
+
+def _port(field: str, value: int) -> int:
+    if not 0 < value < 65536:
+        raise InvalidArgument(field, f"{value} is not a TCP port")
+    return value
+
+
+class AgentServicer(pb_grpc.AgentServiceServicer):
+    def __init__(self, agent: NodeAgent):
+        self.agent = agent
+
+    @method
+    async def GetNodeInfo(self, request: pb.GetNodeInfoRequest, context: grpc.aio.ServicerContext) -> pb.NodeInfo:
+        return pb.NodeInfo(**self.agent.info())
+
+    @method
+    async def Health(self, request: pb.HealthRequest, context: grpc.aio.ServicerContext) -> pb.HealthReply:
+        return pb.HealthReply(**await self.agent.health())
+
+    @method
+    async def GetPool(self, request: pb.GetPoolRequest, context: grpc.aio.ServicerContext) -> pb.Pool:
+        return pb.Pool(**await self.agent.pool_status())
+
+    @method
+    async def CreateReplica(self, request: pb.CreateReplicaRequest, context: grpc.aio.ServicerContext) -> pb.Replica:
+        rid = check_uuid("replica_id", request.replica_id)
+        return replica_pb(await self.agent.create_replica(rid, request.size_bytes, thin=not request.thick))
+
+    @method
+    async def DeleteReplica(self, request: pb.DeleteReplicaRequest,
+                            context: grpc.aio.ServicerContext) -> pb.DeleteReplicaReply:
+        rid = check_uuid("replica_id", request.replica_id)
+        return pb.DeleteReplicaReply(existed=await self.agent.delete_replica(rid))
+
+    @method
+    async def ResizeReplica(self, request: pb.ResizeReplicaRequest, context: grpc.aio.ServicerContext) -> pb.Replica:
+        rid = check_uuid("replica_id", request.replica_id)
+        return replica_pb(await self.agent.resize_replica(rid, request.size_bytes))
+
+    @method
+    async def GetReplica(self, request: pb.GetReplicaRequest, context: grpc.aio.ServicerContext) -> pb.Replica:
+        return replica_pb(await self.agent.get_replica(check_uuid("replica_id", request.replica_id)))
+
+    @method
+    async def ListReplicas(self, request: pb.ListReplicasRequest,
+                           context: grpc.aio.ServicerContext) -> pb.ListReplicasReply:
+        return pb.ListReplicasReply(replicas=[replica_pb(v) for v in await self.agent.list_replicas()])
+
+    @method
+    async def ExportReplica(self, request: pb.ExportReplicaRequest, context: grpc.aio.ServicerContext) -> pb.Export:
+        rid = check_uuid("replica_id", request.replica_id)
+        return export_pb(await self.agent.export_replica(rid, list(request.allowed_host_nqns)))
+
+    @method
+    async def UnexportReplica(self, request: pb.UnexportReplicaRequest,
+                              context: grpc.aio.ServicerContext) -> pb.UnexportReplicaReply:
+        rid = check_uuid("replica_id", request.replica_id)
+        return pb.UnexportReplicaReply(existed=await self.agent.unexport_replica(rid))
+
+    @method
+    async def CreateSnapshot(self, request: pb.CreateSnapshotRequest, context: grpc.aio.ServicerContext) -> pb.Snapshot:
+        rid = check_uuid("replica_id", request.replica_id)
+        sid = check_uuid("snapshot_id", request.snapshot_id)
+        return snapshot_pb(await self.agent.create_snapshot(rid, sid), rid)
+
+    @method
+    async def DeleteSnapshot(self, request: pb.DeleteSnapshotRequest,
+                             context: grpc.aio.ServicerContext) -> pb.DeleteSnapshotReply:
+        sid = check_uuid("snapshot_id", request.snapshot_id)
+        return pb.DeleteSnapshotReply(existed=await self.agent.delete_snapshot(sid))
+
+    @method
+    async def ListSnapshots(self, request: pb.ListSnapshotsRequest,
+                            context: grpc.aio.ServicerContext) -> pb.ListSnapshotsReply:
+        return pb.ListSnapshotsReply(snapshots=[snapshot_pb(lv) for lv in await self.agent.list_snapshots()])
+
+    @method
+    async def CloneSnapshot(self, request: pb.CloneSnapshotRequest, context: grpc.aio.ServicerContext) -> pb.Replica:
+        sid = check_uuid("snapshot_id", request.snapshot_id)
+        rid = check_uuid("replica_id", request.replica_id)
+        return replica_pb(await self.agent.clone_snapshot(sid, rid))
+
+    @method
+    async def AttachRemote(self, request: pb.AttachRemoteRequest, context: grpc.aio.ServicerContext) -> pb.Attachment:
+        if not request.address:
+            raise InvalidArgument("address", "required")
+        port = _port("port", request.port)
+        return attachment_pb(await self.agent.attach(request.attachment_id, request.subsystem_nqn,
+                                                     request.address, port, request.transport))
+
+    @method
+    async def DetachRemote(self, request: pb.DetachRemoteRequest,
+                           context: grpc.aio.ServicerContext) -> pb.DetachRemoteReply:
+        return pb.DetachRemoteReply(existed=await self.agent.detach(request.attachment_id))
+
+    @method
+    async def ListAttachments(self, request: pb.ListAttachmentsRequest,
+                              context: grpc.aio.ServicerContext) -> pb.ListAttachmentsReply:
+        return pb.ListAttachmentsReply(attachments=[attachment_pb(a) for a in await self.agent.list_attachments()])

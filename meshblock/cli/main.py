@@ -1,0 +1,138 @@
+"""The `meshblock` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .. import __version__
+from ..units import format_size, parse_size
+
+
+class Size(click.ParamType):
+    name = "size"
+
+    def convert(self, value, param, ctx):  # type: ignore[override]
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(value)
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+SIZE = Size()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="meshblock")
+def cli() -> None:
+    """meshblock: replicated block storage on SPDK NVMe-oF targets."""
+
+
+@cli.command()
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Agent configuration (JSON); flags below override nothing when it is given.")
+@click.option("--name", default=None, help="Node name (default: host name).")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Where the node keeps its files.")
+@click.option("--pool-device", default="", help="Block device or file for the pool (default: DATA_DIR/pool.img).")
+@click.option("--pool-size", type=SIZE, default="8GiB", show_default=True, help="Size of a pool file created here.")
+@click.option("--nvmf-address", default="127.0.0.1", show_default=True, help="NVMe/TCP listen address.")
+@click.option("--nvmf-port", type=int, default=4420, show_default=True)
+@click.option("--listen", default="", help="gRPC address, unix:/path (default DATA_DIR/agent.sock).")
+@click.option("--spdk-socket", default="", help="RPC socket of the SPDK target.")
+@click.option("--spdk-external", is_flag=True, help="Adopt a target someone else runs at --spdk-socket.")
+@click.option("--cpumask", default="0x1", show_default=True)
+@click.option("--mem-size", type=int, default=1024, show_default=True, help="SPDK memory pool in MB.")
+@click.option("--interrupt-mode/--polling", default=True, show_default=True,
+              help="Let the replica target sleep when idle (AIO pools support it).")
+@click.option("--label", multiple=True, help="Node label key=value (zone, rack, ...).")
+@click.option("--metrics-port", type=int, default=0, help="Serve Prometheus metrics on 127.0.0.1:PORT.")
+@click.option("--log-level", default="INFO", show_default=True)
+def agent(config_file, name, data_dir, pool_device, pool_size, nvmf_address, nvmf_port, listen, spdk_socket,
+          spdk_external, cpumask, mem_size, interrupt_mode, label, metrics_port, log_level) -> None:
+    """Run a node agent: its SPDK target, pool, replicas and exports."""
+    import socket
+
+    from ..agent.config import AgentConfig
+    from ..agent.server import run_agent
+    from ..logsetup import setup_logging
+    from ..spdk import SpdkNotFoundError
+
+    if config_file:
+        cfg = AgentConfig.from_file(config_file)
+    else:
+        if data_dir is None:
+            raise click.UsageError("--data-dir or --config is required")
+        labels = {}
+        for item in label:
+            k, sep, v = item.partition("=")
+            if not sep or not k:
+                raise click.BadParameter(f"{item!r} is not key=value", param_hint="--label")
+            labels[k] = v
+        cfg = AgentConfig(name=name or socket.gethostname(), data_dir=data_dir, pool_device=pool_device,
+                          pool_size_bytes=pool_size, nvmf_address=nvmf_address, nvmf_port=nvmf_port, listen=listen,
+                          spdk_socket=spdk_socket, spdk_external=spdk_external, cpumask=cpumask,
+                          mem_size_mb=mem_size, interrupt_mode=interrupt_mode, labels=labels)
+    setup_logging(log_level, prefix=f"node={cfg.name}")
+    try:
+        asyncio.run(run_agent(cfg, metrics_port=metrics_port))
+    except SpdkNotFoundError as e:
+        raise click.ClickException(str(e))
+
+
+@cli.command()
+@click.option("--nodes", type=click.IntRange(1, 16), default=3, show_default=True, help="Storage nodes to start.")
+@click.option("--home", default=None, help="Data directory (default $MESHBLOCK_HOME or ~/.meshblock).")
+@click.option("--pool-size", type=SIZE, default="8GiB", show_default=True, help="Sparse pool file per node.")
+@click.option("--port", type=int, default=4420, show_default=True, help="NVMe/TCP port of every node.")
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
+def up(nodes, home, pool_size, port, output) -> None:
+    """Start a local cluster in the background: N nodes, each an agent with its own SPDK target."""
+    import time
+
+    from ..spdk import SpdkNotFoundError
+    from . import local
+
+    h = local.meshblock_home(home)
+    t0 = time.monotonic()
+    try:
+        procs = asyncio.run(local.up(h, nodes, pool_size, port=port))
+    except (SpdkNotFoundError, local.ClusterError) as e:
+        raise click.ClickException(str(e))
+    took = time.monotonic() - t0
+    if output == "json":
+        click.echo(json.dumps({"home": str(h), "seconds": round(took, 2), "nodes": [p.__dict__ for p in procs]},
+                              indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"meshblock local cluster ({len(procs)} nodes, up in {took:.1f}s)")
+    for col in ("node", "NVMe/TCP", "agent API", "data"):
+        t.add_column(col)
+    for p in procs:
+        t.add_row(p.name, f"{p.nvmf_address}:{p.nvmf_port}", p.listen, p.data_dir)
+    Console().print(t)
+    click.echo(f"MESHBLOCK_HOME={h}  pool {format_size(pool_size)} per node; `meshblock down` stops everything.")
+
+
+@cli.command()
+@click.option("--home", default=None, help="Data directory (default $MESHBLOCK_HOME or ~/.meshblock).")
+def down(home) -> None:
+    """Stop the local cluster started by `meshblock up` (data files are kept)."""
+    from . import local
+
+    asyncio.run(local.down(local.meshblock_home(home), log=click.echo))
+
+
+def main() -> None:
+    cli(prog_name="meshblock")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,15 @@
+"""Structured logging: one line per event, key=value fields in the message."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+
+def setup_logging(level: str = "INFO", stream=None, prefix: str = "") -> None:
+    fmt = "%(asctime)s %(levelname)s " + (f"{prefix} " if prefix else "") + "%(name)s: %(message)s"
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(logging.Formatter(fmt))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())

@@ -1,0 +1,294 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class GetNodeInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class NodeInfo(_message.Message):
+    __slots__ = ("node_id", "name", "host_nqn", "nvmf_address", "nvmf_port", "labels", "spdk_version", "agent_version")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    HOST_NQN_FIELD_NUMBER: _ClassVar[int]
+    NVMF_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    NVMF_PORT_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    SPDK_VERSION_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    name: str
+    host_nqn: str
+    nvmf_address: str
+    nvmf_port: int
+    labels: _containers.ScalarMap[str, str]
+    spdk_version: str
+    agent_version: str
+    def __init__(self, node_id: _Optional[str] = ..., name: _Optional[str] = ..., host_nqn: _Optional[str] = ..., nvmf_address: _Optional[str] = ..., nvmf_port: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., spdk_version: _Optional[str] = ..., agent_version: _Optional[str] = ...) -> None: ...
+
+class HealthRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class HealthReply(_message.Message):
+    __slots__ = ("healthy", "target_state", "target_restarts", "target_pid", "spdk_version", "pool_ready", "message")
+    HEALTHY_FIELD_NUMBER: _ClassVar[int]
+    TARGET_STATE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_PID_FIELD_NUMBER: _ClassVar[int]
+    SPDK_VERSION_FIELD_NUMBER: _ClassVar[int]
+    POOL_READY_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    healthy: bool
+    target_state: str
+    target_restarts: int
+    target_pid: int
+    spdk_version: str
+    pool_ready: bool
+    message: str
+    def __init__(self, healthy: _Optional[bool] = ..., target_state: _Optional[str] = ..., target_restarts: _Optional[int] = ..., target_pid: _Optional[int] = ..., spdk_version: _Optional[str] = ..., pool_ready: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...
+
+class GetPoolRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Pool(_message.Message):
+    __slots__ = ("name", "uuid", "total_bytes", "free_bytes", "provisioned_bytes", "cluster_size", "replica_count", "snapshot_count", "devices")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    UUID_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FREE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PROVISIONED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_SIZE_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    uuid: str
+    total_bytes: int
+    free_bytes: int
+    provisioned_bytes: int
+    cluster_size: int
+    replica_count: int
+    snapshot_count: int
+    devices: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., uuid: _Optional[str] = ..., total_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., provisioned_bytes: _Optional[int] = ..., cluster_size: _Optional[int] = ..., replica_count: _Optional[int] = ..., snapshot_count: _Optional[int] = ..., devices: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CreateReplicaRequest(_message.Message):
+    __slots__ = ("replica_id", "size_bytes", "thick")
+    REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    THICK_FIELD_NUMBER: _ClassVar[int]
+    replica_id: str
+    size_bytes: int
+    thick: bool
+    def __init__(self, replica_id: _Optional[str] = ..., size_bytes: _Optional[int] = ..., thick: _Optional[bool] = ...) -> None: ...
+
+class Replica(_message.Message):
+    __slots__ = ("replica_id", "size_bytes", "allocated_bytes", "thin", "read_only", "bdev_name", "lvol_uuid", "origin_snapshot_id", "export")
+    REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ALLOCATED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    THIN_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_FIELD_NUMBER: _ClassVar[int]
+    BDEV_NAME_FIELD_NUMBER: _ClassVar[int]
+    LVOL_UUID_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPORT_FIELD_NUMBER: _ClassVar[int]
+    replica_id: str
+    size_bytes: int
+    allocated_bytes: int
+    thin: bool
+    read_only: bool
+    bdev_name: str
+    lvol_uuid: str
+    origin_snapshot_id: str
+    export: Export
+    def __init__(self, replica_id: _Optional[str] = ..., size_bytes: _Optional[int] = ..., allocated_bytes: _Optional[int] = ..., thin: _Optional[bool] = ..., read_only: _Optional[bool] = ..., bdev_name: _Optional[str] = ..., lvol_uuid: _Optional[str] = ..., origin_snapshot_id: _Optional[str] = ..., export: _Optional[_Union[Export, _Mapping]] = ...) -> None: ...
+
+class DeleteReplicaRequest(_message.Message):
+    __slots__ = ("replica_id",)
+    REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
+    replica_id: str
+    def __init__(self, replica_id: _Optional[str] = ...) -> None: ...
+
+class DeleteReplicaReply(_message.Message):
+    __slots__ = ("existed",)
+    EXISTED_FIELD_NUMBER: _ClassVar[int]
+    existed: bool
+    def __init__(self, existed: _Optional[bool] = ...) -> None: ...
+
+class ResizeReplicaRequest(_message.Message):
+    __slots__ = ("replica_id", "size_bytes")
+    REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    replica_id: str
+    size_bytes: int
+    def __init__(self, replica_id: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+
+class GetReplicaRequest(_message.Message):
+    __slots__ = ("replica_id",)
+    REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
+    replica_id: str
+    def __init__(self, replica_id: _Optional[str] = ...) -> None: ...
+
+class ListReplicasRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListReplicasReply(_message.Message):
+    __slots__ = ("replicas",)
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    replicas: _containers.RepeatedCompositeFieldContainer[Replica]
+    def __init__(self, replicas: _Optional[_Iterable[_Union[Replica, _Mapping]]] = ...) -> None: ...
+
+class ExportReplicaRequest(_message.Message):
+    __slots__ = ("replica_id", "allowed_host_nqns")
+    REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_HOST_NQNS_FIELD_NUMBER: _ClassVar[int]
+    replica_id: str
+    allowed_host_nqns: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, replica_id: _Optional[str] = ..., allowed_host_nqns: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Export(_message.Message):
+    __slots__ = ("nqn", "transport", "address", "port", "allowed_host_nqns", "namespace_uuid")
+    NQN_FIELD_NUMBER: _ClassVar[int]
+    TRANSPORT_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_HOST_NQNS_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_UUID_FIELD_NUMBER: _ClassVar[int]
+    nqn: str
+    transport: str
+    address: str
+    port: int
+    allowed_host_nqns: _containers.RepeatedScalarFieldContainer[str]
+    namespace_uuid: str
+    def __init__(self, nqn: _Optional[str] = ..., transport: _Optional[str] = ..., address: _Optional[str] = ..., port: _Optional[int] = ..., allowed_host_nqns: _Optional[_Iterable[str]] = ..., namespace_uuid: _Optional[str] = ...) -> None: ...
+
+class UnexportReplicaRequest(_message.Message):
+    __slots__ = ("replica_id",)
+    REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
+    replica_id: str
+    def __init__(self, replica_id: _Optional[str] = ...) -> None: ...
+
+class UnexportReplicaReply(_message.Message):
+    __slots__ = ("existed",)
+    EXISTED_FIELD_NUMBER: _ClassVar[int]
+    existed: bool
+    def __init__(self, existed: _Optional[bool] = ...) -> None: ...
+
+class CreateSnapshotRequest(_message.Message):
+    __slots__ = ("replica_id", "snapshot_id")
+    REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
+    replica_id: str
+    snapshot_id: str
+    def __init__(self, replica_id: _Optional[str] = ..., snapshot_id: _Optional[str] = ...) -> None: ...
+
+class Snapshot(_message.Message):
+    __slots__ = ("snapshot_id", "replica_id", "size_bytes", "lvol_uuid")
+    SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    LVOL_UUID_FIELD_NUMBER: _ClassVar[int]
+    snapshot_id: str
+    replica_id: str
+    size_bytes: int
+    lvol_uuid: str
+    def __init__(self, snapshot_id: _Optional[str] = ..., replica_id: _Optional[str] = ..., size_bytes: _Optional[int] = ..., lvol_uuid: _Optional[str] = ...) -> None: ...
+
+class DeleteSnapshotRequest(_message.Message):
+    __slots__ = ("snapshot_id",)
+    SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
+    snapshot_id: str
+    def __init__(self, snapshot_id: _Optional[str] = ...) -> None: ...
+
+class DeleteSnapshotReply(_message.Message):
+    __slots__ = ("existed",)
+    EXISTED_FIELD_NUMBER: _ClassVar[int]
+    existed: bool
+    def __init__(self, existed: _Optional[bool] = ...) -> None: ...
+
+class ListSnapshotsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListSnapshotsReply(_message.Message):
+    __slots__ = ("snapshots",)
+    SNAPSHOTS_FIELD_NUMBER: _ClassVar[int]
+    snapshots: _containers.RepeatedCompositeFieldContainer[Snapshot]
+    def __init__(self, snapshots: _Optional[_Iterable[_Union[Snapshot, _Mapping]]] = ...) -> None: ...
+
+class CloneSnapshotRequest(_message.Message):
+    __slots__ = ("snapshot_id", "replica_id")
+    SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
+    snapshot_id: str
+    replica_id: str
+    def __init__(self, snapshot_id: _Optional[str] = ..., replica_id: _Optional[str] = ...) -> None: ...
+
+class AttachRemoteRequest(_message.Message):
+    __slots__ = ("attachment_id", "subsystem_nqn", "address", "port", "transport")
+    ATTACHMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBSYSTEM_NQN_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    TRANSPORT_FIELD_NUMBER: _ClassVar[int]
+    attachment_id: str
+    subsystem_nqn: str
+    address: str
+    port: int
+    transport: str
+    def __init__(self, attachment_id: _Optional[str] = ..., subsystem_nqn: _Optional[str] = ..., address: _Optional[str] = ..., port: _Optional[int] = ..., transport: _Optional[str] = ...) -> None: ...
+
+class Attachment(_message.Message):
+    __slots__ = ("attachment_id", "subsystem_nqn", "address", "port", "bdev_names", "size_bytes", "connected")
+    ATTACHMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBSYSTEM_NQN_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    BDEV_NAMES_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CONNECTED_FIELD_NUMBER: _ClassVar[int]
+    attachment_id: str
+    subsystem_nqn: str
+    address: str
+    port: int
+    bdev_names: _containers.RepeatedScalarFieldContainer[str]
+    size_bytes: int
+    connected: bool
+    def __init__(self, attachment_id: _Optional[str] = ..., subsystem_nqn: _Optional[str] = ..., address: _Optional[str] = ..., port: _Optional[int] = ..., bdev_names: _Optional[_Iterable[str]] = ..., size_bytes: _Optional[int] = ..., connected: _Optional[bool] = ...) -> None: ...
+
+class DetachRemoteRequest(_message.Message):
+    __slots__ = ("attachment_id",)
+    ATTACHMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    attachment_id: str
+    def __init__(self, attachment_id: _Optional[str] = ...) -> None: ...
+
+class DetachRemoteReply(_message.Message):
+    __slots__ = ("existed",)
+    EXISTED_FIELD_NUMBER: _ClassVar[int]
+    existed: bool
+    def __init__(self, existed: _Optional[bool] = ...) -> None: ...
+
+class ListAttachmentsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListAttachmentsReply(_message.Message):
+    __slots__ = ("attachments",)
+    ATTACHMENTS_FIELD_NUMBER: _ClassVar[int]
+    attachments: _containers.RepeatedCompositeFieldContainer[Attachment]
+    def __init__(self, attachments: _Optional[_Iterable[_Union[Attachment, _Mapping]]] = ...) -> None: ...

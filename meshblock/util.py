@@ -1,0 +1,63 @@
+"""Small helpers shared across services."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import uuid
+from collections import defaultdict
+from pathlib import Path
+from typing import AsyncIterator
+
+from .errors import InvalidArgument
+
+_NQN_RE = re.compile(r"^nqn\.\d{4}-\d{2}\.[a-z0-9.-]+(:[\x21-\x7e]+)?$|^nqn\.2014-08\.org\.nvmexpress:uuid:"
+                     r"[0-9a-f-]{36}$", re.I)
+NQN_MAX = 223
+
+
+def check_uuid(field: str, value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except (ValueError, TypeError, AttributeError):
+        raise InvalidArgument(field, f"{value!r} is not a UUID") from None
+
+
+def check_nqn(field: str, value: str) -> str:
+    if not value or len(value.encode()) > NQN_MAX or not _NQN_RE.match(value):
+        raise InvalidArgument(field, f"{value!r} is not an NVMe qualified name (nqn.yyyy-mm.reverse.domain:...)")
+    return value
+
+
+class KeyedLock:
+    """One asyncio lock per key, so operations on the same object run one at a time."""
+
+    def __init__(self) -> None:
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    @contextlib.asynccontextmanager
+    async def __call__(self, key: str) -> AsyncIterator[None]:
+        lock = self._locks[key]
+        async with lock:
+            yield
+        if not lock.locked() and not getattr(lock, "_waiters", None):
+            self._locks.pop(key, None)
+
+
+def atomic_write(path: Path, data: str, mode: int = 0o644) -> None:
+    """Write ``data`` so that a crash leaves either the old or the new file, never half of one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
