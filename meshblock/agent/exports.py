@@ -15,7 +15,7 @@ MODEL = "meshblock"
 @dataclass(frozen=True)
 class ExportSpec:
     nqn: str
-    bdev_name: str
+    bdev_name: str          # the bdev's canonical name (an lvol's UUID): what SPDK reports back
     namespace_uuid: str
     address: str
     port: int

@@ -154,7 +154,7 @@ class NodeAgent:
 
     # --- replicas ------------------------------------------------------------------------------
     def _export_spec(self, rid: str, lv: LvolInfo, hosts: frozenset[str]) -> ExportSpec:
-        return ExportSpec(nqn=nqn("replica", rid), bdev_name=lv.alias, namespace_uuid=rid,
+        return ExportSpec(nqn=nqn("replica", rid), bdev_name=lv.uuid, namespace_uuid=rid,
                           address=self.config.nvmf_address, port=self.config.nvmf_port, hosts=hosts)
 
     def _export_state(self, rid: str) -> ExportState | None:

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 
 from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
-from ..spdk import SpdkBusy, SpdkNoSpace, SpdkNotFound, SpdkRpc
+from ..spdk import SpdkBusy, SpdkNoSpace, SpdkNotFound, SpdkNotPermitted, SpdkRpc
 from ..spdk.rpc import MiB
 from .pool import Pool
 
@@ -122,8 +122,9 @@ class ReplicaStore:
             await self.rpc.bdev_lvol_delete(lv.alias)
         except SpdkNotFound:
             return False
-        except SpdkBusy as e:
-            raise FailedPrecondition(f"{lvol_name} is in use: {e.message}")
+        except (SpdkBusy, SpdkNotPermitted) as e:
+            raise FailedPrecondition(f"{lvol_name} cannot be deleted now (in use, or a snapshot with several "
+                                     f"clones): {e.message}")
         log.info("lvol deleted name=%s", lvol_name)
         return True
 

@@ -3,11 +3,11 @@
 from .client import SpdkClient
 from .discovery import SpdkInstall, SpdkNotFoundError, find_spdk
 from .errors import (SpdkBusy, SpdkConnectionError, SpdkError, SpdkExists, SpdkInvalidParams,
-                     SpdkMethodNotFound, SpdkNoSpace, SpdkNotFound, SpdkRpcError, SpdkTimeout)
+                     SpdkMethodNotFound, SpdkNoSpace, SpdkNotFound, SpdkNotPermitted, SpdkRpcError, SpdkTimeout)
 from .rpc import SpdkRpc
 
 __all__ = [
     "SpdkClient", "SpdkRpc", "SpdkInstall", "SpdkNotFoundError", "find_spdk",
     "SpdkError", "SpdkConnectionError", "SpdkTimeout", "SpdkRpcError", "SpdkNotFound", "SpdkExists",
-    "SpdkNoSpace", "SpdkBusy", "SpdkInvalidParams", "SpdkMethodNotFound",
+    "SpdkNoSpace", "SpdkBusy", "SpdkNotPermitted", "SpdkInvalidParams", "SpdkMethodNotFound",
 ]

@@ -1,7 +1,9 @@
 """Finding an SPDK build on this machine.
 
-Looked for, in order: ``$MESHBLOCK_SPDK_DIR`` (an SPDK source tree after ``make``,
-or an install prefix), then ``PATH``.  A source tree keeps its apps in
+When ``$MESHBLOCK_SPDK_DIR`` is set it is the only place looked at (an SPDK
+source tree after ``make``, or an install prefix): a wrong setting is reported,
+never silently replaced by another build.  Otherwise ``PATH`` is searched, then
+the conventional build location ``/opt/spdk``.  A source tree keeps its apps in
 ``build/bin`` and ``build/examples`` and, when built with ``--with-shared``,
 its libraries in ``build/lib``.
 """
@@ -15,10 +17,11 @@ from pathlib import Path
 
 ENV_VAR = "MESHBLOCK_SPDK_DIR"
 SUPPORTED = "SPDK 24.09 or newer (developed against 26.09-pre)"
+CONVENTIONAL_DIRS = (Path("/opt/spdk"),)
 
 HOW_TO_PROVIDE = (
     "Build SPDK from its public source (https://spdk.io, `./configure && make`) and either set "
-    f"{ENV_VAR} to the source tree (or install prefix) or put its nvmf_tgt on PATH. "
+    f"{ENV_VAR} to the source tree (or install prefix), put its nvmf_tgt on PATH, or build it in /opt/spdk. "
     f"Supported: {SUPPORTED}."
 )
 
@@ -84,9 +87,9 @@ def find_spdk(env: dict[str, str] | None = None) -> SpdkInstall:
         found = _from_dir(root)
         if found is not None:
             return found
-        looked.append(f"{ENV_VAR}={root} (no executable nvmf_tgt or spdk_tgt under build/bin or bin)")
-    else:
-        looked.append(f"{ENV_VAR} (not set)")
+        raise SpdkNotFoundError(f"SPDK not found; looked in {ENV_VAR}={root} (no executable nvmf_tgt or "
+                                f"spdk_tgt under build/bin or bin). " + HOW_TO_PROVIDE)
+    looked.append(f"{ENV_VAR} (not set)")
     path = env.get("PATH", os.defpath)
     programs: dict[str, Path] = {}
     for name in PROGRAMS:
@@ -96,4 +99,9 @@ def find_spdk(env: dict[str, str] | None = None) -> SpdkInstall:
     if "nvmf_tgt" in programs or "spdk_tgt" in programs:
         return SpdkInstall(root=None, programs=programs)
     looked.append("PATH (no nvmf_tgt or spdk_tgt)")
+    for root in CONVENTIONAL_DIRS:
+        found = _from_dir(root)
+        if found is not None:
+            return found
+        looked.append(f"{root} (no build)")
     raise SpdkNotFoundError("SPDK not found; looked in " + "; ".join(looked) + ". " + HOW_TO_PROVIDE)

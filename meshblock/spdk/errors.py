@@ -58,6 +58,10 @@ class SpdkBusy(SpdkRpcError):
     """The object is in use (open, claimed, or an operation is under way)."""
 
 
+class SpdkNotPermitted(SpdkRpcError):
+    """The operation is refused in the object's present state (e.g. deleting a snapshot with clones)."""
+
+
 class SpdkInvalidParams(SpdkRpcError):
     """The parameters were rejected."""
 
@@ -78,6 +82,7 @@ _BY_ERRNO: dict[int, type[SpdkRpcError]] = {
     -errno.EALREADY: SpdkExists,
     -errno.ENOSPC: SpdkNoSpace,
     -errno.EBUSY: SpdkBusy,
+    -errno.EPERM: SpdkNotPermitted,
     -errno.EINVAL: SpdkInvalidParams,
     JSONRPC_METHOD_NOT_FOUND: SpdkMethodNotFound,
 }
@@ -89,6 +94,7 @@ _BY_MESSAGE: list[tuple[re.Pattern[str], type[SpdkRpcError]]] = [
     (re.compile(r"does not exist|not found|No such|Unable to find|Could not find|cannot find|"
                 r"unknown (bdev|subsystem|controller)", re.I), SpdkNotFound),
     (re.compile(r"busy|in use", re.I), SpdkBusy),
+    (re.compile(r"Operation not permitted", re.I), SpdkNotPermitted),
 ]
 
 

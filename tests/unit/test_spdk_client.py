@@ -9,7 +9,8 @@ import os
 import pytest
 
 from meshblock.spdk import (SpdkBusy, SpdkClient, SpdkConnectionError, SpdkExists, SpdkInvalidParams,
-                            SpdkMethodNotFound, SpdkNoSpace, SpdkNotFound, SpdkRpcError, SpdkTimeout)
+                            SpdkMethodNotFound, SpdkNoSpace, SpdkNotFound, SpdkNotPermitted, SpdkRpcError,
+                            SpdkTimeout)
 from meshblock.spdk.errors import error_from_response
 
 
@@ -165,6 +166,8 @@ async def test_server_errors_map_to_types(server):
     (-22, "Invalid argument", SpdkInvalidParams),
     (-32602, "Unable to find bdev with name: foo", SpdkNotFound),
     (-32603, "something odd", SpdkRpcError),
+    (-32603, "Operation not permitted", SpdkNotPermitted),
+    (-1, "Operation not permitted", SpdkNotPermitted),
 ])
 def test_error_mapping(code, message, cls):
     err = error_from_response("m", {"code": code, "message": message})

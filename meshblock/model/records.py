@@ -1,0 +1,176 @@
+"""Typed records of the cluster's desired and observed state, and their state machines.
+
+Records are stored as JSON documents (``to_data`` / ``from_data``) by the state
+store; the store's revision travels with each record for optimistic concurrency.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+T = TypeVar("T", bound="Record")
+
+
+class NodeState(str, enum.Enum):
+    UP = "up"
+    DOWN = "down"
+
+
+class VolumeState(str, enum.Enum):
+    CREATING = "creating"
+    AVAILABLE = "available"      # every replica online
+    DEGRADED = "degraded"        # serving with fewer replicas than asked for
+    FAULTED = "faulted"          # no replica reachable: not serving
+    DELETING = "deleting"
+
+
+class ReplicaState(str, enum.Enum):
+    CREATING = "creating"
+    ONLINE = "online"
+    OFFLINE = "offline"          # its node is down or the replica is missing there
+    REBUILDING = "rebuilding"
+    DELETING = "deleting"
+
+
+class SnapshotState(str, enum.Enum):
+    CREATING = "creating"
+    READY = "ready"
+    DELETING = "deleting"
+
+
+VOLUME_TRANSITIONS: dict[VolumeState, set[VolumeState]] = {
+    VolumeState.CREATING: {VolumeState.AVAILABLE, VolumeState.DEGRADED, VolumeState.FAULTED, VolumeState.DELETING},
+    VolumeState.AVAILABLE: {VolumeState.DEGRADED, VolumeState.FAULTED, VolumeState.DELETING},
+    VolumeState.DEGRADED: {VolumeState.AVAILABLE, VolumeState.FAULTED, VolumeState.DELETING},
+    VolumeState.FAULTED: {VolumeState.AVAILABLE, VolumeState.DEGRADED, VolumeState.DELETING},
+    VolumeState.DELETING: set(),
+}
+
+
+class InvalidTransition(ValueError):
+    pass
+
+
+def now() -> float:
+    return time.time()
+
+
+@dataclass
+class Record:
+    KIND: ClassVar[str] = ""
+    id: str
+    revision: int = field(default=0, compare=False)
+
+    @property
+    def name_key(self) -> str | None:
+        return None
+
+    def to_data(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.pop("revision", None)
+        d.pop("id", None)
+        for k, v in d.items():
+            if isinstance(v, enum.Enum):
+                d[k] = v.value
+        return d
+
+    @classmethod
+    def from_data(cls: type[T], id: str, data: dict[str, Any], revision: int = 0) -> T:
+        kwargs: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name in ("id", "revision") or f.name not in data:
+                continue
+            v = data[f.name]
+            t = f.type if isinstance(f.type, type) else _ENUMS.get(str(f.type))
+            if t is not None and isinstance(t, type) and issubclass(t, enum.Enum) and v is not None:
+                v = t(v)
+            kwargs[f.name] = v
+        return cls(id=id, revision=revision, **kwargs)
+
+
+@dataclass
+class Node(Record):
+    KIND: ClassVar[str] = "node"
+    name: str = ""
+    endpoint: str = ""               # agent gRPC address (unix:/path or host:port)
+    host_nqn: str = ""
+    nvmf_address: str = ""
+    nvmf_port: int = 4420
+    labels: dict[str, str] = field(default_factory=dict)
+    state: NodeState = NodeState.UP
+    cordoned: bool = False
+    draining: bool = False
+    total_bytes: int = 0
+    free_bytes: int = 0
+    last_seen: float = 0.0
+    registered_at: float = 0.0
+
+    @property
+    def name_key(self) -> str | None:
+        return self.name
+
+
+@dataclass
+class Volume(Record):
+    KIND: ClassVar[str] = "volume"
+    name: str = ""
+    size_bytes: int = 0
+    replicas: int = 1
+    spread: str = ""                 # node label whose values replicas must not share ("" = node)
+    labels: dict[str, str] = field(default_factory=dict)
+    state: VolumeState = VolumeState.CREATING
+    stage: str = ""                  # the persisted step of a long operation under way
+    head_node_id: str = ""
+    nqn: str = ""
+    namespace_uuid: str = ""
+    hosts: list[str] = field(default_factory=list)      # host NQNs allowed to connect
+    source_snapshot_id: str = ""
+    source_volume_id: str = ""
+    created_at: float = 0.0
+    message: str = ""
+
+    @property
+    def name_key(self) -> str | None:
+        return self.name
+
+    def move_to(self, new: VolumeState) -> None:
+        if new == self.state:
+            return
+        if new not in VOLUME_TRANSITIONS[self.state]:
+            raise InvalidTransition(f"volume {self.name}: {self.state.value} -> {new.value} is not allowed")
+        self.state = new
+
+
+@dataclass
+class Replica(Record):
+    KIND: ClassVar[str] = "replica"
+    volume_id: str = ""
+    node_id: str = ""
+    size_bytes: int = 0
+    state: ReplicaState = ReplicaState.CREATING
+    source_snapshot_replica: str = ""   # for clones: the snapshot lvol id on the same node
+    created_at: float = 0.0
+
+
+@dataclass
+class Snapshot(Record):
+    KIND: ClassVar[str] = "snapshot"
+    name: str = ""
+    volume_id: str = ""
+    size_bytes: int = 0
+    state: SnapshotState = SnapshotState.CREATING
+    # per node: the agent-level snapshot id taken of that node's replica
+    parts: dict[str, str] = field(default_factory=dict)
+    created_at: float = 0.0
+
+    @property
+    def name_key(self) -> str | None:
+        return self.name
+
+
+_ENUMS = {"NodeState": NodeState, "VolumeState": VolumeState, "ReplicaState": ReplicaState,
+          "SnapshotState": SnapshotState}
