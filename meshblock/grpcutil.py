@@ -68,10 +68,13 @@ def rpc_method(service: str) -> Callable:
 
 
 async def make_server(listen: str, register: Callable[[grpc.aio.Server], None],
-                      service_names: Iterable[str]) -> tuple[grpc.aio.Server, health.HealthServicer]:
+                      service_names: Iterable[str], *,
+                      tls: grpc.ServerCredentials | None = None,
+                      serving: bool = True) -> tuple[grpc.aio.Server, health.HealthServicer]:
     """A grpc.aio server with the standard health and reflection services.
 
-    ``listen`` is ``unix:/path`` (made owner-only) or ``host:port``.
+    ``listen`` is ``unix:/path`` (made owner-only) or ``host:port``, which needs ``tls``:
+    there is no unauthenticated TCP listener.
     """
     server = grpc.aio.server()
     register(server)
@@ -89,11 +92,26 @@ async def make_server(listen: str, register: Callable[[grpc.aio.Server], None],
             server.add_insecure_port(listen)
         finally:
             os.umask(old)
+    elif tls is not None:
+        server.add_secure_port(listen, tls)
     else:
-        raise ValueError(f"listen address {listen!r}: only unix: sockets are served without TLS")
+        raise ValueError(f"listen address {listen!r}: TCP needs TLS with client certificates "
+                         "(only unix: sockets are served without TLS)")
     await server.start()
     if listen.startswith("unix:"):
         os.chmod(listen[len("unix:"):], 0o600)
-    for n in names + [""]:
-        health_servicer.set(n, health_pb2.HealthCheckResponse.SERVING)
+    set_serving(health_servicer, names, serving)
     return server, health_servicer
+
+
+def set_serving(health_servicer: health.HealthServicer, names: Iterable[str], serving: bool) -> None:
+    status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+    for n in list(names) + [""]:
+        health_servicer.set(n, status)
+
+
+def server_tls(cert_file: str, key_file: str, client_ca_file: str) -> grpc.ServerCredentials:
+    """TLS that requires client certificates signed by ``client_ca_file``."""
+    return grpc.ssl_server_credentials([(Path(key_file).read_bytes(), Path(cert_file).read_bytes())],
+                                       root_certificates=Path(client_ca_file).read_bytes(),
+                                       require_client_auth=True)

@@ -40,6 +40,8 @@ class AgentConfig:
     head_cpumask: str = "0x1"
     head_mem_size_mb: int = 1024
     keep_target_on_exit: bool = False
+    # controllers to register with (comma-separated endpoints; the leader answers)
+    controller: str = ""
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)

@@ -34,6 +34,33 @@ class ReplicaView:
     export: ExportState | None
 
 
+@dataclass(frozen=True)
+class HeadLeg:
+    replica_id: str
+    node_id: str
+    subsystem_nqn: str = ""
+    address: str = ""
+    port: int = 0
+
+
+@dataclass(frozen=True)
+class Head:
+    volume_id: str
+    nqn: str
+    namespace_uuid: str
+    legs: tuple[HeadLeg, ...]
+    hosts: frozenset[str]
+    ana_state: str = "optimized"
+
+
+@dataclass
+class HeadView:
+    head: Head
+    address: str
+    port: int
+    size_bytes: int
+
+
 class NodeAgent:
     def __init__(self, config: AgentConfig, install: SpdkInstall | None):
         self.config = config
@@ -52,6 +79,7 @@ class NodeAgent:
         self.exporter = Exporter(self.rpc)
         self.exports: dict[str, frozenset[str]] = {}   # replica id -> allowed host NQNs
         self.attachments: dict[str, AttachSpec] = {}   # attachment id -> spec
+        self.heads: dict[str, Head] = {}               # volume id -> head
         self.head: TargetSupervisor | None = None
         self.head_rpc: SpdkRpc | None = None
         self.locks = KeyedLock()
@@ -89,7 +117,12 @@ class NodeAgent:
                 self.exports.pop(rid, None)
                 continue
             await self.exporter.ensure(self._export_spec(rid, lv, hosts))
-        log.info("node converged node_id=%s exports=%d", self.node_id, len(self.exports))
+        for head in list(self.heads.values()):
+            try:
+                await self._apply_head(head)
+            except Exception as e:  # noqa: BLE001 - one broken head must not stop the others
+                log.error("head of volume %s not restored: %s", head.volume_id, e)
+        log.info("node converged node_id=%s exports=%d heads=%d", self.node_id, len(self.exports), len(self.heads))
         if self.head is self.target:
             await self._converge_head()
 
@@ -260,6 +293,45 @@ class NodeAgent:
             ctrl = ctrls.get(spec.controller)
             st = await attacher.state(spec, ctrl) if ctrl else None
             out.append(st or AttachState(spec=spec, bdev_names=[], size_bytes=0, connected=False))
+        return out
+
+    # --- heads ----------------------------------------------------------------------------------
+    async def _apply_head(self, head: Head) -> HeadView:
+        if len(head.legs) != 1 or head.legs[0].node_id != self.node_id:
+            raise FailedPrecondition("a head composes one local replica in this version; volumes with several "
+                                     "replicas need the replicated head")
+        leg = head.legs[0]
+        lv = await self.replicas.require(REPLICA_PREFIX + leg.replica_id, "replica")
+        # one replica: its lvol is exported as the volume directly, no raid in the data path
+        await self.exporter.ensure(ExportSpec(nqn=head.nqn, bdev_name=lv.uuid, namespace_uuid=head.namespace_uuid,
+                                              address=self.config.nvmf_address, port=self.config.nvmf_port,
+                                              hosts=head.hosts, serial=head.volume_id.replace("-", "")))
+        return HeadView(head, self.config.nvmf_address, self.config.nvmf_port, lv.size_bytes)
+
+    async def ensure_head(self, head: Head) -> HeadView:
+        self._require_running()
+        for h in head.hosts:
+            check_nqn("allowed_host_nqns", h)
+        check_nqn("nqn", head.nqn)
+        async with self.locks("head:" + head.volume_id):
+            view = await self._apply_head(head)
+            self.heads[head.volume_id] = head
+            return view
+
+    async def delete_head(self, volume_id: str) -> bool:
+        self._require_running()
+        async with self.locks("head:" + volume_id):
+            head = self.heads.pop(volume_id, None)
+            removed = await self.exporter.remove(head.nqn if head else nqn("volume", volume_id))
+            return removed or head is not None
+
+    async def list_heads(self) -> list[HeadView]:
+        self._require_running()
+        out = []
+        lvols = await self.replicas.lvols()
+        for head in self.heads.values():
+            lv = lvols.get(REPLICA_PREFIX + head.legs[0].replica_id)
+            out.append(HeadView(head, self.config.nvmf_address, self.config.nvmf_port, lv.size_bytes if lv else 0))
         return out
 
     # --- health --------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from ..proto.meshblock.v1 import agent_pb2_grpc
 from ..spdk import find_spdk
 from .config import AgentConfig
 from .node import NodeAgent
+from .registration import register_forever
 from .service import SERVICE, AgentServicer
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,10 @@ async def run_agent(config: AgentConfig, *, metrics_port: int = 0, stop: asyncio
         start_http_server(metrics_port, addr="127.0.0.1")
     log.info("agent ready node_id=%s name=%s listen=%s nvmf=%s:%d", agent.node_id, config.name, config.listen,
              config.nvmf_address, config.nvmf_port)
+    registration = None
+    if config.controller:
+        registration = asyncio.create_task(
+            register_forever(agent, [e.strip() for e in config.controller.split(",") if e.strip()], stop))
     try:
         while not stop.is_set():
             TARGET_UP.set(1 if agent.target.ready.is_set() else 0)
@@ -46,5 +51,7 @@ async def run_agent(config: AgentConfig, *, metrics_port: int = 0, stop: asyncio
                 pass
     finally:
         log.info("agent stopping node_id=%s", agent.node_id)
+        if registration is not None:
+            registration.cancel()
         await server.stop(grace=2.0)
         await agent.stop()

@@ -11,7 +11,7 @@ from ..proto.meshblock.v1 import agent_pb2_grpc as pb_grpc
 from ..util import check_uuid
 from .attachments import AttachState
 from .exports import ExportState
-from .node import NodeAgent, ReplicaView
+from .node import Head, HeadLeg, HeadView, NodeAgent, ReplicaView
 from .replicas import LvolInfo
 
 SERVICE = "meshblock.v1.AgentService"
@@ -33,8 +33,8 @@ def replica_pb(v: ReplicaView) -> pb.Replica:
                       export=export_pb(v.export))
 
 
-def snapshot_pb(lv: LvolInfo, replica_id: str = "") -> pb.Snapshot:
-    return pb.Snapshot(snapshot_id=lv.object_id, replica_id=replica_id, size_bytes=lv.size_bytes,
+def snapshot_pb(lv: LvolInfo, replica_id: str = "") -> pb.ReplicaSnapshot:
+    return pb.ReplicaSnapshot(snapshot_id=lv.object_id, replica_id=replica_id, size_bytes=lv.size_bytes,
                        lvol_uuid=lv.uuid)
 
 
@@ -42,6 +42,25 @@ def attachment_pb(a: AttachState) -> pb.Attachment:
     s = a.spec
     return pb.Attachment(attachment_id=s.attachment_id, subsystem_nqn=s.subnqn, address=s.address, port=s.port,
                          bdev_names=a.bdev_names, size_bytes=a.size_bytes, connected=a.connected)
+
+
+def head_pb(v: HeadView) -> pb.HeadStatus:
+    h = v.head
+    return pb.HeadStatus(volume_id=h.volume_id, nqn=h.nqn, address=v.address, port=v.port, size_bytes=v.size_bytes,
+                         allowed_host_nqns=sorted(h.hosts), ana_state=h.ana_state)
+
+
+def head_from_pb(spec: pb.HeadSpec) -> Head:
+    vid = check_uuid("volume_id", spec.volume_id)
+    if not spec.legs:
+        raise InvalidArgument("legs", "a head needs at least one replica")
+    legs = tuple(HeadLeg(replica_id=check_uuid("legs.replica_id", leg.replica_id), node_id=leg.node_id,
+                         subsystem_nqn=leg.subsystem_nqn, address=leg.address, port=leg.port) for leg in spec.legs)
+    ana = spec.ana_state or "optimized"
+    if ana not in ("optimized", "non_optimized", "inaccessible"):
+        raise InvalidArgument("ana_state", f"{ana!r} is not optimized, non_optimized or inaccessible")
+    return Head(volume_id=vid, nqn=spec.nqn, namespace_uuid=check_uuid("namespace_uuid", spec.namespace_uuid),
+                legs=legs, hosts=frozenset(spec.allowed_host_nqns), ana_state=ana)
 
 
 def _port(field: str, value: int) -> int:
@@ -103,21 +122,21 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
         return pb.UnexportReplicaReply(existed=await self.agent.unexport_replica(rid))
 
     @method
-    async def CreateSnapshot(self, request: pb.CreateSnapshotRequest, context: grpc.aio.ServicerContext) -> pb.Snapshot:
+    async def CreateSnapshot(self, request: pb.CreateReplicaSnapshotRequest, context: grpc.aio.ServicerContext) -> pb.ReplicaSnapshot:
         rid = check_uuid("replica_id", request.replica_id)
         sid = check_uuid("snapshot_id", request.snapshot_id)
         return snapshot_pb(await self.agent.create_snapshot(rid, sid), rid)
 
     @method
-    async def DeleteSnapshot(self, request: pb.DeleteSnapshotRequest,
-                             context: grpc.aio.ServicerContext) -> pb.DeleteSnapshotReply:
+    async def DeleteSnapshot(self, request: pb.DeleteReplicaSnapshotRequest,
+                             context: grpc.aio.ServicerContext) -> pb.DeleteReplicaSnapshotReply:
         sid = check_uuid("snapshot_id", request.snapshot_id)
-        return pb.DeleteSnapshotReply(existed=await self.agent.delete_snapshot(sid))
+        return pb.DeleteReplicaSnapshotReply(existed=await self.agent.delete_snapshot(sid))
 
     @method
-    async def ListSnapshots(self, request: pb.ListSnapshotsRequest,
-                            context: grpc.aio.ServicerContext) -> pb.ListSnapshotsReply:
-        return pb.ListSnapshotsReply(snapshots=[snapshot_pb(lv) for lv in await self.agent.list_snapshots()])
+    async def ListSnapshots(self, request: pb.ListReplicaSnapshotsRequest,
+                            context: grpc.aio.ServicerContext) -> pb.ListReplicaSnapshotsReply:
+        return pb.ListReplicaSnapshotsReply(snapshots=[snapshot_pb(lv) for lv in await self.agent.list_snapshots()])
 
     @method
     async def CloneSnapshot(self, request: pb.CloneSnapshotRequest, context: grpc.aio.ServicerContext) -> pb.Replica:
@@ -142,3 +161,15 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
     async def ListAttachments(self, request: pb.ListAttachmentsRequest,
                               context: grpc.aio.ServicerContext) -> pb.ListAttachmentsReply:
         return pb.ListAttachmentsReply(attachments=[attachment_pb(a) for a in await self.agent.list_attachments()])
+
+    @method
+    async def EnsureHead(self, request: pb.HeadSpec, context: grpc.aio.ServicerContext) -> pb.HeadStatus:
+        return head_pb(await self.agent.ensure_head(head_from_pb(request)))
+
+    @method
+    async def DeleteHead(self, request: pb.DeleteHeadRequest, context: grpc.aio.ServicerContext) -> pb.DeleteHeadReply:
+        return pb.DeleteHeadReply(existed=await self.agent.delete_head(check_uuid("volume_id", request.volume_id)))
+
+    @method
+    async def ListHeads(self, request: pb.ListHeadsRequest, context: grpc.aio.ServicerContext) -> pb.ListHeadsReply:
+        return pb.ListHeadsReply(heads=[head_pb(v) for v in await self.agent.list_heads()])

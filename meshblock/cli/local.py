@@ -22,7 +22,7 @@ from pathlib import Path
 import grpc
 
 from ..agent.config import AgentConfig
-from ..proto.meshblock.v1 import agent_pb2, agent_pb2_grpc
+from ..proto.meshblock.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc
 from ..spdk import find_spdk
 from ..spdk.supervisor import process_cmdline, pid_alive
 from ..util import atomic_write
@@ -50,6 +50,10 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
+def controller_endpoint(home: Path) -> str:
+    return f"unix:{home / 'controller.sock'}"
+
+
 def node_configs(home: Path, nodes: int, pool_size: int, base_octet: int, port: int) -> list[AgentConfig]:
     cores = _cores()
     head_mask = hex(1 << (cores - 1))
@@ -59,7 +63,7 @@ def node_configs(home: Path, nodes: int, pool_size: int, base_octet: int, port: 
         out.append(AgentConfig(name=f"node-{i}", data_dir=d, pool_size_bytes=pool_size,
                                nvmf_address=f"127.0.0.{base_octet + i - 1}", nvmf_port=port,
                                cpumask="0x1", head_cpumask=head_mask, interrupt_mode=True,
-                               labels={"zone": f"local-{i}"}))
+                               labels={"zone": f"local-{i}"}, controller=controller_endpoint(home)))
     return out
 
 
@@ -86,6 +90,16 @@ async def agent_health(listen: str, timeout: float = 2.0) -> agent_pb2.HealthRep
         return None
 
 
+async def controller_nodes_up(listen: str) -> int:
+    try:
+        async with grpc.aio.insecure_channel(listen) as ch:
+            st = await admin_pb2_grpc.ClusterServiceStub(ch).GetClusterStatus(admin_pb2.GetClusterStatusRequest(),
+                                                                             timeout=1.0)
+            return st.nodes_up
+    except grpc.aio.AioRpcError:
+        return -1
+
+
 def _tail(path: Path, n: int = 15) -> str:
     if not path.exists():
         return f"(no {path})"
@@ -100,6 +114,16 @@ async def up(home: Path, nodes: int, pool_size: int, base_octet: int = 11, port:
     home.mkdir(parents=True, exist_ok=True)
     os.chmod(home, 0o700)
     procs: list[NodeProcess] = []
+    cdir = home / "controller"
+    cdir.mkdir(exist_ok=True)
+    with open(cdir / "controller.log", "ab") as out:
+        p = subprocess.Popen([sys.executable, "-m", "meshblock", "controller",
+                              "--store", f"sqlite:///{cdir / 'state.db'}", "--listen", controller_endpoint(home),
+                              "--identity", "local"],
+                             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                             cwd=str(cdir), env=dict(os.environ, MESHBLOCK_HOME=str(home)))
+    procs.append(NodeProcess(name="controller", pid=p.pid, data_dir=str(cdir), listen=controller_endpoint(home),
+                             nvmf_address="", nvmf_port=0))
     for cfg in node_configs(home, nodes, pool_size, base_octet, port):
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         cfg.ensure_node_id()
@@ -118,8 +142,13 @@ async def up(home: Path, nodes: int, pool_size: int, base_octet: int = 11, port:
         for name, n in list(pending.items()):
             if not pid_alive(n.pid):
                 await down(home, log=lambda *_: None)
-                raise ClusterError(f"agent {name} exited while starting; last lines of its log:\n"
-                                   + _tail(Path(n.data_dir) / "agent.log"))
+                log_file = "controller.log" if name == "controller" else "agent.log"
+                raise ClusterError(f"{name} exited while starting; last lines of its log:\n"
+                                   + _tail(Path(n.data_dir) / log_file))
+            if name == "controller":
+                if await controller_nodes_up(n.listen) >= nodes:
+                    del pending[name]
+                continue
             h = await agent_health(n.listen, timeout=1.0)
             if h is not None and h.healthy:
                 del pending[name]
@@ -180,5 +209,7 @@ async def down(home: Path, log=print) -> int:
         _kill(pid, signal.SIGKILL)
     await _wait_gone(agents + targets, 5.0)
     (home / "cluster.json").unlink(missing_ok=True)
-    log(f"stopped {len(agents)} agents and {len(targets)} leftover SPDK targets under {home}")
+    n_agents = sum(1 for n in nodes if n.name != "controller" and n.pid in agents)
+    n_ctl = len(agents) - n_agents
+    log(f"stopped {n_agents} agents, {n_ctl} controller and {len(targets)} leftover SPDK targets under {home}")
     return len(agents) + len(targets)

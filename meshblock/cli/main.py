@@ -51,10 +51,11 @@ def cli() -> None:
 @click.option("--interrupt-mode/--polling", default=True, show_default=True,
               help="Let the replica target sleep when idle (AIO pools support it).")
 @click.option("--label", multiple=True, help="Node label key=value (zone, rack, ...).")
+@click.option("--controller", default="", help="Controller endpoint(s) to register with, comma-separated.")
 @click.option("--metrics-port", type=int, default=0, help="Serve Prometheus metrics on 127.0.0.1:PORT.")
 @click.option("--log-level", default="INFO", show_default=True)
 def agent(config_file, name, data_dir, pool_device, pool_size, nvmf_address, nvmf_port, listen, spdk_socket,
-          spdk_external, cpumask, mem_size, interrupt_mode, label, metrics_port, log_level) -> None:
+          spdk_external, cpumask, mem_size, interrupt_mode, label, controller, metrics_port, log_level) -> None:
     """Run a node agent: its SPDK target, pool, replicas and exports."""
     import socket
 
@@ -77,12 +78,53 @@ def agent(config_file, name, data_dir, pool_device, pool_size, nvmf_address, nvm
         cfg = AgentConfig(name=name or socket.gethostname(), data_dir=data_dir, pool_device=pool_device,
                           pool_size_bytes=pool_size, nvmf_address=nvmf_address, nvmf_port=nvmf_port, listen=listen,
                           spdk_socket=spdk_socket, spdk_external=spdk_external, cpumask=cpumask,
-                          mem_size_mb=mem_size, interrupt_mode=interrupt_mode, labels=labels)
+                          mem_size_mb=mem_size, interrupt_mode=interrupt_mode, labels=labels, controller=controller)
     setup_logging(log_level, prefix=f"node={cfg.name}")
     try:
         asyncio.run(run_agent(cfg, metrics_port=metrics_port))
     except SpdkNotFoundError as e:
         raise click.ClickException(str(e))
+
+
+@cli.command()
+@click.option("--store", "store_url", default=None,
+              help="State store URL: sqlite:///path/state.db (default under MESHBLOCK_HOME) or "
+                   "etcd://host:port[,host:port]?prefix=/meshblock.")
+@click.option("--listen", default=None, help="API address: unix:/path (default MESHBLOCK_HOME/controller.sock) or "
+                                             "host:port (needs --tls-cert, --tls-key, --tls-client-ca).")
+@click.option("--identity", default="", help="Name of this controller in leader elections.")
+@click.option("--node-timeout", type=float, default=5.0, show_default=True,
+              help="Seconds without a heartbeat before a node is down.")
+@click.option("--overcommit", type=float, default=4.0, show_default=True,
+              help="Limit of provisioned / pool capacity per node (thin provisioning).")
+@click.option("--tls-cert", default="")
+@click.option("--tls-key", default="")
+@click.option("--tls-client-ca", default="")
+@click.option("--metrics-port", type=int, default=0, help="Serve Prometheus metrics on 127.0.0.1:PORT.")
+@click.option("--log-level", default="INFO", show_default=True)
+def controller(store_url, listen, identity, node_timeout, overcommit, tls_cert, tls_key, tls_client_ca, metrics_port,
+               log_level) -> None:
+    """Run a controller (one is active; others wait as standbys)."""
+    from ..control.server import ControllerConfig, LeadershipLost, run_controller
+    from ..logsetup import setup_logging
+    from .local import meshblock_home
+
+    home = meshblock_home()
+    if listen and not listen.startswith("unix:"):
+        if not (tls_cert and tls_key and tls_client_ca):
+            raise click.UsageError("a TCP --listen needs --tls-cert, --tls-key and --tls-client-ca "
+                                   "(there is no unauthenticated TCP listener)")
+    cfg = ControllerConfig(store_url=store_url or f"sqlite:///{home / 'controller' / 'state.db'}",
+                           listen=listen or f"unix:{home / 'controller.sock'}", identity=identity,
+                           node_timeout=node_timeout, overcommit=overcommit, tls_cert=tls_cert, tls_key=tls_key,
+                           tls_client_ca=tls_client_ca, metrics_port=metrics_port)
+    if cfg.store_url.startswith("sqlite:///"):
+        Path(cfg.store_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    setup_logging(log_level, prefix="controller")
+    try:
+        asyncio.run(run_controller(cfg))
+    except LeadershipLost:
+        sys.exit(3)
 
 
 @cli.command()
@@ -112,11 +154,11 @@ def up(nodes, home, pool_size, port, output) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"meshblock local cluster ({len(procs)} nodes, up in {took:.1f}s)")
-    for col in ("node", "NVMe/TCP", "agent API", "data"):
+    t = Table(title=f"meshblock local cluster ({nodes} nodes, up in {took:.1f}s)")
+    for col in ("process", "NVMe/TCP", "API", "data"):
         t.add_column(col)
     for p in procs:
-        t.add_row(p.name, f"{p.nvmf_address}:{p.nvmf_port}", p.listen, p.data_dir)
+        t.add_row(p.name, f"{p.nvmf_address}:{p.nvmf_port}" if p.nvmf_port else "-", p.listen, p.data_dir)
     Console().print(t)
     click.echo(f"MESHBLOCK_HOME={h}  pool {format_size(pool_size)} per node; `meshblock down` stops everything.")
 

@@ -132,6 +132,7 @@ class Volume(Record):
     source_volume_id: str = ""
     created_at: float = 0.0
     message: str = ""
+    generation: int = 1              # bumped on every change of what the volume should be
 
     @property
     def name_key(self) -> str | None:

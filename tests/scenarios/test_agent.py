@@ -127,8 +127,8 @@ async def test_export_allowlist_is_exact(agent):
 async def test_snapshot_clone_delete(agent):
     r, s, c = rid(), rid(), rid()
     await agent.stub.CreateReplica(pb.CreateReplicaRequest(replica_id=r, size_bytes=16 * MiB))
-    snap = await agent.stub.CreateSnapshot(pb.CreateSnapshotRequest(replica_id=r, snapshot_id=s))
-    again = await agent.stub.CreateSnapshot(pb.CreateSnapshotRequest(replica_id=r, snapshot_id=s))
+    snap = await agent.stub.CreateSnapshot(pb.CreateReplicaSnapshotRequest(replica_id=r, snapshot_id=s))
+    again = await agent.stub.CreateSnapshot(pb.CreateReplicaSnapshotRequest(replica_id=r, snapshot_id=s))
     assert snap.snapshot_id == again.snapshot_id == s and snap.size_bytes == 16 * MiB
     clone = await agent.stub.CloneSnapshot(pb.CloneSnapshotRequest(snapshot_id=s, replica_id=c))
     assert clone.origin_snapshot_id == s and clone.size_bytes == 16 * MiB
@@ -136,15 +136,15 @@ async def test_snapshot_clone_delete(agent):
     await expect_code(grpc.StatusCode.ALREADY_EXISTS,
                       agent.stub.CloneSnapshot(pb.CloneSnapshotRequest(snapshot_id=rid(), replica_id=c)))
     await expect_code(grpc.StatusCode.NOT_FOUND,
-                      agent.stub.CreateSnapshot(pb.CreateSnapshotRequest(replica_id=rid(), snapshot_id=rid())))
-    snaps = await agent.stub.ListSnapshots(pb.ListSnapshotsRequest())
+                      agent.stub.CreateSnapshot(pb.CreateReplicaSnapshotRequest(replica_id=rid(), snapshot_id=rid())))
+    snaps = await agent.stub.ListSnapshots(pb.ListReplicaSnapshotsRequest())
     assert [x.snapshot_id for x in snaps.snapshots] == [s]
     # the snapshot has two clones now (the origin replica and the new one): SPDK refuses to delete it
     await expect_code(grpc.StatusCode.FAILED_PRECONDITION,
-                      agent.stub.DeleteSnapshot(pb.DeleteSnapshotRequest(snapshot_id=s)))
+                      agent.stub.DeleteSnapshot(pb.DeleteReplicaSnapshotRequest(snapshot_id=s)))
     assert (await agent.stub.DeleteReplica(pb.DeleteReplicaRequest(replica_id=c))).existed
     assert not (await agent.stub.DeleteReplica(pb.DeleteReplicaRequest(replica_id=c))).existed
-    assert (await agent.stub.DeleteSnapshot(pb.DeleteSnapshotRequest(snapshot_id=s))).existed
+    assert (await agent.stub.DeleteSnapshot(pb.DeleteReplicaSnapshotRequest(snapshot_id=s))).existed
     left = await agent.stub.ListReplicas(pb.ListReplicasRequest())
     assert [x.replica_id for x in left.replicas] == [r] and left.replicas[0].origin_snapshot_id == ""
 

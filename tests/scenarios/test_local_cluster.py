@@ -51,14 +51,14 @@ async def test_up_serves_replicas_and_down_leaves_nothing(backend, tmp_path):
     assert p.returncode == 0, p.stderr + p.stdout
     try:
         out = json.loads(p.stdout)
-        assert [n["name"] for n in out["nodes"]] == ["node-1", "node-2", "node-3"]
-        assert [n["nvmf_address"] for n in out["nodes"]] == ["127.0.0.11", "127.0.0.12", "127.0.0.13"]
+        assert [n["name"] for n in out["nodes"]] == ["controller", "node-1", "node-2", "node-3"]
+        assert [n["nvmf_address"] for n in out["nodes"][1:]] == ["127.0.0.11", "127.0.0.12", "127.0.0.13"]
         pids = cluster_pids(home)
-        assert len(pids) == 6 and all(pid_alive(x) for x in pids)  # 3 agents, 3 targets
+        assert len(pids) == 7 and all(pid_alive(x) for x in pids)  # controller, 3 agents, 3 targets
         # a second `up` refuses rather than starting a second cluster on the same files
         again = meshblock(["up", "--nodes", "3"], env)
         assert again.returncode == 1 and "already running" in again.stderr
-        node1 = out["nodes"][0]
+        node1 = out["nodes"][1]
         async with grpc.aio.insecure_channel(node1["listen"]) as ch:
             stub = pb_grpc.AgentServiceStub(ch)
             r = str(uuid.uuid4())
@@ -77,7 +77,7 @@ async def test_up_serves_replicas_and_down_leaves_nothing(backend, tmp_path):
     finally:
         d = meshblock(["down"], env)
     assert d.returncode == 0, d.stderr
-    assert "stopped 3 agents" in d.stdout
+    assert "stopped 3 agents, 1 controller" in d.stdout
     assert not any(pid_alive(x) for x in pids)
     assert not (home / "cluster.json").exists()
     assert "no cluster" in meshblock(["down"], env).stdout

@@ -189,7 +189,7 @@ class UnexportReplicaReply(_message.Message):
     existed: bool
     def __init__(self, existed: _Optional[bool] = ...) -> None: ...
 
-class CreateSnapshotRequest(_message.Message):
+class CreateReplicaSnapshotRequest(_message.Message):
     __slots__ = ("replica_id", "snapshot_id")
     REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -197,7 +197,7 @@ class CreateSnapshotRequest(_message.Message):
     snapshot_id: str
     def __init__(self, replica_id: _Optional[str] = ..., snapshot_id: _Optional[str] = ...) -> None: ...
 
-class Snapshot(_message.Message):
+class ReplicaSnapshot(_message.Message):
     __slots__ = ("snapshot_id", "replica_id", "size_bytes", "lvol_uuid")
     SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
     REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
@@ -209,27 +209,27 @@ class Snapshot(_message.Message):
     lvol_uuid: str
     def __init__(self, snapshot_id: _Optional[str] = ..., replica_id: _Optional[str] = ..., size_bytes: _Optional[int] = ..., lvol_uuid: _Optional[str] = ...) -> None: ...
 
-class DeleteSnapshotRequest(_message.Message):
+class DeleteReplicaSnapshotRequest(_message.Message):
     __slots__ = ("snapshot_id",)
     SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
     snapshot_id: str
     def __init__(self, snapshot_id: _Optional[str] = ...) -> None: ...
 
-class DeleteSnapshotReply(_message.Message):
+class DeleteReplicaSnapshotReply(_message.Message):
     __slots__ = ("existed",)
     EXISTED_FIELD_NUMBER: _ClassVar[int]
     existed: bool
     def __init__(self, existed: _Optional[bool] = ...) -> None: ...
 
-class ListSnapshotsRequest(_message.Message):
+class ListReplicaSnapshotsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
-class ListSnapshotsReply(_message.Message):
+class ListReplicaSnapshotsReply(_message.Message):
     __slots__ = ("snapshots",)
     SNAPSHOTS_FIELD_NUMBER: _ClassVar[int]
-    snapshots: _containers.RepeatedCompositeFieldContainer[Snapshot]
-    def __init__(self, snapshots: _Optional[_Iterable[_Union[Snapshot, _Mapping]]] = ...) -> None: ...
+    snapshots: _containers.RepeatedCompositeFieldContainer[ReplicaSnapshot]
+    def __init__(self, snapshots: _Optional[_Iterable[_Union[ReplicaSnapshot, _Mapping]]] = ...) -> None: ...
 
 class CloneSnapshotRequest(_message.Message):
     __slots__ = ("snapshot_id", "replica_id")
@@ -292,3 +292,73 @@ class ListAttachmentsReply(_message.Message):
     ATTACHMENTS_FIELD_NUMBER: _ClassVar[int]
     attachments: _containers.RepeatedCompositeFieldContainer[Attachment]
     def __init__(self, attachments: _Optional[_Iterable[_Union[Attachment, _Mapping]]] = ...) -> None: ...
+
+class HeadLeg(_message.Message):
+    __slots__ = ("replica_id", "node_id", "subsystem_nqn", "address", "port")
+    REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBSYSTEM_NQN_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    replica_id: str
+    node_id: str
+    subsystem_nqn: str
+    address: str
+    port: int
+    def __init__(self, replica_id: _Optional[str] = ..., node_id: _Optional[str] = ..., subsystem_nqn: _Optional[str] = ..., address: _Optional[str] = ..., port: _Optional[int] = ...) -> None: ...
+
+class HeadSpec(_message.Message):
+    __slots__ = ("volume_id", "nqn", "namespace_uuid", "legs", "allowed_host_nqns", "ana_state")
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    NQN_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_UUID_FIELD_NUMBER: _ClassVar[int]
+    LEGS_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_HOST_NQNS_FIELD_NUMBER: _ClassVar[int]
+    ANA_STATE_FIELD_NUMBER: _ClassVar[int]
+    volume_id: str
+    nqn: str
+    namespace_uuid: str
+    legs: _containers.RepeatedCompositeFieldContainer[HeadLeg]
+    allowed_host_nqns: _containers.RepeatedScalarFieldContainer[str]
+    ana_state: str
+    def __init__(self, volume_id: _Optional[str] = ..., nqn: _Optional[str] = ..., namespace_uuid: _Optional[str] = ..., legs: _Optional[_Iterable[_Union[HeadLeg, _Mapping]]] = ..., allowed_host_nqns: _Optional[_Iterable[str]] = ..., ana_state: _Optional[str] = ...) -> None: ...
+
+class HeadStatus(_message.Message):
+    __slots__ = ("volume_id", "nqn", "address", "port", "size_bytes", "allowed_host_nqns", "ana_state")
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    NQN_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_HOST_NQNS_FIELD_NUMBER: _ClassVar[int]
+    ANA_STATE_FIELD_NUMBER: _ClassVar[int]
+    volume_id: str
+    nqn: str
+    address: str
+    port: int
+    size_bytes: int
+    allowed_host_nqns: _containers.RepeatedScalarFieldContainer[str]
+    ana_state: str
+    def __init__(self, volume_id: _Optional[str] = ..., nqn: _Optional[str] = ..., address: _Optional[str] = ..., port: _Optional[int] = ..., size_bytes: _Optional[int] = ..., allowed_host_nqns: _Optional[_Iterable[str]] = ..., ana_state: _Optional[str] = ...) -> None: ...
+
+class DeleteHeadRequest(_message.Message):
+    __slots__ = ("volume_id",)
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    volume_id: str
+    def __init__(self, volume_id: _Optional[str] = ...) -> None: ...
+
+class DeleteHeadReply(_message.Message):
+    __slots__ = ("existed",)
+    EXISTED_FIELD_NUMBER: _ClassVar[int]
+    existed: bool
+    def __init__(self, existed: _Optional[bool] = ...) -> None: ...
+
+class ListHeadsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListHeadsReply(_message.Message):
+    __slots__ = ("heads",)
+    HEADS_FIELD_NUMBER: _ClassVar[int]
+    heads: _containers.RepeatedCompositeFieldContainer[HeadStatus]
+    def __init__(self, heads: _Optional[_Iterable[_Union[HeadStatus, _Mapping]]] = ...) -> None: ...

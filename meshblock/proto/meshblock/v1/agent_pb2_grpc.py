@@ -86,18 +86,18 @@ class AgentServiceStub:
                 _registered_method=True)
         self.CreateSnapshot = channel.unary_unary(
                 '/meshblock.v1.AgentService/CreateSnapshot',
-                request_serializer=meshblock_dot_v1_dot_agent__pb2.CreateSnapshotRequest.SerializeToString,
-                response_deserializer=meshblock_dot_v1_dot_agent__pb2.Snapshot.FromString,
+                request_serializer=meshblock_dot_v1_dot_agent__pb2.CreateReplicaSnapshotRequest.SerializeToString,
+                response_deserializer=meshblock_dot_v1_dot_agent__pb2.ReplicaSnapshot.FromString,
                 _registered_method=True)
         self.DeleteSnapshot = channel.unary_unary(
                 '/meshblock.v1.AgentService/DeleteSnapshot',
-                request_serializer=meshblock_dot_v1_dot_agent__pb2.DeleteSnapshotRequest.SerializeToString,
-                response_deserializer=meshblock_dot_v1_dot_agent__pb2.DeleteSnapshotReply.FromString,
+                request_serializer=meshblock_dot_v1_dot_agent__pb2.DeleteReplicaSnapshotRequest.SerializeToString,
+                response_deserializer=meshblock_dot_v1_dot_agent__pb2.DeleteReplicaSnapshotReply.FromString,
                 _registered_method=True)
         self.ListSnapshots = channel.unary_unary(
                 '/meshblock.v1.AgentService/ListSnapshots',
-                request_serializer=meshblock_dot_v1_dot_agent__pb2.ListSnapshotsRequest.SerializeToString,
-                response_deserializer=meshblock_dot_v1_dot_agent__pb2.ListSnapshotsReply.FromString,
+                request_serializer=meshblock_dot_v1_dot_agent__pb2.ListReplicaSnapshotsRequest.SerializeToString,
+                response_deserializer=meshblock_dot_v1_dot_agent__pb2.ListReplicaSnapshotsReply.FromString,
                 _registered_method=True)
         self.CloneSnapshot = channel.unary_unary(
                 '/meshblock.v1.AgentService/CloneSnapshot',
@@ -118,6 +118,21 @@ class AgentServiceStub:
                 '/meshblock.v1.AgentService/ListAttachments',
                 request_serializer=meshblock_dot_v1_dot_agent__pb2.ListAttachmentsRequest.SerializeToString,
                 response_deserializer=meshblock_dot_v1_dot_agent__pb2.ListAttachmentsReply.FromString,
+                _registered_method=True)
+        self.EnsureHead = channel.unary_unary(
+                '/meshblock.v1.AgentService/EnsureHead',
+                request_serializer=meshblock_dot_v1_dot_agent__pb2.HeadSpec.SerializeToString,
+                response_deserializer=meshblock_dot_v1_dot_agent__pb2.HeadStatus.FromString,
+                _registered_method=True)
+        self.DeleteHead = channel.unary_unary(
+                '/meshblock.v1.AgentService/DeleteHead',
+                request_serializer=meshblock_dot_v1_dot_agent__pb2.DeleteHeadRequest.SerializeToString,
+                response_deserializer=meshblock_dot_v1_dot_agent__pb2.DeleteHeadReply.FromString,
+                _registered_method=True)
+        self.ListHeads = channel.unary_unary(
+                '/meshblock.v1.AgentService/ListHeads',
+                request_serializer=meshblock_dot_v1_dot_agent__pb2.ListHeadsRequest.SerializeToString,
+                response_deserializer=meshblock_dot_v1_dot_agent__pb2.ListHeadsReply.FromString,
                 _registered_method=True)
 
 
@@ -230,6 +245,26 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EnsureHead(self, request, context):
+        """A volume's head on this node: its replicas composed into one namespace and
+        exported under the volume's NQN to the volume's hosts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteHead(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListHeads(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -285,18 +320,18 @@ def add_AgentServiceServicer_to_server(servicer, server):
             ),
             'CreateSnapshot': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateSnapshot,
-                    request_deserializer=meshblock_dot_v1_dot_agent__pb2.CreateSnapshotRequest.FromString,
-                    response_serializer=meshblock_dot_v1_dot_agent__pb2.Snapshot.SerializeToString,
+                    request_deserializer=meshblock_dot_v1_dot_agent__pb2.CreateReplicaSnapshotRequest.FromString,
+                    response_serializer=meshblock_dot_v1_dot_agent__pb2.ReplicaSnapshot.SerializeToString,
             ),
             'DeleteSnapshot': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteSnapshot,
-                    request_deserializer=meshblock_dot_v1_dot_agent__pb2.DeleteSnapshotRequest.FromString,
-                    response_serializer=meshblock_dot_v1_dot_agent__pb2.DeleteSnapshotReply.SerializeToString,
+                    request_deserializer=meshblock_dot_v1_dot_agent__pb2.DeleteReplicaSnapshotRequest.FromString,
+                    response_serializer=meshblock_dot_v1_dot_agent__pb2.DeleteReplicaSnapshotReply.SerializeToString,
             ),
             'ListSnapshots': grpc.unary_unary_rpc_method_handler(
                     servicer.ListSnapshots,
-                    request_deserializer=meshblock_dot_v1_dot_agent__pb2.ListSnapshotsRequest.FromString,
-                    response_serializer=meshblock_dot_v1_dot_agent__pb2.ListSnapshotsReply.SerializeToString,
+                    request_deserializer=meshblock_dot_v1_dot_agent__pb2.ListReplicaSnapshotsRequest.FromString,
+                    response_serializer=meshblock_dot_v1_dot_agent__pb2.ListReplicaSnapshotsReply.SerializeToString,
             ),
             'CloneSnapshot': grpc.unary_unary_rpc_method_handler(
                     servicer.CloneSnapshot,
@@ -317,6 +352,21 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.ListAttachments,
                     request_deserializer=meshblock_dot_v1_dot_agent__pb2.ListAttachmentsRequest.FromString,
                     response_serializer=meshblock_dot_v1_dot_agent__pb2.ListAttachmentsReply.SerializeToString,
+            ),
+            'EnsureHead': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnsureHead,
+                    request_deserializer=meshblock_dot_v1_dot_agent__pb2.HeadSpec.FromString,
+                    response_serializer=meshblock_dot_v1_dot_agent__pb2.HeadStatus.SerializeToString,
+            ),
+            'DeleteHead': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteHead,
+                    request_deserializer=meshblock_dot_v1_dot_agent__pb2.DeleteHeadRequest.FromString,
+                    response_serializer=meshblock_dot_v1_dot_agent__pb2.DeleteHeadReply.SerializeToString,
+            ),
+            'ListHeads': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListHeads,
+                    request_deserializer=meshblock_dot_v1_dot_agent__pb2.ListHeadsRequest.FromString,
+                    response_serializer=meshblock_dot_v1_dot_agent__pb2.ListHeadsReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -614,8 +664,8 @@ class AgentService:
             request,
             target,
             '/meshblock.v1.AgentService/CreateSnapshot',
-            meshblock_dot_v1_dot_agent__pb2.CreateSnapshotRequest.SerializeToString,
-            meshblock_dot_v1_dot_agent__pb2.Snapshot.FromString,
+            meshblock_dot_v1_dot_agent__pb2.CreateReplicaSnapshotRequest.SerializeToString,
+            meshblock_dot_v1_dot_agent__pb2.ReplicaSnapshot.FromString,
             options,
             channel_credentials,
             insecure,
@@ -641,8 +691,8 @@ class AgentService:
             request,
             target,
             '/meshblock.v1.AgentService/DeleteSnapshot',
-            meshblock_dot_v1_dot_agent__pb2.DeleteSnapshotRequest.SerializeToString,
-            meshblock_dot_v1_dot_agent__pb2.DeleteSnapshotReply.FromString,
+            meshblock_dot_v1_dot_agent__pb2.DeleteReplicaSnapshotRequest.SerializeToString,
+            meshblock_dot_v1_dot_agent__pb2.DeleteReplicaSnapshotReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -668,8 +718,8 @@ class AgentService:
             request,
             target,
             '/meshblock.v1.AgentService/ListSnapshots',
-            meshblock_dot_v1_dot_agent__pb2.ListSnapshotsRequest.SerializeToString,
-            meshblock_dot_v1_dot_agent__pb2.ListSnapshotsReply.FromString,
+            meshblock_dot_v1_dot_agent__pb2.ListReplicaSnapshotsRequest.SerializeToString,
+            meshblock_dot_v1_dot_agent__pb2.ListReplicaSnapshotsReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -778,6 +828,87 @@ class AgentService:
             '/meshblock.v1.AgentService/ListAttachments',
             meshblock_dot_v1_dot_agent__pb2.ListAttachmentsRequest.SerializeToString,
             meshblock_dot_v1_dot_agent__pb2.ListAttachmentsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnsureHead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshblock.v1.AgentService/EnsureHead',
+            meshblock_dot_v1_dot_agent__pb2.HeadSpec.SerializeToString,
+            meshblock_dot_v1_dot_agent__pb2.HeadStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteHead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshblock.v1.AgentService/DeleteHead',
+            meshblock_dot_v1_dot_agent__pb2.DeleteHeadRequest.SerializeToString,
+            meshblock_dot_v1_dot_agent__pb2.DeleteHeadReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListHeads(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshblock.v1.AgentService/ListHeads',
+            meshblock_dot_v1_dot_agent__pb2.ListHeadsRequest.SerializeToString,
+            meshblock_dot_v1_dot_agent__pb2.ListHeadsReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,121 @@
+"""Node registration, heartbeats and failure detection (the leader's view of which nodes are up)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..model import Node, NodeState
+from ..model.records import now
+from ..store.base import Conflict
+from .repo import Repo
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Seen:
+    at: float
+    instance_id: str
+    total_bytes: int = 0
+    free_bytes: int = 0
+    healthy: bool = True
+
+
+@dataclass
+class Liveness:
+    repo: Repo
+    timeout: float = 5.0
+    on_change: Callable[[], None] = lambda: None
+    seen: dict[str, Seen] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+
+    async def register(self, node: Node, instance_id: str) -> Node:
+        """Create or update a node's record from its agent's registration."""
+        for _ in range(10):
+            cur = await self.repo.get(Node, node.id)
+            if cur is None:
+                clash = await self.repo.by_name(Node, node.name)
+                if clash is not None:
+                    from ..errors import AlreadyExists
+                    raise AlreadyExists(f"node name {node.name!r} belongs to node {clash.id}")
+                node.state = NodeState.UP
+                node.registered_at = node.last_seen = now()
+                try:
+                    await self.repo.commit(create=[node])
+                except Conflict:
+                    continue
+                cur = node
+            else:
+                changed = (cur.endpoint, cur.host_nqn, cur.nvmf_address, cur.nvmf_port, cur.labels, cur.name,
+                           cur.state, cur.total_bytes) != (node.endpoint, node.host_nqn, node.nvmf_address,
+                                                           node.nvmf_port, node.labels, node.name, NodeState.UP,
+                                                           node.total_bytes)
+                if changed:
+                    cur.endpoint, cur.host_nqn, cur.nvmf_address = node.endpoint, node.host_nqn, node.nvmf_address
+                    cur.nvmf_port, cur.labels, cur.name = node.nvmf_port, node.labels, node.name
+                    cur.total_bytes, cur.free_bytes = node.total_bytes, node.free_bytes
+                    cur.state, cur.last_seen = NodeState.UP, now()
+                    try:
+                        await self.repo.commit(put=[cur])
+                    except Conflict:
+                        continue
+            prev = self.seen.get(node.id)
+            self.seen[node.id] = Seen(time.monotonic(), instance_id, node.total_bytes, node.free_bytes)
+            if prev is None or prev.instance_id != instance_id:
+                log.info("node registered node_id=%s name=%s instance=%s", node.id, node.name, instance_id)
+                self.on_change()
+            return cur
+        raise Conflict(Node.KIND, node.id, None, None, "node record kept changing while registering")
+
+    def heartbeat(self, node_id: str, instance_id: str, total: int, free: int, healthy: bool) -> bool:
+        s = self.seen.get(node_id)
+        if s is None or s.instance_id != instance_id:
+            return False      # unknown or restarted agent: it must register again
+        was_healthy = s.healthy
+        s.at, s.total_bytes, s.free_bytes, s.healthy = time.monotonic(), total, free, healthy
+        if healthy != was_healthy:
+            self.on_change()
+        return True
+
+    def is_up(self, node_id: str) -> bool:
+        s = self.seen.get(node_id)
+        return s is not None and s.healthy and time.monotonic() - s.at <= self.timeout
+
+    def instance(self, node_id: str) -> str | None:
+        s = self.seen.get(node_id)
+        return s.instance_id if s else None
+
+    async def check(self) -> None:
+        """Persist up/down transitions (a node is down after `timeout` without a heartbeat)."""
+        grace = time.monotonic() - self.started < self.timeout  # just took over: give agents time to call in
+        for node in await self.repo.list(Node):
+            up = self.is_up(node.id)
+            if not up and grace:
+                continue
+            want = NodeState.UP if up else NodeState.DOWN
+            s = self.seen.get(node.id)
+            if node.state != want or (s and (node.free_bytes, node.total_bytes) != (s.free_bytes, s.total_bytes)
+                                      and up):
+                if node.state != want:
+                    log.warning("node %s node_id=%s is %s", node.name, node.id, want.value)
+                node.state = want
+                if s is not None:
+                    node.total_bytes, node.free_bytes = s.total_bytes, s.free_bytes
+                node.last_seen = now()
+                try:
+                    await self.repo.commit(put=[node])
+                except Conflict:
+                    continue
+                self.on_change()
+
+    async def run(self, interval: float = 1.0) -> None:
+        while True:
+            try:
+                await self.check()
+            except Exception:  # noqa: BLE001
+                log.exception("failure detector pass failed")
+            await asyncio.sleep(interval)

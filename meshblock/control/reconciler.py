@@ -1,0 +1,335 @@
+"""The level-triggered reconciler: drives agents toward the desired state in the store.
+
+Each pass reads the desired state (volumes, replicas, snapshots, nodes) and what
+the leader knows of the nodes (up, agent instance), and converges every object
+with idempotent agent calls.  What has been applied is remembered per agent
+instance, so an agent restart (a new instance) makes the next pass re-apply
+everything that agent holds; a controller failover starts with an empty memory
+and so re-applies everything once.  Long operations persist their stage in the
+volume record before each step, so a crash resumes at that step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import grpc
+from prometheus_client import Counter, Gauge
+
+from ..model import Node, Replica, ReplicaState, Snapshot, SnapshotState, Volume, VolumeState
+from ..proto.meshblock.v1 import agent_pb2 as apb
+from ..store.base import Conflict
+from .agents import AgentClients
+from .liveness import Liveness
+from .repo import Repo
+
+log = logging.getLogger(__name__)
+
+PASSES = Counter("meshblock_reconcile_passes_total", "Reconciler passes")
+ERRORS = Counter("meshblock_reconcile_errors_total", "Objects whose reconciliation failed in a pass", ["kind"])
+VOLUMES = Gauge("meshblock_volumes", "Volumes by state", ["state"])
+
+
+@dataclass
+class Reconciler:
+    repo: Repo
+    agents: AgentClients
+    liveness: Liveness
+    interval: float = 2.0
+    orphan_grace: float = 60.0
+    call_timeout: float = 30.0
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    synced: dict[str, int] = field(default_factory=dict)          # volume id -> generation applied
+    _replica_ok: dict[str, tuple[str, int]] = field(default_factory=dict)  # replica -> (instance, size)
+    _head_ok: dict[str, tuple] = field(default_factory=dict)      # volume -> (instance, spec key)
+    _orphans: dict[tuple[str, str], float] = field(default_factory=dict)
+    _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _pass_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def kick(self) -> None:
+        self.wake.set()
+
+    async def run(self) -> None:
+        passes = 0
+        while True:
+            try:
+                await asyncio.wait_for(self.wake.wait(), self.interval)
+            except asyncio.TimeoutError:
+                pass
+            self.wake.clear()
+            try:
+                await self.reconcile_all(sweep=passes % 15 == 0)
+            except Exception:  # noqa: BLE001 - a pass failing must not stop the loop
+                log.exception("reconcile pass failed")
+            passes += 1
+
+    async def wait_for(self, pred, timeout: float) -> bool:
+        """Wait until ``pred()`` is true after some pass (or ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        async with self._changed:
+            while not await pred():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.kick()
+                try:
+                    await asyncio.wait_for(self._changed.wait(), left)
+                except asyncio.TimeoutError:
+                    return await pred()
+        return True
+
+    async def reconcile_all(self, sweep: bool = False) -> None:
+        async with self._pass_lock:
+            PASSES.inc()
+            nodes = {n.id: n for n in await self.repo.list(Node)}
+            reps: dict[str, list[Replica]] = defaultdict(list)
+            for r in await self.repo.list(Replica):
+                reps[r.volume_id].append(r)
+            volumes = await self.repo.list(Volume)
+            sem = asyncio.Semaphore(16)
+
+            async def one(v: Volume) -> None:
+                async with sem:
+                    try:
+                        await self.reconcile_volume(v, reps.get(v.id, []), nodes)
+                    except Conflict:
+                        self.kick()  # changed under us: look again at once
+                    except Exception as e:  # noqa: BLE001
+                        ERRORS.labels("volume").inc()
+                        log.warning("volume %s volume_id=%s not reconciled: %s", v.name, v.id, e)
+
+            await asyncio.gather(*(one(v) for v in volumes))
+            live_ids = {v.id for v in volumes}
+            for vid, rs in reps.items():   # replicas whose volume record is gone (deleted volumes)
+                if vid not in live_ids:
+                    for r in rs:
+                        await self._delete_replica(r, nodes)
+            for s in await self.repo.list(Snapshot):
+                try:
+                    await self.reconcile_snapshot(s, nodes, reps.get(s.volume_id, []))
+                except Conflict:
+                    self.kick()
+                except Exception as e:  # noqa: BLE001
+                    ERRORS.labels("snapshot").inc()
+                    log.warning("snapshot %s not reconciled: %s", s.id, e)
+            if sweep:
+                await self.sweep_orphans(nodes)
+            counts: dict[str, int] = defaultdict(int)
+            for v in volumes:
+                counts[v.state.value] += 1
+            for st in VolumeState:
+                VOLUMES.labels(st.value).set(counts.get(st.value, 0))
+        async with self._changed:
+            self._changed.notify_all()
+
+    # --- helpers -------------------------------------------------------------------------------
+    def _stub(self, node: Node):
+        return self.agents.stub(node.endpoint)
+
+    def _up(self, node: Node | None) -> bool:
+        return node is not None and self.liveness.is_up(node.id)
+
+    async def _delete_replica(self, r: Replica, nodes: dict[str, Node]) -> bool:
+        """Delete a replica's lvol and its record; False while its node is down (retried later)."""
+        node = nodes.get(r.node_id)
+        if node is not None:
+            if not self._up(node):
+                if r.state != ReplicaState.DELETING:
+                    r.state = ReplicaState.DELETING
+                    await self.repo.commit(put=[r])
+                return False
+            await self._stub(node).DeleteReplica(apb.DeleteReplicaRequest(replica_id=r.id),
+                                                 timeout=self.call_timeout)
+        await self.repo.commit(delete=[r])
+        self._replica_ok.pop(r.id, None)
+        log.info("replica deleted replica_id=%s node_id=%s volume_id=%s", r.id, r.node_id, r.volume_id)
+        return True
+
+    async def _set_stage(self, v: Volume, stage: str) -> None:
+        if v.stage != stage:
+            v.stage = stage
+            await self.repo.commit(put=[v])
+
+    # --- volumes -------------------------------------------------------------------------------
+    async def reconcile_volume(self, v: Volume, reps: list[Replica], nodes: dict[str, Node]) -> None:
+        if v.state == VolumeState.DELETING:
+            await self._delete_volume(v, reps, nodes)
+            return
+        active = [r for r in reps if r.state != ReplicaState.DELETING]
+        for r in reps:
+            if r.state == ReplicaState.DELETING:
+                await self._delete_replica(r, nodes)
+        if v.state == VolumeState.CREATING:
+            await self._set_stage(v, "creating-replicas")
+        for r in active:
+            await self._converge_replica(v, r, nodes)
+        online = [r for r in active if r.state == ReplicaState.ONLINE]
+        head_ok = False
+        if online:
+            head = online[0] if not v.head_node_id else next((r for r in online if r.node_id == v.head_node_id), None)
+            if head is not None:
+                if v.state == VolumeState.CREATING:
+                    await self._set_stage(v, "exporting")
+                head_ok = await self._converge_head(v, head, nodes[head.node_id])
+        if head_ok and len(online) == v.replicas:
+            new = VolumeState.AVAILABLE
+        elif head_ok:
+            new = VolumeState.DEGRADED
+        elif v.state == VolumeState.CREATING and any(r.state == ReplicaState.CREATING for r in active):
+            new = VolumeState.CREATING
+        else:
+            new = VolumeState.FAULTED
+        msg = "" if head_ok else ("no replica reachable" if not online else "head not exported")
+        if new != v.state or (new != VolumeState.CREATING and v.stage) or msg != v.message:
+            if new != v.state:
+                log.info("volume %s volume_id=%s %s -> %s", v.name, v.id, v.state.value, new.value)
+            v.move_to(new)
+            v.stage = "" if new != VolumeState.CREATING else v.stage
+            v.message = msg
+            await self.repo.commit(put=[v])
+        if head_ok:
+            self.synced[v.id] = v.generation
+
+    async def _converge_replica(self, v: Volume, r: Replica, nodes: dict[str, Node]) -> None:
+        node = nodes.get(r.node_id)
+        if not self._up(node):
+            if r.state not in (ReplicaState.OFFLINE, ReplicaState.CREATING):
+                r.state = ReplicaState.OFFLINE
+                await self.repo.commit(put=[r])
+            return
+        assert node is not None
+        inst = self.liveness.instance(node.id) or ""
+        if self._replica_ok.get(r.id) != (inst, v.size_bytes):
+            stub = self._stub(node)
+            if r.source_snapshot_replica:
+                got = await stub.CloneSnapshot(apb.CloneSnapshotRequest(snapshot_id=r.source_snapshot_replica,
+                                                                        replica_id=r.id), timeout=self.call_timeout)
+            else:
+                try:
+                    got = await stub.GetReplica(apb.GetReplicaRequest(replica_id=r.id), timeout=self.call_timeout)
+                except grpc.aio.AioRpcError as e:
+                    if e.code() != grpc.StatusCode.NOT_FOUND:
+                        raise
+                    if r.state != ReplicaState.CREATING:
+                        # an online replica vanished from its node: never re-create it empty silently
+                        log.error("replica %s of volume %s is missing on node %s", r.id, v.name, node.name)
+                        if r.state != ReplicaState.OFFLINE:
+                            r.state = ReplicaState.OFFLINE
+                            await self.repo.commit(put=[r])
+                        return
+                    got = await stub.CreateReplica(apb.CreateReplicaRequest(replica_id=r.id, size_bytes=v.size_bytes),
+                                                   timeout=self.call_timeout)
+            if got.size_bytes < v.size_bytes:
+                got = await stub.ResizeReplica(apb.ResizeReplicaRequest(replica_id=r.id, size_bytes=v.size_bytes),
+                                               timeout=self.call_timeout)
+            self._replica_ok[r.id] = (inst, v.size_bytes)
+            if r.size_bytes != got.size_bytes:
+                r.size_bytes = got.size_bytes
+        if r.state != ReplicaState.ONLINE or r.revision == 0:
+            r.state = ReplicaState.ONLINE
+            await self.repo.commit(put=[r])
+        elif r.size_bytes != v.size_bytes and r.size_bytes:
+            await self.repo.commit(put=[r])
+
+    async def _converge_head(self, v: Volume, r: Replica, node: Node) -> bool:
+        inst = self.liveness.instance(node.id) or ""
+        key = (inst, v.nqn, v.namespace_uuid, tuple(sorted(v.hosts)), r.id)
+        if self._head_ok.get(v.id) == key and v.head_node_id == node.id:
+            return True
+        spec = apb.HeadSpec(volume_id=v.id, nqn=v.nqn, namespace_uuid=v.namespace_uuid,
+                            legs=[apb.HeadLeg(replica_id=r.id, node_id=node.id)], allowed_host_nqns=sorted(v.hosts))
+        await self._stub(node).EnsureHead(spec, timeout=self.call_timeout)
+        self._head_ok[v.id] = key
+        if v.head_node_id != node.id:
+            v.head_node_id = node.id
+            await self.repo.commit(put=[v])
+        return True
+
+    async def _delete_volume(self, v: Volume, reps: list[Replica], nodes: dict[str, Node]) -> None:
+        if v.head_node_id:
+            await self._set_stage(v, "removing-export")
+            node = nodes.get(v.head_node_id)
+            if self._up(node):
+                await self._stub(node).DeleteHead(apb.DeleteHeadRequest(volume_id=v.id), timeout=self.call_timeout)
+            elif node is not None:
+                return  # the export lives on a node that is down: remove it when the node is back
+            self._head_ok.pop(v.id, None)
+            v.head_node_id = ""
+            await self.repo.commit(put=[v])
+        await self._set_stage(v, "deleting-replicas")
+        pending = [r for r in reps if not await self._delete_replica(r, nodes)]
+        if pending:
+            log.info("volume %s: %d replica(s) wait for their nodes to come back before deletion", v.name,
+                     len(pending))
+        # the volume record goes once its export is gone; replicas on down nodes keep their
+        # (deleting) records and are removed when those nodes return
+        await self.repo.commit(delete=[v])
+        self.synced.pop(v.id, None)
+        log.info("volume deleted name=%s volume_id=%s", v.name, v.id)
+        if v.source_snapshot_id:
+            src = await self.repo.get(Snapshot, v.source_snapshot_id)
+            if src is not None and src.name.startswith(INTERNAL_SNAPSHOT_PREFIX) and src.state != SnapshotState.DELETING:
+                src.state = SnapshotState.DELETING
+                await self.repo.commit(put=[src])
+
+    # --- snapshots -----------------------------------------------------------------------------
+    async def reconcile_snapshot(self, s: Snapshot, nodes: dict[str, Node], reps: list[Replica]) -> None:
+        if s.state == SnapshotState.CREATING:
+            for r in reps:
+                if r.state != ReplicaState.ONLINE:
+                    continue
+                node = nodes[r.node_id]
+                if not self._up(node):
+                    continue
+                await self._stub(node).CreateSnapshot(
+                    apb.CreateReplicaSnapshotRequest(replica_id=r.id, snapshot_id=s.id), timeout=self.call_timeout)
+                s.parts[node.id] = r.id
+            if s.parts:
+                s.state = SnapshotState.READY
+                await self.repo.commit(put=[s])
+                log.info("snapshot ready snapshot_id=%s volume_id=%s", s.id, s.volume_id)
+        elif s.state == SnapshotState.DELETING:
+            for node_id in list(s.parts):
+                node = nodes.get(node_id)
+                if node is not None:
+                    if not self._up(node):
+                        return
+                    await self._stub(node).DeleteSnapshot(apb.DeleteReplicaSnapshotRequest(snapshot_id=s.id),
+                                                          timeout=self.call_timeout)
+                s.parts.pop(node_id)
+            await self.repo.commit(delete=[s])
+            log.info("snapshot deleted snapshot_id=%s", s.id)
+
+    # --- orphans -------------------------------------------------------------------------------
+    async def sweep_orphans(self, nodes: dict[str, Node]) -> None:
+        """Delete lvols named like meshblock replicas that no record owns, after a grace period."""
+        known = {r.id for r in await self.repo.list(Replica)}
+        nowm = time.monotonic()
+        for node in nodes.values():
+            if not self._up(node):
+                continue
+            try:
+                listed = await self._stub(node).ListReplicas(apb.ListReplicasRequest(), timeout=self.call_timeout)
+            except grpc.aio.AioRpcError:
+                continue
+            for rep in listed.replicas:
+                key = (node.id, rep.replica_id)
+                if rep.replica_id in known:
+                    self._orphans.pop(key, None)
+                    continue
+                first = self._orphans.setdefault(key, nowm)
+                if nowm - first >= self.orphan_grace:
+                    log.warning("deleting orphan replica %s on node %s", rep.replica_id, node.name)
+                    try:
+                        await self._stub(node).DeleteReplica(apb.DeleteReplicaRequest(replica_id=rep.replica_id),
+                                                             timeout=self.call_timeout)
+                        self._orphans.pop(key, None)
+                    except grpc.aio.AioRpcError as e:
+                        log.warning("orphan %s not deleted: %s", rep.replica_id, e.details())
+
+
+INTERNAL_SNAPSHOT_PREFIX = "clone-source-"

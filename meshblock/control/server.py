@@ -1,0 +1,124 @@
+"""Runs a controller: admin API, registry, reconciler and failure detector, behind a leader lease.
+
+Every controller serves its API socket at once; a standby answers UNAVAILABLE
+(and its health service says NOT_SERVING) until it wins the lease. A leader
+that loses its lease exits, so two controllers never act at the same time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+
+from prometheus_client import start_http_server
+
+from ..grpcutil import make_server, server_tls, set_serving
+from ..proto.meshblock.v1 import admin_pb2_grpc as pb_grpc
+from ..store import open_leadership, open_store
+from .agents import AgentClients
+from .liveness import Liveness
+from .reconciler import Reconciler
+from .repo import Repo
+from .service import (CLUSTER_SERVICE, NODE_SERVICE, REGISTRY_SERVICE, VOLUME_SERVICE, ClusterServicer, Gate,
+                      NodeServicer, RegistryServicer, VolumeServicer)
+from .volumes import VolumeManager
+
+log = logging.getLogger(__name__)
+SERVICES = [VOLUME_SERVICE, NODE_SERVICE, CLUSTER_SERVICE, REGISTRY_SERVICE]
+
+
+@dataclass
+class ControllerConfig:
+    store_url: str
+    listen: str
+    identity: str = ""
+    node_timeout: float = 5.0
+    heartbeat_ms: int = 1000
+    overcommit: float = 4.0
+    orphan_grace: float = 60.0
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    metrics_port: int = 0
+    leader_ttl: float = 3.0
+
+
+class LeadershipLost(RuntimeError):
+    pass
+
+
+async def run_controller(cfg: ControllerConfig, stop: asyncio.Event | None = None) -> None:
+    identity = cfg.identity or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    store = open_store(cfg.store_url)
+    await store.open()
+    leadership = open_leadership(cfg.store_url, identity, ttl=cfg.leader_ttl)
+    repo = Repo(store)
+    agents = AgentClients()
+    gate = Gate()
+    liveness = Liveness(repo, timeout=cfg.node_timeout)
+    reconciler = Reconciler(repo, agents, liveness, orphan_grace=cfg.orphan_grace)
+    liveness.on_change = reconciler.kick
+    mgr = VolumeManager(repo, liveness, reconciler, overcommit=cfg.overcommit)
+
+    def register(server) -> None:
+        pb_grpc.add_VolumeServiceServicer_to_server(VolumeServicer(mgr, gate), server)
+        pb_grpc.add_NodeServiceServicer_to_server(NodeServicer(mgr, liveness, gate), server)
+        pb_grpc.add_ClusterServiceServicer_to_server(
+            ClusterServicer(mgr, liveness, gate, cfg.overcommit, identity), server)
+        pb_grpc.add_NodeRegistryServicer_to_server(RegistryServicer(liveness, gate, cfg.heartbeat_ms), server)
+
+    tls = server_tls(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca) if cfg.tls_cert else None
+    server, health = await make_server(cfg.listen, register, SERVICES, tls=tls, serving=False)
+    if cfg.metrics_port:
+        start_http_server(cfg.metrics_port, addr="127.0.0.1")
+    log.info("controller %s listening on %s; campaigning for leadership", identity, cfg.listen)
+    tasks: list[asyncio.Task] = []
+    try:
+        campaign = asyncio.create_task(leadership.campaign())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({campaign, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            campaign.cancel()
+            return
+        stopper.cancel()
+        log.info("controller %s is the leader", identity)
+        liveness.started = time.monotonic()
+        gate.active = True
+        set_serving(health, SERVICES, True)
+
+        async def watch() -> None:
+            async for _ in store.watch_changes():
+                reconciler.kick()
+
+        tasks = [asyncio.create_task(reconciler.run()), asyncio.create_task(liveness.run()),
+                 asyncio.create_task(watch())]
+        lost = asyncio.create_task(leadership.lost.wait())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({lost, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if leadership.lost.is_set() and not stop.is_set():
+            gate.active = False
+            log.error("controller %s lost its leadership; exiting", identity)
+            raise LeadershipLost(identity)
+    finally:
+        gate.active = False
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        await server.stop(grace=1.0)
+        with contextlib.suppress(Exception):
+            await leadership.resign()
+        await agents.close()
+        await store.close()
+        log.info("controller %s stopped", identity)

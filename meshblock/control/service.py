@@ -1,0 +1,339 @@
+"""The admin API servicers: validate input, call the managers, convert records to messages."""
+
+from __future__ import annotations
+
+import base64
+from typing import Callable
+
+import grpc
+
+from ..errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from ..grpcutil import rpc_method
+from ..model import Node, NodeState, Replica, Snapshot, Volume, VolumeState
+from ..proto.meshblock.v1 import admin_pb2 as pb
+from ..proto.meshblock.v1 import admin_pb2_grpc as pb_grpc
+from . import validate
+from .liveness import Liveness
+from .reconciler import INTERNAL_SNAPSHOT_PREFIX
+from .volumes import CLUSTER_GRANULARITY, VolumeManager, VolumeSpec
+
+VOLUME_SERVICE = "meshblock.v1.VolumeService"
+NODE_SERVICE = "meshblock.v1.NodeService"
+CLUSTER_SERVICE = "meshblock.v1.ClusterService"
+REGISTRY_SERVICE = "meshblock.v1.NodeRegistry"
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+
+
+def _token(value: str) -> str:
+    return base64.urlsafe_b64encode(value.encode()).decode() if value else ""
+
+
+def _untoken(token: str) -> str | None:
+    if not token:
+        return None
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidArgument("page_token", "not a token this server issued") from None
+
+
+def volume_pb(v: Volume, reps: list[Replica], nodes: dict[str, Node]) -> pb.Volume:
+    return pb.Volume(
+        id=v.id, name=v.name, size_bytes=v.size_bytes, replicas=v.replicas, spread=v.spread, labels=v.labels,
+        state=v.state.value, stage=v.stage, nqn=v.nqn, namespace_uuid=v.namespace_uuid, head_node_id=v.head_node_id,
+        hosts=v.hosts, source_snapshot_id=v.source_snapshot_id, source_volume_id=v.source_volume_id,
+        created_at=v.created_at, message=v.message,
+        replica_status=[pb.ReplicaStatus(replica_id=r.id, node_id=r.node_id,
+                                         node_name=nodes[r.node_id].name if r.node_id in nodes else "",
+                                         state=r.state.value) for r in reps])
+
+
+def snapshot_pb(s: Snapshot) -> pb.Snapshot:
+    return pb.Snapshot(id=s.id, name=s.name, volume_id=s.volume_id, size_bytes=s.size_bytes, state=s.state.value,
+                       created_at=s.created_at)
+
+
+class Gate:
+    """Refuses API calls while this controller is not the leader."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.leader_hint = ""
+
+    def check(self) -> None:
+        if not self.active:
+            raise Unavailable("this controller is a standby" + (f"; the leader is {self.leader_hint}"
+                                                                 if self.leader_hint else ""))
+
+
+class VolumeServicer(pb_grpc.VolumeServiceServicer):
+    def __init__(self, mgr: VolumeManager, gate: Gate):
+        self.mgr = mgr
+        self.gate = gate
+
+    async def _pb(self, v: Volume) -> pb.Volume:
+        nodes = {n.id: n for n in await self.mgr.repo.list(Node)}
+        return volume_pb(v, await self.mgr.replicas_of(v.id), nodes)
+
+    def _spec(self, name: str, size: int, replicas: int, spread: str, labels) -> VolumeSpec:
+        return VolumeSpec(name=validate.name("name", name), size_bytes=validate.size("size_bytes", size,
+                                                                                       CLUSTER_GRANULARITY),
+                          replicas=validate.replicas("replicas", replicas), spread=spread,
+                          labels=validate.labels("labels", dict(labels)))
+
+    @rpc_method(VOLUME_SERVICE)
+    async def CreateVolume(self, request: pb.CreateVolumeRequest, context) -> pb.Volume:
+        self.gate.check()
+        spec = self._spec(request.name, request.size_bytes, request.replicas, request.spread, request.labels)
+        return await self._pb(await self.mgr.wait_ready(await self.mgr.create(spec)))
+
+    @rpc_method(VOLUME_SERVICE)
+    async def GetVolume(self, request: pb.GetVolumeRequest, context) -> pb.Volume:
+        self.gate.check()
+        return await self._pb(await self.mgr.require(validate.ref("ref", request.ref)))
+
+    @rpc_method(VOLUME_SERVICE)
+    async def ListVolumes(self, request: pb.ListVolumesRequest, context) -> pb.ListVolumesReply:
+        self.gate.check()
+        size = request.page_size or DEFAULT_PAGE
+        if size > MAX_PAGE:
+            raise InvalidArgument("page_size", f"at most {MAX_PAGE}")
+        if request.state and request.state not in {s.value for s in VolumeState}:
+            raise InvalidArgument("state", f"{request.state!r} is not a volume state")
+        cursor = _untoken(request.page_token)
+        nodes = {n.id: n for n in await self.mgr.repo.list(Node)}
+        reps: dict[str, list[Replica]] = {}
+        for r in await self.mgr.repo.list(Replica):
+            reps.setdefault(r.volume_id, []).append(r)
+        out: list[pb.Volume] = []
+        batch_size = max(size, 200)
+        while len(out) < size:
+            batch = await self.mgr.repo.list(Volume, start_after=cursor, limit=batch_size, index="name")
+            for v in batch:
+                cursor = v.name
+                if request.state and v.state.value != request.state:
+                    continue
+                if any(v.labels.get(k) != val for k, val in request.label_selector.items()):
+                    continue
+                if request.node_id and not any(r.node_id == request.node_id for r in reps.get(v.id, [])):
+                    continue
+                out.append(volume_pb(v, reps.get(v.id, []), nodes))
+                if len(out) == size:
+                    break
+            if len(batch) < batch_size:
+                break
+        more = len(out) == size and bool(await self.mgr.repo.list(Volume, start_after=out[-1].name, limit=1,
+                                                                   index="name"))
+        return pb.ListVolumesReply(volumes=out, next_page_token=_token(out[-1].name) if more else "")
+
+    @rpc_method(VOLUME_SERVICE)
+    async def DeleteVolume(self, request: pb.DeleteVolumeRequest, context) -> pb.DeleteVolumeReply:
+        self.gate.check()
+        return pb.DeleteVolumeReply(existed=await self.mgr.delete(validate.ref("ref", request.ref)))
+
+    @rpc_method(VOLUME_SERVICE)
+    async def ResizeVolume(self, request: pb.ResizeVolumeRequest, context) -> pb.Volume:
+        self.gate.check()
+        size = validate.size("size_bytes", request.size_bytes, CLUSTER_GRANULARITY)
+        return await self._pb(await self.mgr.resize(validate.ref("ref", request.ref), size))
+
+    @rpc_method(VOLUME_SERVICE)
+    async def PublishVolume(self, request: pb.PublishVolumeRequest, context) -> pb.Volume:
+        self.gate.check()
+        host = validate.host_nqn("host_nqn", request.host_nqn)
+        return await self._pb(await self.mgr.publish(validate.ref("ref", request.ref), host))
+
+    @rpc_method(VOLUME_SERVICE)
+    async def UnpublishVolume(self, request: pb.UnpublishVolumeRequest, context) -> pb.Volume:
+        self.gate.check()
+        host = validate.host_nqn("host_nqn", request.host_nqn)
+        return await self._pb(await self.mgr.unpublish(validate.ref("ref", request.ref), host))
+
+    @rpc_method(VOLUME_SERVICE)
+    async def GetConnectInfo(self, request: pb.GetConnectInfoRequest, context) -> pb.ConnectInfo:
+        self.gate.check()
+        host = validate.host_nqn("host_nqn", request.host_nqn)
+        v = await self.mgr.require(validate.ref("ref", request.ref))
+        if not v.head_node_id or v.state not in (VolumeState.AVAILABLE, VolumeState.DEGRADED):
+            raise FailedPrecondition(f"volume {v.name!r} is {v.state.value} and not exported yet")
+        node = await self.mgr.repo.get(Node, v.head_node_id)
+        if node is None:
+            raise Unavailable(f"the head node of volume {v.name!r} is unknown")
+        info = pb.ConnectInfo(subnqn=v.nqn, host_nqn=host, namespace_uuid=v.namespace_uuid, size_bytes=v.size_bytes,
+                              paths=[pb.Path(transport="tcp", traddr=node.nvmf_address, trsvcid=str(node.nvmf_port),
+                                             ana_state="optimized", node_id=node.id)])
+        if host not in v.hosts:
+            await context.send_initial_metadata((("meshblock-warning", "host is not published"),))
+        return info
+
+    @rpc_method(VOLUME_SERVICE)
+    async def CreateSnapshot(self, request: pb.CreateSnapshotRequest, context) -> pb.Snapshot:
+        self.gate.check()
+        name = validate.name("name", request.name)
+        return snapshot_pb(await self.mgr.create_snapshot(validate.ref("volume_ref", request.volume_ref), name))
+
+    @rpc_method(VOLUME_SERVICE)
+    async def GetSnapshot(self, request: pb.GetSnapshotRequest, context) -> pb.Snapshot:
+        self.gate.check()
+        s = await self.mgr.find_snapshot(validate.ref("ref", request.ref))
+        if s is None:
+            raise NotFound(f"snapshot {request.ref!r} not found")
+        return snapshot_pb(s)
+
+    @rpc_method(VOLUME_SERVICE)
+    async def ListSnapshots(self, request: pb.ListSnapshotsRequest, context) -> pb.ListSnapshotsReply:
+        self.gate.check()
+        size = request.page_size or DEFAULT_PAGE
+        if size > MAX_PAGE:
+            raise InvalidArgument("page_size", f"at most {MAX_PAGE}")
+        vid = (await self.mgr.require(request.volume_ref)).id if request.volume_ref else None
+        snaps = [s for s in await self.mgr.repo.list(Snapshot, index="name")
+                 if (vid is None or s.volume_id == vid) and not s.name.startswith(INTERNAL_SNAPSHOT_PREFIX)]
+        after = _untoken(request.page_token)
+        if after:
+            snaps = [s for s in snaps if s.name > after]
+        page = snaps[:size]
+        more = len(snaps) > size
+        return pb.ListSnapshotsReply(snapshots=[snapshot_pb(s) for s in page],
+                                     next_page_token=_token(page[-1].name) if more else "")
+
+    @rpc_method(VOLUME_SERVICE)
+    async def DeleteSnapshot(self, request: pb.DeleteSnapshotRequest, context) -> pb.DeleteSnapshotReply:
+        self.gate.check()
+        return pb.DeleteSnapshotReply(existed=await self.mgr.delete_snapshot(validate.ref("ref", request.ref)))
+
+    @rpc_method(VOLUME_SERVICE)
+    async def CloneVolume(self, request: pb.CloneVolumeRequest, context) -> pb.Volume:
+        self.gate.check()
+        if bool(request.source_snapshot_ref) == bool(request.source_volume_ref):
+            raise InvalidArgument("source_snapshot_ref", "give exactly one of source_snapshot_ref and "
+                                                         "source_volume_ref")
+        spec = VolumeSpec(name=validate.name("name", request.name),
+                          size_bytes=validate.size("size_bytes", request.size_bytes, CLUSTER_GRANULARITY)
+                          if request.size_bytes else 0, replicas=1, spread="",
+                          labels=validate.labels("labels", dict(request.labels)))
+        v = await self.mgr.clone(spec, snapshot_ref=request.source_snapshot_ref, volume_ref=request.source_volume_ref)
+        return await self._pb(v)
+
+
+def node_pb(n: Node, reps: list[Replica], up: bool) -> pb.Node:
+    mine = [r for r in reps if r.node_id == n.id]
+    return pb.Node(id=n.id, name=n.name, state=NodeState.UP.value if up else NodeState.DOWN.value,
+                   cordoned=n.cordoned, draining=n.draining, labels=n.labels, host_nqn=n.host_nqn,
+                   nvmf_address=n.nvmf_address, nvmf_port=n.nvmf_port, endpoint=n.endpoint,
+                   total_bytes=n.total_bytes, free_bytes=n.free_bytes,
+                   provisioned_bytes=sum(r.size_bytes for r in mine), replica_count=len(mine), last_seen=n.last_seen,
+                   drain=pb.DrainProgress(replicas_total=len(mine) if n.draining else 0,
+                                          done=n.draining and not mine))
+
+
+class NodeServicer(pb_grpc.NodeServiceServicer):
+    def __init__(self, mgr: VolumeManager, liveness: Liveness, gate: Gate):
+        self.mgr = mgr
+        self.liveness = liveness
+        self.gate = gate
+
+    async def _find(self, ref: str) -> Node:
+        validate.ref("ref", ref)
+        n = await self.mgr.repo.by_name(Node, ref) or await self.mgr.repo.get(Node, ref)
+        if n is None:
+            raise NotFound(f"node {ref!r} not found")
+        return n
+
+    async def _pb(self, n: Node) -> pb.Node:
+        return node_pb(n, await self.mgr.repo.list(Replica), self.liveness.is_up(n.id))
+
+    @rpc_method(NODE_SERVICE)
+    async def ListNodes(self, request, context) -> pb.ListNodesReply:
+        self.gate.check()
+        reps = await self.mgr.repo.list(Replica)
+        nodes = sorted(await self.mgr.repo.list(Node), key=lambda n: n.name)
+        return pb.ListNodesReply(nodes=[node_pb(n, reps, self.liveness.is_up(n.id)) for n in nodes])
+
+    @rpc_method(NODE_SERVICE)
+    async def GetNode(self, request, context) -> pb.Node:
+        self.gate.check()
+        return await self._pb(await self._find(request.ref))
+
+    async def _set(self, ref: str, change: Callable[[Node], None]) -> pb.Node:
+        from ..store.base import Conflict
+        for _ in range(20):
+            n = await self._find(ref)
+            change(n)
+            try:
+                await self.mgr.repo.commit(put=[n])
+            except Conflict:
+                continue
+            self.mgr.reconciler.kick()
+            return await self._pb(n)
+        raise FailedPrecondition(f"node {ref!r} kept changing; try again")
+
+    @rpc_method(NODE_SERVICE)
+    async def CordonNode(self, request, context) -> pb.Node:
+        self.gate.check()
+        return await self._set(request.ref, lambda n: setattr(n, "cordoned", True))
+
+    @rpc_method(NODE_SERVICE)
+    async def UncordonNode(self, request, context) -> pb.Node:
+        self.gate.check()
+
+        def uncordon(n: Node) -> None:
+            n.cordoned = False
+            n.draining = False
+        return await self._set(request.ref, uncordon)
+
+    @rpc_method(NODE_SERVICE)
+    async def DrainNode(self, request, context) -> pb.Node:
+        self.gate.check()
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                            "draining moves replicas by rebuilding them on other nodes; this version cannot "
+                            "rebuild replicas yet (cordon the node to keep new replicas away)")
+
+
+class ClusterServicer(pb_grpc.ClusterServiceServicer):
+    def __init__(self, mgr: VolumeManager, liveness: Liveness, gate: Gate, overcommit: float, identity: str):
+        self.mgr = mgr
+        self.liveness = liveness
+        self.gate = gate
+        self.overcommit = overcommit
+        self.identity = identity
+
+    @rpc_method(CLUSTER_SERVICE)
+    async def GetClusterStatus(self, request, context) -> pb.ClusterStatus:
+        self.gate.check()
+        nodes = await self.mgr.repo.list(Node)
+        up = [n for n in nodes if self.liveness.is_up(n.id)]
+        by_state: dict[str, int] = {}
+        for v in await self.mgr.repo.list(Volume):
+            by_state[v.state.value] = by_state.get(v.state.value, 0) + 1
+        return pb.ClusterStatus(nodes_up=len(up), nodes_down=len(nodes) - len(up),
+                                total_bytes=sum(n.total_bytes for n in up), free_bytes=sum(n.free_bytes for n in up),
+                                provisioned_bytes=sum(r.size_bytes for r in await self.mgr.repo.list(Replica)),
+                                overcommit_ratio=self.overcommit, volumes_by_state=by_state, leader=self.identity)
+
+
+class RegistryServicer(pb_grpc.NodeRegistryServicer):
+    def __init__(self, liveness: Liveness, gate: Gate, heartbeat_ms: int):
+        self.liveness = liveness
+        self.gate = gate
+        self.heartbeat_ms = heartbeat_ms
+
+    @rpc_method(REGISTRY_SERVICE)
+    async def Register(self, request: pb.RegisterRequest, context) -> pb.RegisterReply:
+        self.gate.check()
+        from ..util import check_uuid
+        node = Node(id=check_uuid("node_id", request.node_id), name=validate.name("name", request.name),
+                    endpoint=validate.ref("endpoint", request.endpoint),
+                    host_nqn=validate.host_nqn("host_nqn", request.host_nqn), nvmf_address=request.nvmf_address,
+                    nvmf_port=request.nvmf_port, labels=dict(request.labels), total_bytes=request.total_bytes,
+                    free_bytes=request.free_bytes)
+        await self.liveness.register(node, request.instance_id)
+        return pb.RegisterReply(heartbeat_interval_ms=self.heartbeat_ms)
+
+    @rpc_method(REGISTRY_SERVICE)
+    async def Heartbeat(self, request: pb.HeartbeatRequest, context) -> pb.HeartbeatReply:
+        self.gate.check()
+        return pb.HeartbeatReply(known=self.liveness.heartbeat(request.node_id, request.instance_id,
+                                                               request.total_bytes, request.free_bytes,
+                                                               request.healthy))

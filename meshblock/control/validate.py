@@ -1,0 +1,56 @@
+"""Validation of admin API input: every problem names its field."""
+
+from __future__ import annotations
+
+import re
+
+from ..errors import InvalidArgument
+from ..util import check_nqn
+
+MiB = 1 << 20
+MAX_VOLUME_BYTES = 1 << 50          # 1 PiB
+MAX_REPLICAS = 5
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_LABEL_KEY_RE = re.compile(r"^([a-z0-9.-]{1,253}/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
+_LABEL_VALUE_RE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$")
+
+
+def name(field: str, value: str) -> str:
+    if not _NAME_RE.match(value or ""):
+        raise InvalidArgument(field, f"{value!r} is not a valid name: 1-128 letters, digits, '.', '_', '-', "
+                                     "starting with a letter or digit")
+    return value
+
+
+def size(field: str, value: int, granularity: int) -> int:
+    if value <= 0:
+        raise InvalidArgument(field, "must be positive")
+    if value > MAX_VOLUME_BYTES:
+        raise InvalidArgument(field, f"{value} bytes is larger than the supported maximum of {MAX_VOLUME_BYTES}")
+    return -(-value // granularity) * granularity
+
+
+def replicas(field: str, value: int) -> int:
+    n = value or 1
+    if not 1 <= n <= MAX_REPLICAS:
+        raise InvalidArgument(field, f"{value} is not between 1 and {MAX_REPLICAS}")
+    return n
+
+
+def labels(field: str, value: dict[str, str]) -> dict[str, str]:
+    for k, v in value.items():
+        if not _LABEL_KEY_RE.match(k):
+            raise InvalidArgument(field, f"label key {k!r} is not valid")
+        if not _LABEL_VALUE_RE.match(v):
+            raise InvalidArgument(field, f"label value {v!r} of {k!r} is not valid")
+    return dict(value)
+
+
+def host_nqn(field: str, value: str) -> str:
+    return check_nqn(field, value)
+
+
+def ref(field: str, value: str) -> str:
+    if not value:
+        raise InvalidArgument(field, "required")
+    return value

@@ -1,0 +1,273 @@
+"""Volume, snapshot and clone operations: desired-state changes in the store.
+
+This layer validates nothing (the servicer does) and calls no agent (the
+reconciler does); it reads and writes records and waits, within bounds, for the
+reconciler to act on them.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+from .. import nqn
+from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from ..model import Node, NodeState, Replica, ReplicaState, Snapshot, SnapshotState, Volume, VolumeState
+from ..model.records import now
+from ..store.base import Conflict, NameTaken
+from .liveness import Liveness
+from .placement import Candidate, place
+from .reconciler import INTERNAL_SNAPSHOT_PREFIX, Reconciler
+from .repo import Repo
+
+log = logging.getLogger(__name__)
+
+CLUSTER_GRANULARITY = 4 << 20      # volumes are sized in whole pool clusters
+
+
+@dataclass
+class VolumeSpec:
+    name: str
+    size_bytes: int
+    replicas: int
+    spread: str
+    labels: dict[str, str]
+
+
+class VolumeManager:
+    def __init__(self, repo: Repo, liveness: Liveness, reconciler: Reconciler, *, overcommit: float = 4.0,
+                 wait_timeout: float = 30.0):
+        self.repo = repo
+        self.liveness = liveness
+        self.reconciler = reconciler
+        self.overcommit = overcommit
+        self.wait_timeout = wait_timeout
+
+    # --- lookups -------------------------------------------------------------------------------
+    async def find(self, ref: str) -> Volume | None:
+        v = await self.repo.by_name(Volume, ref)
+        if v is None:
+            try:
+                v = await self.repo.get(Volume, str(uuid.UUID(ref)))
+            except ValueError:
+                v = None
+        return v
+
+    async def require(self, ref: str) -> Volume:
+        v = await self.find(ref)
+        if v is None:
+            raise NotFound(f"volume {ref!r} not found")
+        return v
+
+    async def replicas_of(self, volume_id: str) -> list[Replica]:
+        return [r for r in await self.repo.list(Replica) if r.volume_id == volume_id]
+
+    async def candidates(self) -> tuple[list[Candidate], dict[str, Node]]:
+        nodes = {n.id: n for n in await self.repo.list(Node)}
+        provisioned: dict[str, int] = {}
+        for r in await self.repo.list(Replica):
+            provisioned[r.node_id] = provisioned.get(r.node_id, 0) + r.size_bytes
+        return [Candidate(node_id=n.id, name=n.name, up=n.state == NodeState.UP and self.liveness.is_up(n.id),
+                          schedulable=not (n.cordoned or n.draining), labels=n.labels, total_bytes=n.total_bytes,
+                          provisioned_bytes=provisioned.get(n.id, 0)) for n in nodes.values()], nodes
+
+    # --- create --------------------------------------------------------------------------------
+    def _same(self, v: Volume, spec: VolumeSpec) -> bool:
+        return (v.size_bytes, v.replicas, v.spread, v.labels) == (spec.size_bytes, spec.replicas, spec.spread,
+                                                                 spec.labels)
+
+    async def create(self, spec: VolumeSpec, *, source: Snapshot | None = None) -> Volume:
+        existing = await self.repo.by_name(Volume, spec.name)
+        if existing is not None:
+            if not self._same(existing, spec) or (source and existing.source_snapshot_id != source.id):
+                raise AlreadyExists(f"volume {spec.name!r} exists with different parameters (size "
+                                    f"{existing.size_bytes}, replicas {existing.replicas}, spread {existing.spread!r})")
+            return existing
+        if spec.replicas > 1:
+            raise FailedPrecondition("volumes with more than one replica need the replicated head, which this "
+                                     "version does not provide yet; use replicas=1")
+        vid = str(uuid.uuid4())
+        if source is not None:
+            # a clone lives where its snapshot is: lvol clones share the snapshot's blocks
+            node_ids = list(source.parts)[:1]
+            if not node_ids:
+                raise FailedPrecondition(f"snapshot {source.name!r} is not ready")
+        else:
+            cands, _ = await self.candidates()
+            node_ids = place(spec.size_bytes, spec.replicas, cands, spread=spec.spread,
+                             overcommit=self.overcommit).node_ids
+        v = Volume(id=vid, name=spec.name, size_bytes=spec.size_bytes, replicas=spec.replicas, spread=spec.spread,
+                   labels=spec.labels, state=VolumeState.CREATING, stage="placed", nqn=nqn("volume", vid),
+                   namespace_uuid=vid, created_at=now(), source_snapshot_id=source.id if source else "",
+                   source_volume_id=source.volume_id if source else "")
+        reps = [Replica(id=str(uuid.uuid4()), volume_id=vid, node_id=n, size_bytes=spec.size_bytes,
+                        state=ReplicaState.CREATING, created_at=now(),
+                        source_snapshot_replica=source.id if source else "") for n in node_ids]
+        try:
+            await self.repo.commit(create=[v, *reps])
+        except NameTaken:
+            return await self.create(spec, source=source)   # lost a race with the same name: compare again
+        log.info("volume created name=%s volume_id=%s size=%d replicas=%d nodes=%s", v.name, v.id, v.size_bytes,
+                 v.replicas, ",".join(node_ids))
+        self.reconciler.kick()
+        return v
+
+    async def wait_ready(self, v: Volume, timeout: float | None = None) -> Volume:
+        """Wait (bounded) until the reconciler has applied the volume's current generation."""
+        gen = v.generation
+
+        async def done() -> bool:
+            cur = await self.repo.get(Volume, v.id)
+            return cur is None or self.reconciler.synced.get(v.id, 0) >= gen or cur.state == VolumeState.FAULTED
+
+        await self.reconciler.wait_for(done, self.wait_timeout if timeout is None else timeout)
+        return await self.repo.get(Volume, v.id) or v
+
+    # --- changes -------------------------------------------------------------------------------
+    async def _update(self, ref: str, change) -> Volume:
+        for _ in range(20):
+            v = await self.require(ref)
+            if v.state == VolumeState.DELETING:
+                raise FailedPrecondition(f"volume {v.name!r} is being deleted")
+            if not change(v):
+                return v
+            v.generation += 1
+            try:
+                await self.repo.commit(put=[v])
+            except Conflict:
+                continue
+            self.reconciler.kick()
+            return v
+        raise FailedPrecondition(f"volume {ref!r} kept changing; try again")
+
+    async def delete(self, ref: str) -> bool:
+        for _ in range(20):
+            v = await self.find(ref)
+            if v is None:
+                return False
+            if v.state != VolumeState.DELETING:
+                clones = [s for s in await self.repo.list(Snapshot) if s.volume_id == v.id
+                          and not s.name.startswith(INTERNAL_SNAPSHOT_PREFIX)]
+                if clones:
+                    raise FailedPrecondition(f"volume {v.name!r} has {len(clones)} snapshot(s); delete them first")
+                v.move_to(VolumeState.DELETING)
+                v.stage = "deleting"
+                try:
+                    await self.repo.commit(put=[v])
+                except Conflict:
+                    continue
+                log.info("volume delete requested name=%s volume_id=%s", v.name, v.id)
+            self.reconciler.kick()
+
+            async def gone() -> bool:
+                return await self.repo.get(Volume, v.id) is None
+
+            await self.reconciler.wait_for(gone, self.wait_timeout)
+            return True
+        raise FailedPrecondition(f"volume {ref!r} kept changing; try again")
+
+    async def resize(self, ref: str, size_bytes: int) -> Volume:
+        def grow(v: Volume) -> bool:
+            if size_bytes < v.size_bytes:
+                raise InvalidArgument("size_bytes", f"{size_bytes} is smaller than the volume ({v.size_bytes}); "
+                                                    "volumes only grow")
+            if size_bytes == v.size_bytes:
+                return False
+            v.size_bytes = size_bytes
+            return True
+        return await self.wait_ready(await self._update(ref, grow))
+
+    async def publish(self, ref: str, host: str) -> Volume:
+        def add(v: Volume) -> bool:
+            if host in v.hosts:
+                return False
+            v.hosts = sorted(set(v.hosts) | {host})
+            return True
+        return await self.wait_ready(await self._update(ref, add))
+
+    async def unpublish(self, ref: str, host: str) -> Volume:
+        def remove(v: Volume) -> bool:
+            if host not in v.hosts:
+                return False
+            v.hosts = [h for h in v.hosts if h != host]
+            return True
+        return await self.wait_ready(await self._update(ref, remove))
+
+    # --- snapshots -----------------------------------------------------------------------------
+    async def find_snapshot(self, ref: str) -> Snapshot | None:
+        s = await self.repo.by_name(Snapshot, ref)
+        if s is None:
+            try:
+                s = await self.repo.get(Snapshot, str(uuid.UUID(ref)))
+            except ValueError:
+                s = None
+        return s
+
+    async def create_snapshot(self, volume_ref: str, name: str) -> Snapshot:
+        v = await self.require(volume_ref)
+        existing = await self.repo.by_name(Snapshot, name)
+        if existing is not None:
+            if existing.volume_id != v.id:
+                raise AlreadyExists(f"snapshot {name!r} exists for another volume")
+            return existing
+        if v.state not in (VolumeState.AVAILABLE, VolumeState.DEGRADED):
+            raise FailedPrecondition(f"volume {v.name!r} is {v.state.value}; snapshots need a serving volume")
+        s = Snapshot(id=str(uuid.uuid4()), name=name, volume_id=v.id, size_bytes=v.size_bytes,
+                     state=SnapshotState.CREATING, created_at=now())
+        try:
+            await self.repo.commit(create=[s], check=[v])
+        except NameTaken:
+            return await self.create_snapshot(volume_ref, name)
+        except Conflict:
+            return await self.create_snapshot(volume_ref, name)
+        self.reconciler.kick()
+
+        async def ready() -> bool:
+            cur = await self.repo.get(Snapshot, s.id)
+            return cur is None or cur.state != SnapshotState.CREATING
+
+        await self.reconciler.wait_for(ready, self.wait_timeout)
+        return await self.repo.get(Snapshot, s.id) or s
+
+    async def delete_snapshot(self, ref: str) -> bool:
+        s = await self.find_snapshot(ref)
+        if s is None:
+            return False
+        users = [v for v in await self.repo.list(Volume) if v.source_snapshot_id == s.id]
+        if users:
+            raise FailedPrecondition(f"snapshot {s.name!r} has {len(users)} clone volume(s) "
+                                     f"({', '.join(sorted(u.name for u in users))}); delete them first")
+        if s.state != SnapshotState.DELETING:
+            s.state = SnapshotState.DELETING
+            await self.repo.commit(put=[s])
+        self.reconciler.kick()
+
+        async def gone() -> bool:
+            return await self.repo.get(Snapshot, s.id) is None
+
+        await self.reconciler.wait_for(gone, self.wait_timeout)
+        return True
+
+    async def clone(self, spec: VolumeSpec, *, snapshot_ref: str = "", volume_ref: str = "") -> Volume:
+        existing = await self.repo.by_name(Volume, spec.name)
+        if existing is not None:
+            if existing.source_snapshot_id or existing.source_volume_id:
+                src = await self.repo.get(Snapshot, existing.source_snapshot_id)
+                if src is not None and (src.name == snapshot_ref or src.id == snapshot_ref or
+                                        (volume_ref and src.volume_id == (await self.require(volume_ref)).id)):
+                    return existing
+            raise AlreadyExists(f"volume {spec.name!r} exists and is not that clone")
+        if snapshot_ref:
+            snap = await self.find_snapshot(snapshot_ref)
+            if snap is None:
+                raise NotFound(f"snapshot {snapshot_ref!r} not found")
+        else:
+            src = await self.require(volume_ref)
+            snap = await self.create_snapshot(src.id, INTERNAL_SNAPSHOT_PREFIX + spec.name)
+        if snap.state != SnapshotState.READY:
+            raise FailedPrecondition(f"snapshot {snap.name!r} is {snap.state.value}")
+        if spec.size_bytes < snap.size_bytes:
+            spec.size_bytes = snap.size_bytes
+        v = await self.create(spec, source=snap)
+        return await self.wait_ready(v)

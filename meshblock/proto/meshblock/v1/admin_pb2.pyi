@@ -1,0 +1,452 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ReplicaStatus(_message.Message):
+    __slots__ = ("replica_id", "node_id", "node_name", "state", "rebuild_progress", "rebuild_eta_seconds")
+    REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REBUILD_PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    REBUILD_ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    replica_id: str
+    node_id: str
+    node_name: str
+    state: str
+    rebuild_progress: float
+    rebuild_eta_seconds: int
+    def __init__(self, replica_id: _Optional[str] = ..., node_id: _Optional[str] = ..., node_name: _Optional[str] = ..., state: _Optional[str] = ..., rebuild_progress: _Optional[float] = ..., rebuild_eta_seconds: _Optional[int] = ...) -> None: ...
+
+class Volume(_message.Message):
+    __slots__ = ("id", "name", "size_bytes", "replicas", "spread", "labels", "state", "stage", "nqn", "namespace_uuid", "head_node_id", "hosts", "replica_status", "source_snapshot_id", "source_volume_id", "created_at", "message")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    SPREAD_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    NQN_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_UUID_FIELD_NUMBER: _ClassVar[int]
+    HEAD_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    HOSTS_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_STATUS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    size_bytes: int
+    replicas: int
+    spread: str
+    labels: _containers.ScalarMap[str, str]
+    state: str
+    stage: str
+    nqn: str
+    namespace_uuid: str
+    head_node_id: str
+    hosts: _containers.RepeatedScalarFieldContainer[str]
+    replica_status: _containers.RepeatedCompositeFieldContainer[ReplicaStatus]
+    source_snapshot_id: str
+    source_volume_id: str
+    created_at: float
+    message: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., replicas: _Optional[int] = ..., spread: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., state: _Optional[str] = ..., stage: _Optional[str] = ..., nqn: _Optional[str] = ..., namespace_uuid: _Optional[str] = ..., head_node_id: _Optional[str] = ..., hosts: _Optional[_Iterable[str]] = ..., replica_status: _Optional[_Iterable[_Union[ReplicaStatus, _Mapping]]] = ..., source_snapshot_id: _Optional[str] = ..., source_volume_id: _Optional[str] = ..., created_at: _Optional[float] = ..., message: _Optional[str] = ...) -> None: ...
+
+class CreateVolumeRequest(_message.Message):
+    __slots__ = ("name", "size_bytes", "replicas", "spread", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    SPREAD_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    size_bytes: int
+    replicas: int
+    spread: str
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., replicas: _Optional[int] = ..., spread: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class GetVolumeRequest(_message.Message):
+    __slots__ = ("ref",)
+    REF_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    def __init__(self, ref: _Optional[str] = ...) -> None: ...
+
+class ListVolumesRequest(_message.Message):
+    __slots__ = ("page_size", "page_token", "label_selector", "state", "node_id")
+    class LabelSelectorEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    LABEL_SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    label_selector: _containers.ScalarMap[str, str]
+    state: str
+    node_id: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., label_selector: _Optional[_Mapping[str, str]] = ..., state: _Optional[str] = ..., node_id: _Optional[str] = ...) -> None: ...
+
+class ListVolumesReply(_message.Message):
+    __slots__ = ("volumes", "next_page_token")
+    VOLUMES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    volumes: _containers.RepeatedCompositeFieldContainer[Volume]
+    next_page_token: str
+    def __init__(self, volumes: _Optional[_Iterable[_Union[Volume, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class DeleteVolumeRequest(_message.Message):
+    __slots__ = ("ref",)
+    REF_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    def __init__(self, ref: _Optional[str] = ...) -> None: ...
+
+class DeleteVolumeReply(_message.Message):
+    __slots__ = ("existed",)
+    EXISTED_FIELD_NUMBER: _ClassVar[int]
+    existed: bool
+    def __init__(self, existed: _Optional[bool] = ...) -> None: ...
+
+class ResizeVolumeRequest(_message.Message):
+    __slots__ = ("ref", "size_bytes")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    size_bytes: int
+    def __init__(self, ref: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+
+class PublishVolumeRequest(_message.Message):
+    __slots__ = ("ref", "host_nqn")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    HOST_NQN_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    host_nqn: str
+    def __init__(self, ref: _Optional[str] = ..., host_nqn: _Optional[str] = ...) -> None: ...
+
+class UnpublishVolumeRequest(_message.Message):
+    __slots__ = ("ref", "host_nqn")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    HOST_NQN_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    host_nqn: str
+    def __init__(self, ref: _Optional[str] = ..., host_nqn: _Optional[str] = ...) -> None: ...
+
+class GetConnectInfoRequest(_message.Message):
+    __slots__ = ("ref", "host_nqn")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    HOST_NQN_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    host_nqn: str
+    def __init__(self, ref: _Optional[str] = ..., host_nqn: _Optional[str] = ...) -> None: ...
+
+class Path(_message.Message):
+    __slots__ = ("transport", "traddr", "trsvcid", "ana_state", "node_id")
+    TRANSPORT_FIELD_NUMBER: _ClassVar[int]
+    TRADDR_FIELD_NUMBER: _ClassVar[int]
+    TRSVCID_FIELD_NUMBER: _ClassVar[int]
+    ANA_STATE_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    transport: str
+    traddr: str
+    trsvcid: str
+    ana_state: str
+    node_id: str
+    def __init__(self, transport: _Optional[str] = ..., traddr: _Optional[str] = ..., trsvcid: _Optional[str] = ..., ana_state: _Optional[str] = ..., node_id: _Optional[str] = ...) -> None: ...
+
+class ConnectInfo(_message.Message):
+    __slots__ = ("subnqn", "host_nqn", "paths", "namespace_uuid", "size_bytes")
+    SUBNQN_FIELD_NUMBER: _ClassVar[int]
+    HOST_NQN_FIELD_NUMBER: _ClassVar[int]
+    PATHS_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_UUID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    subnqn: str
+    host_nqn: str
+    paths: _containers.RepeatedCompositeFieldContainer[Path]
+    namespace_uuid: str
+    size_bytes: int
+    def __init__(self, subnqn: _Optional[str] = ..., host_nqn: _Optional[str] = ..., paths: _Optional[_Iterable[_Union[Path, _Mapping]]] = ..., namespace_uuid: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+
+class Snapshot(_message.Message):
+    __slots__ = ("id", "name", "volume_id", "size_bytes", "state", "created_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    volume_id: str
+    size_bytes: int
+    state: str
+    created_at: float
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., volume_id: _Optional[str] = ..., size_bytes: _Optional[int] = ..., state: _Optional[str] = ..., created_at: _Optional[float] = ...) -> None: ...
+
+class CreateSnapshotRequest(_message.Message):
+    __slots__ = ("volume_ref", "name")
+    VOLUME_REF_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    volume_ref: str
+    name: str
+    def __init__(self, volume_ref: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class GetSnapshotRequest(_message.Message):
+    __slots__ = ("ref",)
+    REF_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    def __init__(self, ref: _Optional[str] = ...) -> None: ...
+
+class ListSnapshotsRequest(_message.Message):
+    __slots__ = ("volume_ref", "page_size", "page_token")
+    VOLUME_REF_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    volume_ref: str
+    page_size: int
+    page_token: str
+    def __init__(self, volume_ref: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListSnapshotsReply(_message.Message):
+    __slots__ = ("snapshots", "next_page_token")
+    SNAPSHOTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    snapshots: _containers.RepeatedCompositeFieldContainer[Snapshot]
+    next_page_token: str
+    def __init__(self, snapshots: _Optional[_Iterable[_Union[Snapshot, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class DeleteSnapshotRequest(_message.Message):
+    __slots__ = ("ref",)
+    REF_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    def __init__(self, ref: _Optional[str] = ...) -> None: ...
+
+class DeleteSnapshotReply(_message.Message):
+    __slots__ = ("existed",)
+    EXISTED_FIELD_NUMBER: _ClassVar[int]
+    existed: bool
+    def __init__(self, existed: _Optional[bool] = ...) -> None: ...
+
+class CloneVolumeRequest(_message.Message):
+    __slots__ = ("name", "source_snapshot_ref", "source_volume_ref", "size_bytes", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_SNAPSHOT_REF_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_VOLUME_REF_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    source_snapshot_ref: str
+    source_volume_ref: str
+    size_bytes: int
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., source_snapshot_ref: _Optional[str] = ..., source_volume_ref: _Optional[str] = ..., size_bytes: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class DrainProgress(_message.Message):
+    __slots__ = ("replicas_total", "replicas_moved", "done")
+    REPLICAS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_MOVED_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    replicas_total: int
+    replicas_moved: int
+    done: bool
+    def __init__(self, replicas_total: _Optional[int] = ..., replicas_moved: _Optional[int] = ..., done: _Optional[bool] = ...) -> None: ...
+
+class Node(_message.Message):
+    __slots__ = ("id", "name", "state", "cordoned", "draining", "labels", "host_nqn", "nvmf_address", "nvmf_port", "endpoint", "total_bytes", "free_bytes", "provisioned_bytes", "replica_count", "last_seen", "drain")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CORDONED_FIELD_NUMBER: _ClassVar[int]
+    DRAINING_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    HOST_NQN_FIELD_NUMBER: _ClassVar[int]
+    NVMF_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    NVMF_PORT_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FREE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PROVISIONED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_COUNT_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    state: str
+    cordoned: bool
+    draining: bool
+    labels: _containers.ScalarMap[str, str]
+    host_nqn: str
+    nvmf_address: str
+    nvmf_port: int
+    endpoint: str
+    total_bytes: int
+    free_bytes: int
+    provisioned_bytes: int
+    replica_count: int
+    last_seen: float
+    drain: DrainProgress
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[str] = ..., cordoned: _Optional[bool] = ..., draining: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ..., host_nqn: _Optional[str] = ..., nvmf_address: _Optional[str] = ..., nvmf_port: _Optional[int] = ..., endpoint: _Optional[str] = ..., total_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., provisioned_bytes: _Optional[int] = ..., replica_count: _Optional[int] = ..., last_seen: _Optional[float] = ..., drain: _Optional[_Union[DrainProgress, _Mapping]] = ...) -> None: ...
+
+class ListNodesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListNodesReply(_message.Message):
+    __slots__ = ("nodes",)
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[Node]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ...) -> None: ...
+
+class GetNodeRequest(_message.Message):
+    __slots__ = ("ref",)
+    REF_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    def __init__(self, ref: _Optional[str] = ...) -> None: ...
+
+class CordonNodeRequest(_message.Message):
+    __slots__ = ("ref",)
+    REF_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    def __init__(self, ref: _Optional[str] = ...) -> None: ...
+
+class UncordonNodeRequest(_message.Message):
+    __slots__ = ("ref",)
+    REF_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    def __init__(self, ref: _Optional[str] = ...) -> None: ...
+
+class DrainNodeRequest(_message.Message):
+    __slots__ = ("ref",)
+    REF_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    def __init__(self, ref: _Optional[str] = ...) -> None: ...
+
+class GetClusterStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ClusterStatus(_message.Message):
+    __slots__ = ("nodes_up", "nodes_down", "total_bytes", "free_bytes", "provisioned_bytes", "overcommit_ratio", "volumes_by_state", "leader")
+    class VolumesByStateEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    NODES_UP_FIELD_NUMBER: _ClassVar[int]
+    NODES_DOWN_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FREE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PROVISIONED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    OVERCOMMIT_RATIO_FIELD_NUMBER: _ClassVar[int]
+    VOLUMES_BY_STATE_FIELD_NUMBER: _ClassVar[int]
+    LEADER_FIELD_NUMBER: _ClassVar[int]
+    nodes_up: int
+    nodes_down: int
+    total_bytes: int
+    free_bytes: int
+    provisioned_bytes: int
+    overcommit_ratio: float
+    volumes_by_state: _containers.ScalarMap[str, int]
+    leader: str
+    def __init__(self, nodes_up: _Optional[int] = ..., nodes_down: _Optional[int] = ..., total_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., provisioned_bytes: _Optional[int] = ..., overcommit_ratio: _Optional[float] = ..., volumes_by_state: _Optional[_Mapping[str, int]] = ..., leader: _Optional[str] = ...) -> None: ...
+
+class RegisterRequest(_message.Message):
+    __slots__ = ("node_id", "name", "endpoint", "host_nqn", "nvmf_address", "nvmf_port", "labels", "total_bytes", "free_bytes", "instance_id")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    HOST_NQN_FIELD_NUMBER: _ClassVar[int]
+    NVMF_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    NVMF_PORT_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FREE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    name: str
+    endpoint: str
+    host_nqn: str
+    nvmf_address: str
+    nvmf_port: int
+    labels: _containers.ScalarMap[str, str]
+    total_bytes: int
+    free_bytes: int
+    instance_id: str
+    def __init__(self, node_id: _Optional[str] = ..., name: _Optional[str] = ..., endpoint: _Optional[str] = ..., host_nqn: _Optional[str] = ..., nvmf_address: _Optional[str] = ..., nvmf_port: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., total_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., instance_id: _Optional[str] = ...) -> None: ...
+
+class RegisterReply(_message.Message):
+    __slots__ = ("heartbeat_interval_ms",)
+    HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    heartbeat_interval_ms: int
+    def __init__(self, heartbeat_interval_ms: _Optional[int] = ...) -> None: ...
+
+class HeartbeatRequest(_message.Message):
+    __slots__ = ("node_id", "total_bytes", "free_bytes", "healthy", "instance_id")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FREE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    HEALTHY_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    total_bytes: int
+    free_bytes: int
+    healthy: bool
+    instance_id: str
+    def __init__(self, node_id: _Optional[str] = ..., total_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., healthy: _Optional[bool] = ..., instance_id: _Optional[str] = ...) -> None: ...
+
+class HeartbeatReply(_message.Message):
+    __slots__ = ("known",)
+    KNOWN_FIELD_NUMBER: _ClassVar[int]
+    known: bool
+    def __init__(self, known: _Optional[bool] = ...) -> None: ...

@@ -1,0 +1,79 @@
+"""Placement rules, including property tests over random clusters."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meshblock.control.placement import Candidate, PlacementError, domain, place
+
+GiB = 1 << 30
+
+
+def node(i, zone=None, total=100 * GiB, prov=0, up=True, sched=True):
+    return Candidate(node_id=f"id{i}", name=f"n{i}", up=up, schedulable=sched,
+                     labels={"zone": zone} if zone else {}, total_bytes=total, provisioned_bytes=prov)
+
+
+def test_distinct_nodes_least_loaded_first():
+    nodes = [node(1, prov=50 * GiB), node(2, prov=10 * GiB), node(3, prov=30 * GiB)]
+    assert place(GiB, 2, nodes).node_ids == ["id2", "id3"]
+
+
+def test_spread_by_zone():
+    nodes = [node(1, "a"), node(2, "a"), node(3, "b")]
+    assert sorted(place(GiB, 2, nodes, spread="zone").node_ids) in (["id1", "id3"], ["id2", "id3"])
+    with pytest.raises(PlacementError, match="distinct zone values: 2 possible"):
+        place(GiB, 3, nodes, spread="zone")
+
+
+def test_reasons_name_every_refused_node():
+    nodes = [node(1, up=False), node(2, sched=False), node(3, total=GiB, prov=GiB)]
+    with pytest.raises(PlacementError) as ei:
+        place(GiB, 1, nodes, overcommit=1.0)
+    r = ei.value.reasons
+    assert r["n1"] == "down" and r["n2"] == "cordoned or draining" and "overcommit" in r["n3"]
+    assert "n1: down" in str(ei.value)
+
+
+def test_overcommit_allows_thin_provisioning_up_to_the_ratio():
+    assert place(300 * GiB, 1, [node(1)], overcommit=4.0).node_ids == ["id1"]
+    with pytest.raises(PlacementError):
+        place(401 * GiB, 1, [node(1)], overcommit=4.0)
+
+
+def test_replacement_avoids_nodes_and_domains_in_use():
+    nodes = [node(1, "a"), node(2, "b"), node(3, "b"), node(4, "c")]
+    p = place(GiB, 1, nodes, spread="zone", exclude_nodes={"id1"}, taken_domains={"a", "b"})
+    assert p.node_ids == ["id4"]
+
+
+clusters = st.lists(
+    st.builds(lambda i, z, total, prov, up, sched: node(i, z, total, prov, up, sched),
+              st.integers(0, 10**6), st.sampled_from([None, "a", "b", "c", "d"]), st.integers(0, 64).map(lambda g: g * GiB),
+              st.integers(0, 200).map(lambda g: g * GiB), st.booleans(), st.booleans()),
+    max_size=12, unique_by=lambda c: c.node_id)
+
+
+@settings(max_examples=300, deadline=None)
+@given(clusters, st.integers(1, 5), st.integers(1, 50), st.sampled_from(["", "zone"]),
+       st.floats(1.0, 5.0))
+def test_placement_properties(nodes, count, size_gib, spread, overcommit):
+    size = size_gib * GiB
+    try:
+        p = place(size, count, nodes, spread=spread, overcommit=overcommit)
+    except PlacementError as e:
+        # refused only when not enough eligible domains exist
+        eligible = {domain(c, spread) for c in nodes if c.up and c.schedulable and c.total_bytes > 0
+                    and c.provisioned_bytes + size <= c.total_bytes * overcommit}
+        assert len(eligible) < count
+        assert set(e.reasons) <= {c.name for c in nodes}
+        return
+    by_id = {c.node_id: c for c in nodes}
+    chosen = [by_id[i] for i in p.node_ids]
+    assert len(chosen) == count == len(set(p.node_ids))
+    assert len({domain(c, spread) for c in chosen}) == count
+    for c in chosen:
+        assert c.up and c.schedulable
+        assert c.provisioned_bytes + size <= c.total_bytes * overcommit
