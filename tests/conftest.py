@@ -57,3 +57,15 @@ def pytest_terminal_summary(terminalreporter):
                   f"{_outcomes['error']} errors); skipped: {_outcomes['skipped']}")
     for reason, n in _skip_reasons.most_common():
         tr.write_line(f"  {n} skipped: {reason}")
+
+
+@pytest.fixture
+def short_tmp():
+    """A short temporary directory: Unix socket paths must stay under 108 bytes."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    d = Path(tempfile.mkdtemp(prefix="mb-"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)

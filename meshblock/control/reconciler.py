@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import grpc
 from prometheus_client import Counter, Gauge
 
+from ..faults import crash_point
 from ..model import Node, Replica, ReplicaState, Snapshot, SnapshotState, Volume, VolumeState
 from ..proto.meshblock.v1 import agent_pb2 as apb
 from ..store.base import Conflict
@@ -144,6 +145,7 @@ class Reconciler:
                 return False
             await self._stub(node).DeleteReplica(apb.DeleteReplicaRequest(replica_id=r.id),
                                                  timeout=self.call_timeout)
+            crash_point("delete.replica-deleted")
         await self.repo.commit(delete=[r])
         self._replica_ok.pop(r.id, None)
         log.info("replica deleted replica_id=%s node_id=%s volume_id=%s", r.id, r.node_id, r.volume_id)
@@ -226,6 +228,7 @@ class Reconciler:
             if got.size_bytes < v.size_bytes:
                 got = await stub.ResizeReplica(apb.ResizeReplicaRequest(replica_id=r.id, size_bytes=v.size_bytes),
                                                timeout=self.call_timeout)
+            crash_point("create.replica-made")
             self._replica_ok[r.id] = (inst, v.size_bytes)
             if r.size_bytes != got.size_bytes:
                 r.size_bytes = got.size_bytes
@@ -243,6 +246,7 @@ class Reconciler:
         spec = apb.HeadSpec(volume_id=v.id, nqn=v.nqn, namespace_uuid=v.namespace_uuid,
                             legs=[apb.HeadLeg(replica_id=r.id, node_id=node.id)], allowed_host_nqns=sorted(v.hosts))
         await self._stub(node).EnsureHead(spec, timeout=self.call_timeout)
+        crash_point("create.exported")
         self._head_ok[v.id] = key
         if v.head_node_id != node.id:
             v.head_node_id = node.id
@@ -255,6 +259,7 @@ class Reconciler:
             node = nodes.get(v.head_node_id)
             if self._up(node):
                 await self._stub(node).DeleteHead(apb.DeleteHeadRequest(volume_id=v.id), timeout=self.call_timeout)
+                crash_point("delete.unexported")
             elif node is not None:
                 return  # the export lives on a node that is down: remove it when the node is back
             self._head_ok.pop(v.id, None)
@@ -287,6 +292,7 @@ class Reconciler:
                     continue
                 await self._stub(node).CreateSnapshot(
                     apb.CreateReplicaSnapshotRequest(replica_id=r.id, snapshot_id=s.id), timeout=self.call_timeout)
+                crash_point("snapshot.taken")
                 s.parts[node.id] = r.id
             if s.parts:
                 s.state = SnapshotState.READY
@@ -300,6 +306,7 @@ class Reconciler:
                         return
                     await self._stub(node).DeleteSnapshot(apb.DeleteReplicaSnapshotRequest(snapshot_id=s.id),
                                                           timeout=self.call_timeout)
+                    crash_point("snapshot.deleted")
                 s.parts.pop(node_id)
             await self.repo.commit(delete=[s])
             log.info("snapshot deleted snapshot_id=%s", s.id)

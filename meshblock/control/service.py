@@ -33,9 +33,12 @@ def _untoken(token: str) -> str | None:
     if not token:
         return None
     try:
-        return base64.urlsafe_b64decode(token.encode()).decode()
+        value = base64.b64decode(token.encode(), altchars=b"-_", validate=True).decode()
     except (ValueError, UnicodeDecodeError):
-        raise InvalidArgument("page_token", "not a token this server issued") from None
+        value = ""
+    if not value:
+        raise InvalidArgument("page_token", "not a token this server issued")
+    return value
 
 
 def volume_pb(v: Volume, reps: list[Replica], nodes: dict[str, Node]) -> pb.Volume:

@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 
 from .. import nqn
+from ..faults import crash_point
 from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from ..model import Node, NodeState, Replica, ReplicaState, Snapshot, SnapshotState, Volume, VolumeState
 from ..model.records import now
@@ -104,10 +105,12 @@ class VolumeManager:
         reps = [Replica(id=str(uuid.uuid4()), volume_id=vid, node_id=n, size_bytes=spec.size_bytes,
                         state=ReplicaState.CREATING, created_at=now(),
                         source_snapshot_replica=source.id if source else "") for n in node_ids]
+        crash_point("create.placed")
         try:
             await self.repo.commit(create=[v, *reps])
         except NameTaken:
             return await self.create(spec, source=source)   # lost a race with the same name: compare again
+        crash_point("create.recorded")
         log.info("volume created name=%s volume_id=%s size=%d replicas=%d nodes=%s", v.name, v.id, v.size_bytes,
                  v.replicas, ",".join(node_ids))
         self.reconciler.kick()
@@ -157,6 +160,7 @@ class VolumeManager:
                     await self.repo.commit(put=[v])
                 except Conflict:
                     continue
+                crash_point("delete.recorded")
                 log.info("volume delete requested name=%s volume_id=%s", v.name, v.id)
             self.reconciler.kick()
 

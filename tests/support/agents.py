@@ -22,7 +22,8 @@ from .backends import Backend, loopback_address
 
 class AgentProc:
     def __init__(self, backend: Backend, data_dir: Path, name: str = "node", *, pool_size: str = "256MiB",
-                 mem_size: int = 512, interrupt_mode: bool = True, address: str | None = None, port: int = 4420):
+                 mem_size: int = 512, interrupt_mode: bool = True, address: str | None = None, port: int = 4420,
+                 controller: str = "", labels: dict[str, str] | None = None):
         self.backend = backend
         self.data_dir = data_dir
         self.name = name
@@ -33,6 +34,10 @@ class AgentProc:
                      "--pool-size", pool_size, "--mem-size", str(mem_size), "--nvmf-address", self.address,
                      "--nvmf-port", str(port), "--listen", self.listen,
                      "--interrupt-mode" if interrupt_mode else "--polling", "--log-level", "DEBUG"]
+        if controller:
+            self.argv += ["--controller", controller]
+        for k, v in (labels or {}).items():
+            self.argv += ["--label", f"{k}={v}"]
         self.proc: subprocess.Popen | None = None
         self.channel: grpc.aio.Channel | None = None
         self.stub: pb_grpc.AgentServiceStub | None = None

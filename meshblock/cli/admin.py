@@ -1,0 +1,787 @@
+"""The admin commands: `meshblock volume ...`, `meshblock node ...`, `meshblock cluster ...`.
+
+They speak the controller's admin API (VolumeService, NodeService,
+ClusterService).  Every command takes ``-o table|json`` and the connection
+options ``--endpoint``, ``--ca``, ``--cert`` and ``--key``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import click
+from rich.console import Group
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from ..proto.meshblock.v1 import admin_pb2 as pb
+from ..units import parse_size
+from . import output as out
+from .client import AdminClient, Connection
+
+VOLUME_STATES = ("creating", "available", "degraded", "faulted", "deleting")
+READY_STATES = ("available", "degraded")
+
+
+# -- parameter types ---------------------------------------------------------------------------------------
+
+class Size(click.ParamType):
+    """A size with human units: 10GiB, 512MiB, 1.5TiB, 4096 (bytes)."""
+
+    name = "size"
+
+    def convert(self, value, param, ctx):  # type: ignore[override]
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(value)
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+class Duration(click.ParamType):
+    """A duration: 120s, 2m, 1h, 500ms, or plain seconds."""
+
+    name = "duration"
+    _RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+    _SCALE = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+    def convert(self, value, param, ctx):  # type: ignore[override]
+        if isinstance(value, (int, float)):
+            return float(value)
+        m = self._RE.match(str(value))
+        if not m:
+            self.fail(f"{value!r} is not a duration (examples: 120s, 2m, 1h)", param, ctx)
+        return float(m.group(1)) * self._SCALE[m.group(2)]
+
+
+SIZE = Size()
+DURATION = Duration()
+
+
+def _parse_labels(ctx: click.Context, param: click.Parameter, items: tuple[str, ...]) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for item in items:
+        k, sep, v = item.partition("=")
+        if not sep or not k.strip():
+            raise click.BadParameter(f"{item!r} is not key=value", ctx=ctx, param=param)
+        labels[k.strip()] = v.strip()
+    return labels
+
+
+# -- options every command takes -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Invocation:
+    """What every admin command is given: the output format and how to reach the controller."""
+
+    output: str
+    conn: Connection
+
+    @property
+    def json(self) -> bool:
+        return self.output == "json"
+
+    def client(self) -> AdminClient:
+        return AdminClient(self.conn)
+
+
+_PEM = click.Path(dir_okay=False, path_type=Path)
+_COMMON_OPTIONS = (
+    click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True,
+                 help="Tables for people; JSON for scripts (sizes in bytes)."),
+    click.option("--endpoint", metavar="ENDPOINT", default=None,
+                 help="The controller: unix:/path or host:port (TLS).  Default: $MESHBLOCK_ENDPOINT, "
+                      "else unix:$MESHBLOCK_HOME/controller.sock."),
+    click.option("--ca", type=_PEM, envvar="MESHBLOCK_CA", default=None, show_envvar=True,
+                 help="CA certificate (PEM) to verify a host:port controller."),
+    click.option("--cert", type=_PEM, envvar="MESHBLOCK_CERT", default=None, show_envvar=True,
+                 help="Client certificate (PEM) for a host:port controller."),
+    click.option("--key", type=_PEM, envvar="MESHBLOCK_KEY", default=None, show_envvar=True,
+                 help="Client private key (PEM) for a host:port controller."),
+)
+
+
+def admin_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the common options; the command receives an :class:`Invocation` first."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, output: str, endpoint: str | None, ca: Path | None, cert: Path | None,
+                key: Path | None, **kwargs: Any) -> Any:
+        inv = Invocation(output=output, conn=Connection(endpoint=endpoint, ca=ca, cert=cert, key=key))
+        return fn(inv, *args, **kwargs)
+
+    for option in reversed(_COMMON_OPTIONS):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def timeout_option(default_timeout: str | None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    limit = "" if default_timeout else " (default: no limit)"
+    return click.option("--timeout", type=DURATION, default=default_timeout,
+                        show_default=default_timeout is not None, help=f"How long to wait{limit}.")
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty()
+
+
+def paginate(call: Callable[[Any], Any], request: Any, field: str) -> Iterator[Any]:
+    """Every item of a paginated List call, following next_page_token."""
+    seen: set[str] = set()
+    while True:
+        reply = call(request)
+        yield from getattr(reply, field)
+        token = reply.next_page_token
+        if not token:
+            return
+        if token in seen:
+            raise click.ClickException("the controller returned the same page token twice; listing stopped")
+        seen.add(token)
+        request.page_token = token
+
+
+def _stopped_waiting(what: str, hint: str) -> click.exceptions.Exit:
+    click.echo(f"stopped waiting; {what} goes on in the controller ({hint})", err=True)
+    return click.exceptions.Exit(130)
+
+
+# -- volumes: rendering -------------------------------------------------------------------------------------
+
+def _online(v: pb.Volume) -> int:
+    return sum(1 for r in v.replica_status if r.state == "online")
+
+
+def _healthy(v: pb.Volume) -> bool:
+    return v.state == "available" and all(r.state == "online" for r in v.replica_status)
+
+
+def _rebuild_cell(r: pb.ReplicaStatus) -> Any:
+    if r.state != "rebuilding":
+        return "-"
+    p = min(max(r.rebuild_progress, 0.0), 1.0)
+    g = Table.grid(padding=(0, 1))
+    eta = f"ETA {out.duration(r.rebuild_eta_seconds)}" if r.rebuild_eta_seconds else "ETA -"
+    g.add_row(ProgressBar(total=1.0, completed=p, width=24), f"{p:.0%}", eta)
+    return g
+
+
+def _replicas_table(v: pb.Volume) -> Table:
+    t = out.table("NODE", "REPLICA", "STATE", "REBUILD")
+    for r in v.replica_status:
+        t.add_row(out.esc(r.node_name or r.node_id or "-"), out.esc(r.replica_id or "-"), out.state(r.state),
+                  _rebuild_cell(r))
+    return t
+
+
+def _replica_summary(v: pb.Volume) -> str:
+    if not v.replica_status:
+        text = f"{v.replicas} asked"
+    else:
+        text = f"{_online(v)} of {v.replicas} online"
+        rebuilding = sum(1 for r in v.replica_status if r.state == "rebuilding")
+        if rebuilding:
+            text += f", {rebuilding} rebuilding"
+    if v.spread:
+        text += f" (spread across {out.esc(v.spread)})"
+    return text
+
+
+def volume_view(v: pb.Volume) -> Group:
+    nodes = {r.node_id: r.node_name for r in v.replica_status if r.node_id}
+    head = nodes.get(v.head_node_id) or v.head_node_id
+    source = "-"
+    if v.source_snapshot_id:
+        source = f"snapshot {v.source_snapshot_id}"
+    elif v.source_volume_id:
+        source = f"volume {v.source_volume_id}"
+    rows: list[tuple[str, Any]] = [
+        ("Volume", f"[bold]{out.esc(v.name)}[/bold]"),
+        ("ID", out.esc(v.id or "-")),
+        ("State", out.state(v.state)),
+        ("Stage", out.esc(v.stage or "-")),
+        ("Size", f"{out.size(v.size_bytes)} ({v.size_bytes} bytes)"),
+        ("Replicas", _replica_summary(v)),
+        ("Labels", out.labels(v.labels)),
+        ("NQN", out.esc(v.nqn or "-")),
+        ("Namespace", out.esc(v.namespace_uuid or "-")),
+        ("Head node", out.esc(head or "-")),
+        ("Hosts", "\n".join(out.esc(h) for h in v.hosts) or "- (no host may connect yet)"),
+        ("Source", out.esc(source)),
+        ("Created", f"{out.timestamp(v.created_at)} ({out.age(v.created_at)} ago)" if v.created_at else "-"),
+    ]
+    if v.message:
+        rows.append(("Message", out.esc(v.message)))
+    parts: list[Any] = [out.properties(rows)]
+    if v.replica_status:
+        parts.append(_replicas_table(v))
+    return Group(*parts)
+
+
+def volumes_table(volumes: list[pb.Volume]) -> Table:
+    t = out.table("NAME", "STATE", "SIZE", "REPLICAS", "STAGE", "HOSTS", "LABELS", "AGE")
+    for v in volumes:
+        replicas = f"{_online(v)}/{v.replicas}" if v.replica_status else str(v.replicas)
+        t.add_row(out.esc(v.name), out.state(v.state), out.size(v.size_bytes), replicas,
+                  out.esc(v.stage or "-"), str(len(v.hosts)), out.labels(v.labels), out.age(v.created_at))
+    return t
+
+
+def show_volume(inv: Invocation, v: pb.Volume) -> None:
+    if inv.json:
+        out.print_json(out.message_to_dict(v))
+    else:
+        out.console().print(volume_view(v))
+
+
+def _volume_progress(v: pb.Volume) -> str:
+    text = v.state or "?"
+    if v.stage:
+        text += f" ({v.stage})"
+    rebuilding = [r for r in v.replica_status if r.state == "rebuilding"]
+    if rebuilding:
+        avg = sum(r.rebuild_progress for r in rebuilding) / len(rebuilding)
+        text += f", rebuilding {avg:.0%}"
+    return text
+
+
+def wait_for_volume(c: AdminClient, v: pb.Volume, timeout: float, verb: str) -> pb.Volume:
+    """Poll until the volume is available or degraded; faulted, deleting or the timeout are errors."""
+    deadline = time.monotonic() + timeout
+    delay = 0.1
+    name = v.name
+    spinner = out.console(stderr=True)
+    try:
+        with spinner.status(f"{verb} volume {out.esc(name)}: {_volume_progress(v)}") as status:
+            while True:
+                if v.state in READY_STATES:
+                    return v
+                if v.state == "faulted":
+                    raise click.ClickException(
+                        f"volume {name} is faulted" + (f": {v.message}" if v.message else "")
+                        + f" (see `meshblock volume get {name}`)")
+                if v.state == "deleting":
+                    raise click.ClickException(f"volume {name} is being deleted")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise click.ClickException(
+                        f"timed out after {out.duration(timeout)} waiting for volume {name} to become "
+                        f"available (it is {_volume_progress(v)}); follow it with "
+                        f"`meshblock volume get {name} --watch`")
+                time.sleep(min(delay, remaining))
+                delay = min(delay * 1.5, 1.0)
+                v = c.volumes.GetVolume(pb.GetVolumeRequest(ref=v.id or name))
+                status.update(f"{verb} volume {out.esc(name)}: {_volume_progress(v)}")
+    except KeyboardInterrupt:
+        raise _stopped_waiting(f"{verb} volume {name}", f"see `meshblock volume get {name}`") from None
+
+
+# -- volume commands ----------------------------------------------------------------------------------------
+
+@click.group()
+def volume() -> None:
+    """Create, inspect, publish and delete volumes."""
+
+
+@volume.command("create")
+@click.argument("name")
+@click.option("--size", type=SIZE, required=True, help="Size with units: 10GiB, 512MiB, ...")
+@click.option("--replicas", type=click.IntRange(1, 5), default=1, show_default=True,
+              help="Copies of the data.")
+@click.option("--spread", default="", metavar="LABEL",
+              help="A node label (zone, rack, ...) no two replicas may share; default: distinct nodes.")
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", callback=_parse_labels,
+              help="A label on the volume (repeatable).")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Wait until the volume is available (or degraded).")
+@timeout_option("120s")
+@admin_options
+def volume_create(inv: Invocation, name: str, size: int, replicas: int, spread: str, labels: dict[str, str],
+                  wait: bool, timeout: float) -> None:
+    """Create volume NAME."""
+    if size <= 0:
+        raise click.BadParameter("must be more than 0 bytes", param_hint="--size")
+    with inv.client() as c:
+        v = c.volumes.CreateVolume(pb.CreateVolumeRequest(name=name, size_bytes=size, replicas=replicas,
+                                                          spread=spread, labels=labels))
+        if wait:
+            v = wait_for_volume(c, v, timeout, "creating")
+    show_volume(inv, v)
+
+
+@volume.command("list")
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", callback=_parse_labels,
+              help="Only volumes with this label (repeatable: all must match).")
+@click.option("--state", type=click.Choice(VOLUME_STATES, case_sensitive=False), default=None,
+              help="Only volumes in this state.")
+@click.option("--node", default=None, metavar="NODE", help="Only volumes with a replica on this node.")
+@admin_options
+def volume_list(inv: Invocation, labels: dict[str, str], state: str | None, node: str | None) -> None:
+    """List volumes."""
+    with inv.client() as c:
+        node_id = ""
+        if node:
+            node_id = c.nodes.GetNode(pb.GetNodeRequest(ref=node)).id or node
+        req = pb.ListVolumesRequest(label_selector=labels, state=(state or "").lower(), node_id=node_id)
+        volumes = list(paginate(c.volumes.ListVolumes, req, "volumes"))
+    if inv.json:
+        out.print_json([out.message_to_dict(v) for v in volumes])
+    elif not volumes:
+        click.echo("No volumes.")
+    else:
+        out.console().print(volumes_table(volumes))
+
+
+@volume.command("get")
+@click.argument("name")
+@click.option("--watch", "-w", is_flag=True,
+              help="Refresh until the volume is healthy (or Ctrl-C), showing rebuild progress.")
+@click.option("--interval", type=DURATION, default="1s", show_default=True,
+              help="Refresh interval of --watch.")
+@admin_options
+def volume_get(inv: Invocation, name: str, watch: bool, interval: float) -> None:
+    """Show volume NAME in detail: state, replicas, hosts, rebuilds."""
+    interval = max(interval, 0.01)
+    with inv.client() as c:
+        def get() -> pb.Volume:
+            return c.volumes.GetVolume(pb.GetVolumeRequest(ref=name))
+
+        v = get()
+        if not watch:
+            show_volume(inv, v)
+            return
+        try:
+            if inv.json:
+                while True:
+                    click.echo(json.dumps(out.message_to_dict(v)))
+                    if _healthy(v):
+                        return
+                    time.sleep(interval)
+                    v = get()
+            from rich.live import Live
+
+            def frame(v: pb.Volume) -> Group:
+                footer = ("[green]healthy[/green]" if _healthy(v)
+                          else f"[dim]refreshing every {out.duration(interval)}; Ctrl-C to stop[/dim]")
+                return Group(volume_view(v), Text.from_markup(footer))
+
+            with Live(frame(v), console=out.console(), auto_refresh=False) as live:
+                while not _healthy(v):
+                    time.sleep(interval)
+                    v = get()
+                    live.update(frame(v), refresh=True)
+        except KeyboardInterrupt:
+            return
+
+
+@volume.command("delete")
+@click.argument("name")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@admin_options
+def volume_delete(inv: Invocation, name: str, yes: bool) -> None:
+    """Delete volume NAME and its data."""
+    if not yes:
+        if not _interactive():
+            raise click.UsageError(f"deleting volume {name} destroys its data; there is no terminal to ask, "
+                                   f"so pass --yes")
+        click.confirm(f"Delete volume {name} and all its data?", abort=True, err=True)
+    with inv.client() as c:
+        reply = c.volumes.DeleteVolume(pb.DeleteVolumeRequest(ref=name))
+    if inv.json:
+        out.print_json({"name": name, "existed": reply.existed})
+    elif reply.existed:
+        click.echo(f"volume {name} deleted")
+    else:
+        click.echo(f"volume {name} did not exist; nothing to delete")
+
+
+@volume.command("resize")
+@click.argument("name")
+@click.option("--size", type=SIZE, required=True, help="The new size (volumes only grow): 20GiB, ...")
+@admin_options
+def volume_resize(inv: Invocation, name: str, size: int) -> None:
+    """Grow volume NAME to --size."""
+    with inv.client() as c:
+        v = c.volumes.ResizeVolume(pb.ResizeVolumeRequest(ref=name, size_bytes=size))
+    if inv.json:
+        out.print_json(out.message_to_dict(v))
+    else:
+        click.echo(f"volume {v.name or name} is now {out.size(v.size_bytes)} ({v.size_bytes} bytes)")
+
+
+def _hosts_line(v: pb.Volume) -> str:
+    return ", ".join(v.hosts) if v.hosts else "none"
+
+
+@volume.command("publish")
+@click.argument("name")
+@click.option("--host-nqn", required=True, metavar="NQN", help="The host NQN to allow.")
+@admin_options
+def volume_publish(inv: Invocation, name: str, host_nqn: str) -> None:
+    """Allow host NQN to connect to volume NAME."""
+    with inv.client() as c:
+        v = c.volumes.PublishVolume(pb.PublishVolumeRequest(ref=name, host_nqn=host_nqn))
+    if inv.json:
+        out.print_json(out.message_to_dict(v))
+    else:
+        click.echo(f"volume {v.name or name} published to {host_nqn}; hosts allowed: {_hosts_line(v)}")
+        click.echo(f"connect with: meshblock volume connect {v.name or name} --host-nqn {host_nqn}")
+
+
+@volume.command("unpublish")
+@click.argument("name")
+@click.option("--host-nqn", required=True, metavar="NQN", help="The host NQN to deny.")
+@admin_options
+def volume_unpublish(inv: Invocation, name: str, host_nqn: str) -> None:
+    """Stop allowing host NQN to connect to volume NAME."""
+    with inv.client() as c:
+        v = c.volumes.UnpublishVolume(pb.UnpublishVolumeRequest(ref=name, host_nqn=host_nqn))
+    if inv.json:
+        out.print_json(out.message_to_dict(v))
+    else:
+        click.echo(f"volume {v.name or name} unpublished from {host_nqn}; hosts allowed: {_hosts_line(v)}")
+
+
+def nvme_connect_line(transport: str, traddr: str, trsvcid: str, subnqn: str, host_nqn: str) -> str:
+    return shlex.join(["nvme", "connect", "-t", transport, "-a", traddr, "-s", trsvcid, "-n", subnqn,
+                       "--hostnqn", host_nqn])
+
+
+@volume.command("connect")
+@click.argument("name")
+@click.option("--host-nqn", required=True, metavar="NQN", help="The NQN of the host that connects.")
+@admin_options
+def volume_connect(inv: Invocation, name: str, host_nqn: str) -> None:
+    """Print the `nvme connect` commands that attach volume NAME on a host, one per path."""
+    with inv.client() as c:
+        info = c.volumes.GetConnectInfo(pb.GetConnectInfoRequest(ref=name, host_nqn=host_nqn))
+    host = info.host_nqn or host_nqn
+    paths = [{"transport": p.transport or "tcp", "traddr": p.traddr, "trsvcid": p.trsvcid,
+              "ana_state": p.ana_state} for p in info.paths]
+    if inv.json:
+        out.print_json({"subnqn": info.subnqn, "host_nqn": host, "paths": paths})
+        return
+    if not paths:
+        raise click.ClickException(f"volume {name} has no path to connect to yet "
+                                   f"(see `meshblock volume get {name}`)")
+    for i, (p, raw) in enumerate(zip(paths, info.paths, strict=True), 1):
+        where = f"{p['traddr']}:{p['trsvcid']}" + (f" on node {raw.node_id}" if raw.node_id else "")
+        click.echo(f"# path {i} of {len(paths)}: {where}, ANA state {p['ana_state'] or 'unknown'}")
+        click.echo(nvme_connect_line(p["transport"], p["traddr"], p["trsvcid"], info.subnqn, host))
+
+
+@volume.command("clone")
+@click.argument("name")
+@click.option("--from-snapshot", "snapshot", metavar="SNAPSHOT", default=None, help="Clone this snapshot.")
+@click.option("--from-volume", "source", metavar="VOLUME", default=None, help="Clone this volume.")
+@click.option("--size", type=SIZE, default=None,
+              help="Size of the clone (default: the source's; may be larger).")
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", callback=_parse_labels,
+              help="A label on the new volume (repeatable).")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Wait until the new volume is available (or degraded).")
+@timeout_option("120s")
+@admin_options
+def volume_clone(inv: Invocation, name: str, snapshot: str | None, source: str | None, size: int | None,
+                 labels: dict[str, str], wait: bool, timeout: float) -> None:
+    """Create volume NAME from a snapshot or from another volume."""
+    if bool(snapshot) == bool(source):
+        raise click.UsageError("give exactly one of --from-snapshot and --from-volume")
+    with inv.client() as c:
+        v = c.volumes.CloneVolume(pb.CloneVolumeRequest(name=name, source_snapshot_ref=snapshot or "",
+                                                        source_volume_ref=source or "", size_bytes=size or 0,
+                                                        labels=labels))
+        if wait:
+            v = wait_for_volume(c, v, timeout, "cloning")
+    show_volume(inv, v)
+
+
+# -- snapshots ----------------------------------------------------------------------------------------------
+
+@volume.group("snapshot")
+def snapshot() -> None:
+    """Point-in-time snapshots of volumes."""
+
+
+def _snapshots_table(snaps: list[pb.Snapshot], volume_names: dict[str, str]) -> Table:
+    t = out.table("NAME", "VOLUME", "SIZE", "STATE", "AGE", "ID")
+    for s in snaps:
+        vol = volume_names.get(s.volume_id, s.volume_id) or "-"
+        t.add_row(out.esc(s.name), out.esc(vol), out.size(s.size_bytes), out.state(s.state),
+                  out.age(s.created_at), out.esc(s.id or "-"))
+    return t
+
+
+def _volume_names(c: AdminClient) -> dict[str, str]:
+    try:
+        return {v.id: v.name for v in paginate(c.volumes.ListVolumes, pb.ListVolumesRequest(), "volumes")}
+    except click.ClickException:
+        return {}
+
+
+@snapshot.command("create")
+@click.argument("volume_ref", metavar="VOLUME")
+@click.argument("name", metavar="SNAPNAME")
+@admin_options
+def snapshot_create(inv: Invocation, volume_ref: str, name: str) -> None:
+    """Snapshot VOLUME as SNAPNAME."""
+    with inv.client() as c:
+        s = c.volumes.CreateSnapshot(pb.CreateSnapshotRequest(volume_ref=volume_ref, name=name))
+    if inv.json:
+        out.print_json(out.message_to_dict(s))
+    else:
+        out.console().print(_snapshots_table([s], {s.volume_id: volume_ref}))
+
+
+@snapshot.command("list")
+@click.argument("volume_ref", metavar="[VOLUME]", required=False)
+@admin_options
+def snapshot_list(inv: Invocation, volume_ref: str | None) -> None:
+    """List snapshots (of VOLUME, or all)."""
+    with inv.client() as c:
+        snaps = list(paginate(c.volumes.ListSnapshots, pb.ListSnapshotsRequest(volume_ref=volume_ref or ""),
+                              "snapshots"))
+        names = _volume_names(c) if snaps and not inv.json else {}
+    if inv.json:
+        out.print_json([out.message_to_dict(s) for s in snaps])
+    elif not snaps:
+        click.echo("No snapshots.")
+    else:
+        out.console().print(_snapshots_table(snaps, names))
+
+
+@snapshot.command("delete")
+@click.argument("name", metavar="SNAPNAME")
+@admin_options
+def snapshot_delete(inv: Invocation, name: str) -> None:
+    """Delete snapshot SNAPNAME."""
+    with inv.client() as c:
+        reply = c.volumes.DeleteSnapshot(pb.DeleteSnapshotRequest(ref=name))
+    if inv.json:
+        out.print_json({"name": name, "existed": reply.existed})
+    elif reply.existed:
+        click.echo(f"snapshot {name} deleted")
+    else:
+        click.echo(f"snapshot {name} did not exist; nothing to delete")
+
+
+# -- nodes --------------------------------------------------------------------------------------------------
+
+@click.group()
+def node() -> None:
+    """Storage nodes: list, inspect, cordon and drain."""
+
+
+def _scheduling(n: pb.Node) -> str:
+    if n.draining:
+        return "[yellow]draining[/yellow]"
+    if n.cordoned:
+        return "[yellow]cordoned[/yellow]"
+    return "schedulable"
+
+
+def _drain_text(n: pb.Node) -> str:
+    d = n.drain
+    if not (n.draining or d.replicas_total or d.done):
+        return "-"
+    text = f"{d.replicas_moved} of {d.replicas_total} replicas moved"
+    return text + (", done" if d.done else "")
+
+
+def nodes_table(nodes: list[pb.Node]) -> Table:
+    t = out.table("NAME", "STATE", "SCHEDULING", "NVME/TCP", "CAPACITY", "FREE", "PROVISIONED", "REPLICAS",
+                  "LABELS", "LAST SEEN")
+    for n in nodes:
+        addr = f"{n.nvmf_address}:{n.nvmf_port}" if n.nvmf_address else "-"
+        t.add_row(out.esc(n.name), out.state(n.state), _scheduling(n), out.esc(addr), out.size(n.total_bytes),
+                  out.size(n.free_bytes), out.size(n.provisioned_bytes), str(n.replica_count),
+                  out.labels(n.labels), f"{out.age(n.last_seen)} ago" if n.last_seen else "-")
+    return t
+
+
+def node_view(n: pb.Node) -> Group:
+    rows: list[tuple[str, Any]] = [
+        ("Node", f"[bold]{out.esc(n.name)}[/bold]"),
+        ("ID", out.esc(n.id or "-")),
+        ("State", out.state(n.state)),
+        ("Scheduling", _scheduling(n)),
+        ("NVMe/TCP", out.esc(f"{n.nvmf_address}:{n.nvmf_port}" if n.nvmf_address else "-")),
+        ("Agent", out.esc(n.endpoint or "-")),
+        ("Host NQN", out.esc(n.host_nqn or "-")),
+        ("Capacity", out.size(n.total_bytes)),
+        ("Free", out.size(n.free_bytes)),
+        ("Provisioned", out.size(n.provisioned_bytes)),
+        ("Replicas", str(n.replica_count)),
+        ("Labels", out.labels(n.labels)),
+        ("Last seen", f"{out.timestamp(n.last_seen)} ({out.age(n.last_seen)} ago)" if n.last_seen else "-"),
+    ]
+    parts: list[Any] = [out.properties(rows)]
+    if n.draining or n.drain.replicas_total:
+        d = n.drain
+        g = Table.grid(padding=(0, 1))
+        moved = d.replicas_moved if d.replicas_total else 1
+        bar = ProgressBar(total=max(d.replicas_total, 1), completed=moved, width=24)
+        g.add_row("[bold]Drain[/bold]", bar, _drain_text(n))
+        parts.append(g)
+    return Group(*parts)
+
+
+def show_node(inv: Invocation, n: pb.Node) -> None:
+    if inv.json:
+        out.print_json(out.message_to_dict(n))
+    else:
+        out.console().print(node_view(n))
+
+
+@node.command("list")
+@admin_options
+def node_list(inv: Invocation) -> None:
+    """List the storage nodes."""
+    with inv.client() as c:
+        nodes = list(c.nodes.ListNodes(pb.ListNodesRequest()).nodes)
+    if inv.json:
+        out.print_json([out.message_to_dict(n) for n in nodes])
+    elif not nodes:
+        click.echo("No nodes have registered.")
+    else:
+        out.console().print(nodes_table(nodes))
+
+
+@node.command("get")
+@click.argument("name")
+@admin_options
+def node_get(inv: Invocation, name: str) -> None:
+    """Show node NAME in detail."""
+    with inv.client() as c:
+        n = c.nodes.GetNode(pb.GetNodeRequest(ref=name))
+    show_node(inv, n)
+
+
+@node.command("cordon")
+@click.argument("name")
+@admin_options
+def node_cordon(inv: Invocation, name: str) -> None:
+    """Place no new replicas on node NAME."""
+    with inv.client() as c:
+        n = c.nodes.CordonNode(pb.CordonNodeRequest(ref=name))
+    if inv.json:
+        out.print_json(out.message_to_dict(n))
+    else:
+        click.echo(f"node {n.name or name} cordoned: no new replicas will be placed on it")
+
+
+@node.command("uncordon")
+@click.argument("name")
+@admin_options
+def node_uncordon(inv: Invocation, name: str) -> None:
+    """Let node NAME take new replicas again."""
+    with inv.client() as c:
+        n = c.nodes.UncordonNode(pb.UncordonNodeRequest(ref=name))
+    if inv.json:
+        out.print_json(out.message_to_dict(n))
+    else:
+        click.echo(f"node {n.name or name} uncordoned: it takes new replicas again")
+
+
+@node.command("drain")
+@click.argument("name")
+@click.option("--wait/--no-wait", default=False, show_default=True,
+              help="Wait until every replica has moved off the node, with a progress bar.")
+@timeout_option(None)
+@admin_options
+def node_drain(inv: Invocation, name: str, wait: bool, timeout: float | None) -> None:
+    """Cordon node NAME and move every replica off it."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    with inv.client() as c:
+        n = c.nodes.DrainNode(pb.DrainNodeRequest(ref=name))
+        label = n.name or name
+        if wait and not n.drain.done:
+            deadline = time.monotonic() + timeout if timeout else None
+            delay = 0.1
+            progress = Progress(SpinnerColumn(), TextColumn(f"draining {out.esc(label)}"), BarColumn(),
+                                MofNCompleteColumn(), TextColumn("replicas moved"), TimeElapsedColumn(),
+                                console=out.console(stderr=True))
+            try:
+                with progress:
+                    task = progress.add_task("drain", total=n.drain.replicas_total or None,
+                                             completed=n.drain.replicas_moved)
+                    while not n.drain.done:
+                        if deadline is not None and time.monotonic() >= deadline:
+                            raise click.ClickException(
+                                f"timed out after {out.duration(timeout or 0)} waiting for node {label} "
+                                f"to drain ({_drain_text(n)}); the drain goes on")
+                        pause = delay if deadline is None else min(delay, max(deadline - time.monotonic(), 0))
+                        time.sleep(pause)
+                        delay = min(delay * 1.5, 1.0)
+                        n = c.nodes.GetNode(pb.GetNodeRequest(ref=n.id or name))
+                        progress.update(task, total=n.drain.replicas_total or None,
+                                        completed=n.drain.replicas_moved)
+            except KeyboardInterrupt:
+                raise _stopped_waiting(f"the drain of node {label}",
+                                       f"see `meshblock node get {label}`") from None
+    if inv.json:
+        out.print_json(out.message_to_dict(n))
+    elif n.drain.done:
+        click.echo(f"node {label} drained: {_drain_text(n)}")
+    else:
+        click.echo(f"node {label} is draining: {_drain_text(n)}; "
+                   f"follow with `meshblock node drain {label} --wait`")
+
+
+# -- cluster ------------------------------------------------------------------------------------------------
+
+@click.group()
+def cluster() -> None:
+    """The cluster as a whole."""
+
+
+def cluster_view(s: pb.ClusterStatus) -> Group:
+    used = max(s.total_bytes - s.free_bytes, 0)
+    used_pct = f", {used / s.total_bytes:.0%}" if s.total_bytes else ""
+    ratio = f"{s.provisioned_bytes / s.total_bytes:.2f}x of capacity" if s.total_bytes else "no capacity"
+    limit = f"; overcommit limit {s.overcommit_ratio:.2f}x" if s.overcommit_ratio else ""
+    total_volumes = sum(s.volumes_by_state.values())
+    by_state = ", ".join(f"{out.state(k)} {s.volumes_by_state[k]}" for k in sorted(s.volumes_by_state)
+                         if s.volumes_by_state[k])
+    rows: list[tuple[str, Any]] = [
+        ("Leader", out.esc(s.leader or "-")),
+        ("Nodes", f"[green]{s.nodes_up} up[/green], " + (f"[red]{s.nodes_down} down[/red]" if s.nodes_down
+                                                         else "0 down")),
+        ("Capacity", f"{out.size(s.total_bytes)} total, {out.size(s.free_bytes)} free "
+                     f"({out.size(used)} used{used_pct})"),
+        ("Provisioned", f"{out.size(s.provisioned_bytes)} ({ratio}{limit})"),
+        ("Volumes", f"{total_volumes}" + (f": {by_state}" if by_state else "")),
+    ]
+    return Group(out.properties(rows))
+
+
+@cluster.command("status")
+@admin_options
+def cluster_status(inv: Invocation) -> None:
+    """Nodes up and down, capacity, provisioning and volumes by state."""
+    with inv.client() as c:
+        s = c.cluster.GetClusterStatus(pb.GetClusterStatusRequest())
+    if inv.json:
+        out.print_json(out.message_to_dict(s))
+    else:
+        out.console().print(cluster_view(s))
+
+
+COMMANDS = (volume, node, cluster)
