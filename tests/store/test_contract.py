@@ -1,0 +1,316 @@
+"""The StateStore contract, run against both engines (SQLite and a real etcd)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+
+import pytest
+
+from meshblock.store import Check, Conflict, Delete, Item, NameTaken, Put, StoreError, open_store
+from tests.store._proc import increment
+from tests.store.conftest import proc_cmd
+
+
+def uid() -> str:
+    return str(uuid.uuid4())
+
+
+# -- basic reads and writes ------------------------------------------------------------------
+
+async def test_put_then_get(store):
+    vid = uid()
+    revs = await store.commit([Put("volume", vid, {"size": 1 << 30, "tags": ["a", "é"]}, name="vol-1")])
+    rev = revs[("volume", vid)]
+    assert rev > 0
+    item = await store.get("volume", vid)
+    assert item == Item("volume", vid, "vol-1", {"size": 1 << 30, "tags": ["a", "é"]}, rev)
+    assert await store.get("volume", uid()) is None
+    assert await store.get("node", vid) is None          # kinds are separate spaces
+    assert (await store.get_by_name("volume", "vol-1")).id == vid
+    assert await store.get_by_name("volume", "vol-2") is None
+    assert await store.get_by_name("node", "vol-1") is None
+
+
+async def test_revision_bumps_on_every_change(store):
+    a, b = uid(), uid()
+    r1 = await store.commit([Put("node", a, {"v": 1}), Put("node", b, {"v": 1})])
+    assert r1[("node", a)] == r1[("node", b)] > 0       # one commit, one revision
+    r2 = await store.commit([Put("node", a, {"v": 2})])
+    assert r2[("node", a)] > r1[("node", a)]
+    assert (await store.get("node", a)).revision == r2[("node", a)]
+    assert (await store.get("node", b)).revision == r1[("node", b)]
+    r3 = await store.commit([Put("node", a, {"v": 2})])   # an identical write is still a change
+    assert r3[("node", a)] > r2[("node", a)]
+
+
+async def test_delete(store):
+    a = uid()
+    await store.commit([Put("snapshot", a, {}, name="s1")])
+    assert await store.count("snapshot") == 1
+    assert await store.commit([Delete("snapshot", a)]) == {("snapshot", a): 0}
+    assert await store.get("snapshot", a) is None
+    assert await store.get_by_name("snapshot", "s1") is None
+    assert await store.count("snapshot") == 0
+    assert await store.commit([Delete("snapshot", a)]) == {("snapshot", a): 0}   # absent: no-op
+    await store.commit([Put("snapshot", uid(), {}, name="s1")])                    # name is free again
+
+
+async def test_list_sorted_and_paginated_by_id(store):
+    ids = sorted(uid() for _ in range(23))
+    shuffled = ids[:]
+    random.shuffle(shuffled)
+    await store.commit([Put("replica", i, {"i": i}) for i in shuffled])
+    await store.commit([Put("replicas", uid(), {}), Put("replic", uid(), {})])   # neighbouring kinds
+    assert await store.count("replica") == 23
+    assert [it.id for it in await store.list("replica")] == ids
+    pages, after = [], None
+    while True:
+        page = await store.list("replica", start_after=after, limit=5)
+        if not page:
+            break
+        assert len(page) <= 5
+        pages.append(page)
+        after = page[-1].id
+    assert [len(p) for p in pages] == [5, 5, 5, 5, 3]
+    assert [it.id for p in pages for it in p] == ids
+    assert all(it.data == {"i": it.id} and it.kind == "replica" for p in pages for it in p)
+    assert await store.list("replica", start_after=ids[-1]) == []
+    assert [it.id for it in await store.list("replica", start_after=ids[10][:-1] + "~")] == ids[11:]
+    assert await store.list("operation") == [] and await store.count("operation") == 0
+
+
+async def test_list_by_name(store):
+    names = [f"vol-{n:02d}" for n in range(12)]
+    await store.commit([Put("volume", uid(), {"n": n}, name=n) for n in reversed(names)])
+    await store.commit([Put("volume", uid(), {"unnamed": True}) for _ in range(3)])
+    assert await store.count("volume") == 15
+    by_name = await store.list("volume", index="name")
+    assert [it.name for it in by_name] == names            # unnamed items are not in the name index
+    assert [it.data["n"] for it in by_name] == names
+    page1 = await store.list("volume", index="name", limit=5)
+    page2 = await store.list("volume", index="name", start_after=page1[-1].name, limit=5)
+    page3 = await store.list("volume", index="name", start_after=page2[-1].name, limit=5)
+    assert [it.name for it in page1 + page2 + page3] == names
+    assert len(await store.list("volume")) == 15
+    with pytest.raises(ValueError):
+        await store.list("volume", index="size")
+    with pytest.raises(ValueError):
+        await store.list("volume", limit=0)
+
+
+# -- names -----------------------------------------------------------------------------------
+
+async def test_name_is_unique_within_kind(store):
+    a, b = uid(), uid()
+    rev = (await store.commit([Put("volume", a, {"x": 1}, name="data")]))[("volume", a)]
+    with pytest.raises(NameTaken) as exc:
+        await store.commit([Put("volume", b, {"x": 2}, name="data")])
+    assert (exc.value.kind, exc.value.id, exc.value.name, exc.value.owner) == ("volume", b, "data", a)
+    assert isinstance(exc.value, Conflict)
+    assert await store.get("volume", b) is None
+    assert (await store.get("volume", a)).revision == rev
+    # the same name in another kind is fine; re-putting the owner with its name is fine
+    await store.commit([Put("snapshot", b, {}, name="data")])
+    await store.commit([Put("volume", a, {"x": 3}, name="data")])
+    assert (await store.get_by_name("volume", "data")).data == {"x": 3}
+    # two puts of one commit claiming one name
+    c, d = uid(), uid()
+    with pytest.raises(NameTaken):
+        await store.commit([Put("volume", c, {}, name="twin"), Put("volume", d, {}, name="twin")])
+    assert await store.get("volume", c) is None and await store.get("volume", d) is None
+
+
+async def test_rename_frees_the_old_name(store):
+    a, b = uid(), uid()
+    await store.commit([Put("volume", a, {}, name="old")])
+    await store.commit([Put("volume", a, {}, name="new")])
+    assert await store.get_by_name("volume", "old") is None
+    assert (await store.get_by_name("volume", "new")).id == a
+    await store.commit([Put("volume", b, {}, name="old")])          # free for another item
+    assert (await store.get_by_name("volume", "old")).id == b
+    await store.commit([Put("volume", a, {})])                      # dropping the name frees it too
+    assert (await store.get("volume", a)).name is None
+    assert await store.get_by_name("volume", "new") is None
+    assert [it.id for it in await store.list("volume", index="name")] == [b]
+
+
+async def test_names_can_move_within_one_commit(store):
+    a, b, c = uid(), uid(), uid()
+    await store.commit([Put("volume", a, {}, name="x"), Put("volume", b, {}, name="y"),
+                        Put("volume", c, {}, name="z")])
+    # swap x and y; c is deleted and its name taken over in the same commit
+    d = uid()
+    await store.commit([Put("volume", a, {}, name="y"), Put("volume", b, {}, name="x"),
+                        Delete("volume", c), Put("volume", d, {}, name="z")])
+    assert {n: (await store.get_by_name("volume", n)).id for n in "xyz"} == {"x": b, "y": a, "z": d}
+    assert await store.get("volume", c) is None
+
+
+# -- expectations and atomicity --------------------------------------------------------------
+
+async def test_expectations(store):
+    a = uid()
+    with pytest.raises(Conflict) as exc:
+        await store.commit([Put("volume", a, {}, expect=5)])
+    assert (exc.value.kind, exc.value.id, exc.value.expected, exc.value.actual) == ("volume", a, 5, 0)
+    rev = (await store.commit([Put("volume", a, {"v": 1}, expect=0)]))[("volume", a)]
+    with pytest.raises(Conflict) as exc:
+        await store.commit([Put("volume", a, {"v": 2}, expect=0)])        # must not exist
+    assert exc.value.actual == rev and not isinstance(exc.value, NameTaken)
+    rev2 = (await store.commit([Put("volume", a, {"v": 2}, expect=rev)]))[("volume", a)]
+    with pytest.raises(Conflict):
+        await store.commit([Put("volume", a, {"v": 3}, expect=rev)])      # stale
+    with pytest.raises(Conflict):
+        await store.commit([Delete("volume", a, expect=rev)])
+    assert (await store.commit([Check("volume", a, rev2)])) == {}        # checks write nothing
+    assert (await store.commit([Check("volume", uid(), 0)])) == {}
+    with pytest.raises(Conflict):
+        await store.commit([Check("volume", a, 0)])
+    assert await store.commit([Delete("volume", a, expect=rev2)]) == {("volume", a): 0}
+    assert await store.get("volume", a) is None
+    await store.commit([Delete("volume", a, expect=0)])                  # absent, as expected
+
+
+async def test_failing_check_changes_nothing(store):
+    a, b, c, z = uid(), uid(), uid(), uid()
+    revs = await store.commit([Put("volume", a, {"v": 1}, name="A"), Put("volume", b, {"v": 1}, name="B"),
+                               Put("node", z, {}), Put("volume", uid(), {}, name="E")])
+    await store.commit([Put("node", z, {})])
+    before = {i: await store.get("volume", i) for i in (a, b)}
+    stale = revs[("node", z)]
+    for failing in (Check("node", z, stale), Check("node", uid(), 7), Check("node", z, 0),
+                    Put("volume", c, {}, name="E")):
+        with pytest.raises(Conflict):
+            await store.commit([
+                Put("volume", a, {"v": 2}, name="A2"),     # would rename
+                Delete("volume", b),                        # would delete (and free "B")
+                Put("replica", c, {"v": 2}, name="B"),
+                failing,
+            ])
+        assert {i: await store.get("volume", i) for i in (a, b)} == before
+        assert await store.get("replica", c) is None and await store.get("volume", c) is None
+        assert (await store.get_by_name("volume", "A")).id == a
+        assert await store.get_by_name("volume", "A2") is None
+        assert (await store.get_by_name("volume", "B")).id == b
+        assert await store.count("replica") == 0 and await store.count("volume") == 3
+
+
+async def test_invalid_commits_are_rejected(store):
+    a = uid()
+    with pytest.raises(ValueError):
+        await store.commit([Put("volume", a, {}), Delete("volume", a)])   # one op per item
+    with pytest.raises(TypeError):
+        await store.commit([Put("volume", a, ["not", "a", "dict"])])
+    with pytest.raises(TypeError):
+        await store.commit([Put("volume", a, {"x": object()})])
+    with pytest.raises(ValueError):
+        await store.commit([Put("vol/ume", a, {})])
+    with pytest.raises(ValueError):
+        await store.commit([Put("volume", "", {})])
+    with pytest.raises(ValueError):
+        await store.commit([Put("volume", a, {}, expect=-1)])
+    assert await store.commit([]) == {}
+    assert await store.count("volume") == 0
+
+
+# -- concurrency -----------------------------------------------------------------------------
+
+async def test_concurrent_read_modify_write(store, store2):
+    """Two loops of 100 increments on one item, each through its own connection."""
+    vid = uid()
+    t0 = time.monotonic()
+    conflicts = await asyncio.gather(increment(store, "volume", vid, 100), increment(store2, "volume", vid, 100))
+    elapsed = time.monotonic() - t0
+    item = await store.get("volume", vid)
+    assert item.data == {"n": 200}
+    print(f"200 increments in {elapsed:.2f} s, {sum(conflicts)} conflicts retried")
+
+
+async def test_read_modify_write_across_processes(store, store_url):
+    """One loop in a child process, one here: transactions stay correct between processes."""
+    vid = uid()
+    child = await asyncio.create_subprocess_exec(*proc_cmd("increment", store_url, "volume", vid, "100"),
+                                                 stdout=asyncio.subprocess.PIPE)
+    try:
+        assert (await asyncio.wait_for(child.stdout.readline(), 30)).strip() == b"ready"
+        await increment(store, "volume", vid, 100)
+        out, _ = await asyncio.wait_for(child.communicate(), 60)
+        assert child.returncode == 0 and out.startswith(b"done"), out
+    finally:
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
+    assert (await store.get("volume", vid)).data == {"n": 200}
+
+
+# -- watch -----------------------------------------------------------------------------------
+
+async def _next(it, timeout=5.0):
+    return await asyncio.wait_for(it.__anext__(), timeout)
+
+
+async def test_watch_wakes_on_changes_from_another_connection(store, store2):
+    it = store.watch_changes()
+    await _next(it)                              # first wake: watching now
+    nothing = asyncio.ensure_future(it.__anext__())
+    await asyncio.sleep(0.6)
+    assert not nothing.done()                    # no change, no wake-up
+    t0 = time.monotonic()
+    await store2.commit([Put("node", uid(), {})])
+    await asyncio.wait_for(nothing, 5)
+    print(f"woken {time.monotonic() - t0:.3f} s after another connection's commit")
+    await store.commit([Put("node", uid(), {})])  # own commits wake too
+    await _next(it)
+    await it.aclose()
+
+
+async def test_watch_wakes_on_changes_from_another_process(store, store_url):
+    it = store.watch_changes()
+    await _next(it)
+    waiting = asyncio.ensure_future(it.__anext__())
+    child = await asyncio.create_subprocess_exec(*proc_cmd("commit-one", store_url, "node", uid()),
+                                                 stdout=asyncio.subprocess.PIPE)
+    out, _ = await asyncio.wait_for(child.communicate(), 30)
+    assert child.returncode == 0 and out.strip() == b"done"
+    t0 = time.monotonic()
+    await asyncio.wait_for(waiting, 5)
+    print(f"woken {time.monotonic() - t0:.3f} s after the child process exited")
+    await it.aclose()
+
+
+async def test_watch_coalesces_and_ends_on_close(store_url):
+    s = open_store(store_url)
+    it = s.watch_changes()
+    await _next(it)
+    for n in range(20):
+        await s.commit([Put("node", uid(), {"n": n})])
+    await _next(it)                              # at least one wake-up for the burst
+    rest = asyncio.ensure_future(it.__anext__())
+    await s.close()
+    try:
+        await asyncio.wait_for(rest, 5)          # a pending coalesced wake-up may still come ...
+        await _next(it)
+    except StopAsyncIteration:
+        pass                                     # ... but the iterator ends after close
+    else:
+        pytest.fail("watch_changes kept going after close()")
+    with pytest.raises(StoreError):
+        await s.get("node", uid())
+
+
+async def test_long_listings(store):
+    """More items than one etcd range page (500) and one name page (100)."""
+    ids = sorted(f"{n:04d}-{uid()}" for n in range(620))
+    for chunk in range(0, len(ids), 60):
+        await store.commit([Put("replica", i, {}, name=f"r{i}" if int(i[:4]) % 4 == 0 else None)
+                            for i in ids[chunk:chunk + 60]])
+    assert await store.count("replica") == 620
+    assert [it.id for it in await store.list("replica")] == ids
+    assert [it.id for it in await store.list("replica", start_after=ids[99], limit=510)] == ids[100:610]
+    named = [f"r{i}" for i in ids if int(i[:4]) % 4 == 0]
+    assert [it.name for it in await store.list("replica", index="name")] == named
+    assert [it.name for it in await store.list("replica", index="name", start_after=named[9], limit=120)] \
+        == named[10:130]
