@@ -25,6 +25,7 @@ class AgentConfig:
     # NVMe/TCP exports
     nvmf_address: str = "127.0.0.1"
     nvmf_port: int = 4420
+    head_port: int = 0             # replicated heads listen here (default nvmf_port + 1)
     # gRPC: "unix:/path" or "host:port"
     listen: str = ""
     labels: dict[str, str] = field(default_factory=dict)
@@ -51,6 +52,8 @@ class AgentConfig:
             self.listen = f"unix:{self.data_dir / 'agent.sock'}"
         if not self.spdk_socket:
             self.spdk_socket = str(self.data_dir / "spdk.sock")
+        if not self.head_port:
+            self.head_port = self.nvmf_port + 1
 
     @property
     def host_nqn(self) -> str:

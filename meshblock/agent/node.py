@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__, nqn
@@ -22,6 +22,7 @@ from ..util import KeyedLock, check_nqn
 from .attachments import Attacher, AttachSpec, AttachState, check_attachment_id
 from .config import AgentConfig
 from .exports import Exporter, ExportSpec, ExportState
+from .heads import Leg, LegState, RaidComposer
 from .pool import Pool
 from .replicas import REPLICA_PREFIX, SNAPSHOT_PREFIX, LvolInfo, ReplicaStore
 
@@ -51,6 +52,12 @@ class Head:
     legs: tuple[HeadLeg, ...]
     hosts: frozenset[str]
     ana_state: str = "optimized"
+    in_sync: frozenset[str] = frozenset()
+
+    @property
+    def direct(self) -> bool:
+        """One replica on a node's own pool: exported straight from the data target."""
+        return len(self.legs) == 1 and not self.legs[0].subsystem_nqn
 
 
 @dataclass
@@ -59,6 +66,8 @@ class HeadView:
     address: str
     port: int
     size_bytes: int
+    legs: list[LegState] = field(default_factory=list)
+    raid_state: str = ""
 
 
 class NodeAgent:
@@ -118,6 +127,8 @@ class NodeAgent:
                 continue
             await self.exporter.ensure(self._export_spec(rid, lv, hosts))
         for head in list(self.heads.values()):
+            if not head.direct:
+                continue
             try:
                 await self._apply_head(head)
             except Exception as e:  # noqa: BLE001 - one broken head must not stop the others
@@ -130,6 +141,13 @@ class NodeAgent:
         rpc = self.head_rpc
         if rpc is None:
             return
+        await Exporter(rpc).ensure_transport()
+        for head in list(self.heads.values()):
+            if not head.direct:
+                try:
+                    await self._apply_head(head)
+                except Exception as e:  # noqa: BLE001 - the controller re-applies on its next pass
+                    log.error("head of volume %s not restored: %s", head.volume_id, e)
         attacher = Attacher(rpc)
         for spec in list(self.attachments.values()):
             try:
@@ -297,16 +315,30 @@ class NodeAgent:
 
     # --- heads ----------------------------------------------------------------------------------
     async def _apply_head(self, head: Head) -> HeadView:
-        if len(head.legs) != 1 or head.legs[0].node_id != self.node_id:
-            raise FailedPrecondition("a head composes one local replica in this version; volumes with several "
-                                     "replicas need the replicated head")
-        leg = head.legs[0]
-        lv = await self.replicas.require(REPLICA_PREFIX + leg.replica_id, "replica")
-        # one replica: its lvol is exported as the volume directly, no raid in the data path
-        await self.exporter.ensure(ExportSpec(nqn=head.nqn, bdev_name=lv.uuid, namespace_uuid=head.namespace_uuid,
-                                              address=self.config.nvmf_address, port=self.config.nvmf_port,
-                                              hosts=head.hosts, serial=head.volume_id.replace("-", "")))
-        return HeadView(head, self.config.nvmf_address, self.config.nvmf_port, lv.size_bytes)
+        if head.direct:
+            leg = head.legs[0]
+            if leg.node_id != self.node_id:
+                raise FailedPrecondition(f"replica {leg.replica_id} is not on this node; give its export")
+            lv = await self.replicas.require(REPLICA_PREFIX + leg.replica_id, "replica")
+            # one local replica: its lvol is exported as the volume, no raid in the data path
+            await self.exporter.ensure(ExportSpec(nqn=head.nqn, bdev_name=lv.uuid,
+                                                  namespace_uuid=head.namespace_uuid,
+                                                  address=self.config.nvmf_address, port=self.config.nvmf_port,
+                                                  hosts=head.hosts, serial=head.volume_id.replace("-", "")))
+            return HeadView(head, self.config.nvmf_address, self.config.nvmf_port, lv.size_bytes,
+                            [LegState(leg.replica_id, "in_sync")])
+        rpc = await self._head()
+        composer = RaidComposer(rpc, self.config.host_nqn)
+        view = await composer.ensure(head.volume_id, self._legs(head), set(head.in_sync))
+        await composer.export(Exporter(rpc), head.nqn, head.volume_id, head.namespace_uuid,
+                              self.config.nvmf_address, self.config.head_port, head.hosts)
+        return HeadView(head, self.config.nvmf_address, self.config.head_port, view.size_bytes, view.legs,
+                        view.state)
+
+    @staticmethod
+    def _legs(head: Head) -> list[Leg]:
+        return [Leg(replica_id=leg.replica_id, subsystem_nqn=leg.subsystem_nqn, address=leg.address, port=leg.port)
+                for leg in head.legs]
 
     async def ensure_head(self, head: Head) -> HeadView:
         self._require_running()
@@ -322,7 +354,12 @@ class NodeAgent:
         self._require_running()
         async with self.locks("head:" + volume_id):
             head = self.heads.pop(volume_id, None)
-            removed = await self.exporter.remove(head.nqn if head else nqn("volume", volume_id))
+            volume_nqn = head.nqn if head else nqn("volume", volume_id)
+            removed = await self.exporter.remove(volume_nqn)
+            if self.head_rpc is not None and self.head is not self.target:
+                removed = await Exporter(self.head_rpc).remove(volume_nqn) or removed
+            if self.head_rpc is not None and head is not None and not head.direct:
+                await RaidComposer(self.head_rpc, self.config.host_nqn).remove(volume_id, self._legs(head))
             return removed or head is not None
 
     async def list_heads(self) -> list[HeadView]:
@@ -330,8 +367,15 @@ class NodeAgent:
         out = []
         lvols = await self.replicas.lvols()
         for head in self.heads.values():
-            lv = lvols.get(REPLICA_PREFIX + head.legs[0].replica_id)
-            out.append(HeadView(head, self.config.nvmf_address, self.config.nvmf_port, lv.size_bytes if lv else 0))
+            if head.direct:
+                lv = lvols.get(REPLICA_PREFIX + head.legs[0].replica_id)
+                out.append(HeadView(head, self.config.nvmf_address, self.config.nvmf_port,
+                                    lv.size_bytes if lv else 0,
+                                    [LegState(head.legs[0].replica_id, "in_sync" if lv else "missing")]))
+            elif self.head_rpc is not None:
+                view = await RaidComposer(self.head_rpc, self.config.host_nqn).view(head.volume_id, self._legs(head))
+                out.append(HeadView(head, self.config.nvmf_address, self.config.head_port, view.size_bytes,
+                                    view.legs, view.state))
         return out
 
     # --- health --------------------------------------------------------------------------------

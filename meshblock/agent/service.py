@@ -47,7 +47,10 @@ def attachment_pb(a: AttachState) -> pb.Attachment:
 def head_pb(v: HeadView) -> pb.HeadStatus:
     h = v.head
     return pb.HeadStatus(volume_id=h.volume_id, nqn=h.nqn, address=v.address, port=v.port, size_bytes=v.size_bytes,
-                         allowed_host_nqns=sorted(h.hosts), ana_state=h.ana_state)
+                         allowed_host_nqns=sorted(h.hosts), ana_state=h.ana_state, raid_state=v.raid_state,
+                         legs=[pb.LegStatus(replica_id=leg.replica_id, state=leg.state,
+                                            rebuild_percent=leg.rebuild_percent, rebuild_blocks=leg.rebuild_blocks)
+                               for leg in v.legs])
 
 
 def head_from_pb(spec: pb.HeadSpec) -> Head:
@@ -59,8 +62,11 @@ def head_from_pb(spec: pb.HeadSpec) -> Head:
     ana = spec.ana_state or "optimized"
     if ana not in ("optimized", "non_optimized", "inaccessible"):
         raise InvalidArgument("ana_state", f"{ana!r} is not optimized, non_optimized or inaccessible")
+    if len(legs) > 1 and any(not leg.subsystem_nqn or not leg.address or not leg.port for leg in legs):
+        raise InvalidArgument("legs", "every replica of a replicated head needs its export (nqn, address, port)")
     return Head(volume_id=vid, nqn=spec.nqn, namespace_uuid=check_uuid("namespace_uuid", spec.namespace_uuid),
-                legs=legs, hosts=frozenset(spec.allowed_host_nqns), ana_state=ana)
+                legs=legs, hosts=frozenset(spec.allowed_host_nqns), ana_state=ana,
+                in_sync=frozenset(spec.in_sync_replica_ids))
 
 
 def _port(field: str, value: int) -> int:

@@ -46,7 +46,9 @@ def cli() -> None:
 @click.option("--listen", default="", help="gRPC address, unix:/path (default DATA_DIR/agent.sock).")
 @click.option("--spdk-socket", default="", help="RPC socket of the SPDK target.")
 @click.option("--spdk-external", is_flag=True, help="Adopt a target someone else runs at --spdk-socket.")
-@click.option("--cpumask", default="0x1", show_default=True)
+@click.option("--cpumask", default="0x1", show_default=True, help="Cores of the data target.")
+@click.option("--head-cpumask", default="0x1", show_default=True,
+              help="Cores of the (polling) head target, started when the node hosts replicated heads.")
 @click.option("--mem-size", type=int, default=1024, show_default=True, help="SPDK memory pool in MB.")
 @click.option("--interrupt-mode/--polling", default=True, show_default=True,
               help="Let the replica target sleep when idle (AIO pools support it).")
@@ -55,7 +57,8 @@ def cli() -> None:
 @click.option("--metrics-port", type=int, default=0, help="Serve Prometheus metrics on 127.0.0.1:PORT.")
 @click.option("--log-level", default="INFO", show_default=True)
 def agent(config_file, name, data_dir, pool_device, pool_size, nvmf_address, nvmf_port, listen, spdk_socket,
-          spdk_external, cpumask, mem_size, interrupt_mode, label, controller, metrics_port, log_level) -> None:
+          spdk_external, cpumask, head_cpumask, mem_size, interrupt_mode, label, controller, metrics_port,
+          log_level) -> None:
     """Run a node agent: its SPDK target, pool, replicas and exports."""
     import socket
 
@@ -77,7 +80,7 @@ def agent(config_file, name, data_dir, pool_device, pool_size, nvmf_address, nvm
             labels[k] = v
         cfg = AgentConfig(name=name or socket.gethostname(), data_dir=data_dir, pool_device=pool_device,
                           pool_size_bytes=pool_size, nvmf_address=nvmf_address, nvmf_port=nvmf_port, listen=listen,
-                          spdk_socket=spdk_socket, spdk_external=spdk_external, cpumask=cpumask,
+                          spdk_socket=spdk_socket, spdk_external=spdk_external, cpumask=cpumask, head_cpumask=head_cpumask,
                           mem_size_mb=mem_size, interrupt_mode=interrupt_mode, labels=labels, controller=controller)
     setup_logging(log_level, prefix=f"node={cfg.name}")
     try:

@@ -67,6 +67,12 @@ class SpdkRpc:
     async def bdev_malloc_delete(self, name: str) -> bool:
         return await self._call("bdev_malloc_delete", name=name)
 
+    async def bdev_null_create(self, name: str, num_blocks: int, block_size: int) -> str:
+        return await self._call("bdev_null_create", name=name, num_blocks=num_blocks, block_size=block_size)
+
+    async def bdev_null_delete(self, name: str) -> bool:
+        return await self._call("bdev_null_delete", name=name)
+
     async def bdev_get_bdevs(self, name: str | None = None, timeout_ms: int | None = None) -> list[dict]:
         return await self._call("bdev_get_bdevs", name=name, timeout=timeout_ms)
 

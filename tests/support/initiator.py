@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,11 +20,12 @@ class DdResult:
 class SpdkHost:
     """Reads and writes an exported namespace with spdk_dd, connecting as ``host_nqn``."""
 
-    def __init__(self, install: SpdkInstall, workdir: Path, host_nqn: str, cpumask: str = "0x1"):
+    def __init__(self, install: SpdkInstall, workdir: Path, host_nqn: str, cpumask: str | None = None):
         self.install = install
         self.workdir = workdir
         self.host_nqn = host_nqn
-        self.cpumask = cpumask
+        # a busy-polling host must not share a core with the (polling) head targets on core 0
+        self.cpumask = cpumask or hex(1 << (len(os.sched_getaffinity(0)) - 1))
         workdir.mkdir(parents=True, exist_ok=True)
         self._n = 0
 
@@ -44,15 +46,16 @@ class SpdkHost:
         proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
                                                     stderr=asyncio.subprocess.STDOUT, env=self.install.env())
         try:
-            out, _ = await asyncio.wait_for(proc.communicate(), 120)
+            out, _ = await asyncio.wait_for(proc.communicate(), 90)
         except asyncio.TimeoutError:
             proc.kill()
             out, _ = await proc.communicate()
         return DdResult(proc.returncode if proc.returncode is not None else -9, out.decode(errors="replace"))
 
-    async def write(self, src: Path, subnqn: str, traddr: str, port: int, bs: int = 4096) -> DdResult:
-        return await self._dd(["--if", str(src), "--ob", "Host0n1", "--bs", str(bs)], subnqn, traddr, port)
-
-    async def read(self, dst: Path, nbytes: int, subnqn: str, traddr: str, port: int, bs: int = 4096) -> DdResult:
-        return await self._dd(["--ib", "Host0n1", "--of", str(dst), "--bs", str(bs), "--count", str(nbytes // bs)],
+    async def write(self, src: Path, subnqn: str, traddr: str, port: int, bs: int = 65536) -> DdResult:
+        return await self._dd(["--if", str(src), "--ob", "Host0n1", "--bs", str(bs), "--qd", "16"],
                               subnqn, traddr, port)
+
+    async def read(self, dst: Path, nbytes: int, subnqn: str, traddr: str, port: int, bs: int = 65536) -> DdResult:
+        return await self._dd(["--ib", "Host0n1", "--of", str(dst), "--bs", str(bs), "--qd", "16",
+                               "--count", str(nbytes // bs)], subnqn, traddr, port)

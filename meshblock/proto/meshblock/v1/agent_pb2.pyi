@@ -308,23 +308,37 @@ class HeadLeg(_message.Message):
     def __init__(self, replica_id: _Optional[str] = ..., node_id: _Optional[str] = ..., subsystem_nqn: _Optional[str] = ..., address: _Optional[str] = ..., port: _Optional[int] = ...) -> None: ...
 
 class HeadSpec(_message.Message):
-    __slots__ = ("volume_id", "nqn", "namespace_uuid", "legs", "allowed_host_nqns", "ana_state")
+    __slots__ = ("volume_id", "nqn", "namespace_uuid", "legs", "allowed_host_nqns", "ana_state", "in_sync_replica_ids")
     VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
     NQN_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_UUID_FIELD_NUMBER: _ClassVar[int]
     LEGS_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_HOST_NQNS_FIELD_NUMBER: _ClassVar[int]
     ANA_STATE_FIELD_NUMBER: _ClassVar[int]
+    IN_SYNC_REPLICA_IDS_FIELD_NUMBER: _ClassVar[int]
     volume_id: str
     nqn: str
     namespace_uuid: str
     legs: _containers.RepeatedCompositeFieldContainer[HeadLeg]
     allowed_host_nqns: _containers.RepeatedScalarFieldContainer[str]
     ana_state: str
-    def __init__(self, volume_id: _Optional[str] = ..., nqn: _Optional[str] = ..., namespace_uuid: _Optional[str] = ..., legs: _Optional[_Iterable[_Union[HeadLeg, _Mapping]]] = ..., allowed_host_nqns: _Optional[_Iterable[str]] = ..., ana_state: _Optional[str] = ...) -> None: ...
+    in_sync_replica_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, volume_id: _Optional[str] = ..., nqn: _Optional[str] = ..., namespace_uuid: _Optional[str] = ..., legs: _Optional[_Iterable[_Union[HeadLeg, _Mapping]]] = ..., allowed_host_nqns: _Optional[_Iterable[str]] = ..., ana_state: _Optional[str] = ..., in_sync_replica_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class LegStatus(_message.Message):
+    __slots__ = ("replica_id", "state", "rebuild_percent", "rebuild_blocks")
+    REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REBUILD_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    REBUILD_BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    replica_id: str
+    state: str
+    rebuild_percent: float
+    rebuild_blocks: int
+    def __init__(self, replica_id: _Optional[str] = ..., state: _Optional[str] = ..., rebuild_percent: _Optional[float] = ..., rebuild_blocks: _Optional[int] = ...) -> None: ...
 
 class HeadStatus(_message.Message):
-    __slots__ = ("volume_id", "nqn", "address", "port", "size_bytes", "allowed_host_nqns", "ana_state")
+    __slots__ = ("volume_id", "nqn", "address", "port", "size_bytes", "allowed_host_nqns", "ana_state", "legs", "raid_state")
     VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
     NQN_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -332,6 +346,8 @@ class HeadStatus(_message.Message):
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_HOST_NQNS_FIELD_NUMBER: _ClassVar[int]
     ANA_STATE_FIELD_NUMBER: _ClassVar[int]
+    LEGS_FIELD_NUMBER: _ClassVar[int]
+    RAID_STATE_FIELD_NUMBER: _ClassVar[int]
     volume_id: str
     nqn: str
     address: str
@@ -339,7 +355,9 @@ class HeadStatus(_message.Message):
     size_bytes: int
     allowed_host_nqns: _containers.RepeatedScalarFieldContainer[str]
     ana_state: str
-    def __init__(self, volume_id: _Optional[str] = ..., nqn: _Optional[str] = ..., address: _Optional[str] = ..., port: _Optional[int] = ..., size_bytes: _Optional[int] = ..., allowed_host_nqns: _Optional[_Iterable[str]] = ..., ana_state: _Optional[str] = ...) -> None: ...
+    legs: _containers.RepeatedCompositeFieldContainer[LegStatus]
+    raid_state: str
+    def __init__(self, volume_id: _Optional[str] = ..., nqn: _Optional[str] = ..., address: _Optional[str] = ..., port: _Optional[int] = ..., size_bytes: _Optional[int] = ..., allowed_host_nqns: _Optional[_Iterable[str]] = ..., ana_state: _Optional[str] = ..., legs: _Optional[_Iterable[_Union[LegStatus, _Mapping]]] = ..., raid_state: _Optional[str] = ...) -> None: ...
 
 class DeleteHeadRequest(_message.Message):
     __slots__ = ("volume_id",)

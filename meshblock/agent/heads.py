@@ -1,0 +1,175 @@
+"""Replicated heads: a raid1 over a volume's replicas, exported as the volume.
+
+The head runs in the node's polling target. Every replica, the local one too,
+is attached over NVMe/TCP from the replica's export, whose allowlist holds this
+node's host NQN only while it is the volume's head (the fence). The raid1 has
+no superblock: membership is decided by the controller, which knows which
+replicas are in sync. A raid is created from ONE in-sync replica and the others
+are added with bdev_raid_add_base_bdev, which makes SPDK copy the data onto
+them (a rebuild): after a head crash, in-flight writes may have reached some
+replicas and not others, and a rebuild from one source is what makes them
+agree again.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from ..errors import Unavailable
+from ..spdk import SpdkError, SpdkNotFound, SpdkRpc
+from .attachments import Attacher, AttachSpec
+from .exports import Exporter, ExportSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Leg:
+    replica_id: str
+    subsystem_nqn: str
+    address: str
+    port: int
+
+
+@dataclass
+class LegState:
+    replica_id: str
+    state: str                 # in_sync | rebuilding | missing
+    rebuild_percent: float = 0.0
+    rebuild_blocks: int = 0
+
+
+@dataclass
+class RaidView:
+    state: str
+    size_bytes: int
+    legs: list[LegState]
+
+
+def raid_name(volume_id: str) -> str:
+    return "vol-" + volume_id
+
+
+def leg_spec(leg: Leg, host_nqn: str) -> AttachSpec:
+    return AttachSpec(attachment_id="leg-" + leg.replica_id, subnqn=leg.subsystem_nqn, address=leg.address,
+                      port=leg.port, host_nqn=host_nqn)
+
+
+class RaidComposer:
+    def __init__(self, rpc: SpdkRpc, host_nqn: str):
+        self.rpc = rpc
+        self.host_nqn = host_nqn
+        self.attacher = Attacher(rpc)
+
+    async def raid(self, volume_id: str) -> dict | None:
+        for r in await self.rpc.bdev_raid_get_bdevs("all"):
+            if r.get("name") == raid_name(volume_id):
+                return r
+        return None
+
+    async def _attach(self, leg: Leg) -> str | None:
+        try:
+            st = await self.attacher.ensure(leg_spec(leg, self.host_nqn))
+        except Unavailable as e:
+            log.warning("replica %s not reachable for the head: %s", leg.replica_id, e)
+            return None
+        return st.bdev_names[0] if st.bdev_names else None
+
+    async def ensure(self, volume_id: str, legs: list[Leg], in_sync: set[str]) -> RaidView:
+        """Make the raid hold every reachable leg; ``in_sync`` says which may seed a new raid."""
+        bdevs: dict[str, str] = {}
+        for leg in legs:
+            b = await self._attach(leg)
+            if b is not None:
+                bdevs[leg.replica_id] = b
+        raid = await self.raid(volume_id)
+        if raid is not None and raid.get("state") != "online":
+            # a raid that lost every member cannot come back by itself; start again from a source
+            await self.rpc.bdev_raid_delete(raid_name(volume_id))
+            raid = None
+        if raid is None:
+            seeds = [rid for rid in sorted(bdevs) if rid in in_sync]
+            if not seeds:
+                raise Unavailable(f"no in-sync replica of volume {volume_id} is reachable "
+                                  f"(reachable: {sorted(bdevs) or 'none'}, in sync: {sorted(in_sync) or 'none'})")
+            await self._create(volume_id, [bdevs[rid] for rid in seeds])
+            log.info("raid created volume_id=%s from in-sync replicas %s", volume_id, ",".join(seeds))
+            raid = await self.raid(volume_id)
+            assert raid is not None
+        members = {b.get("name") for b in raid.get("base_bdevs_list", []) if b.get("name")}
+        for rid, b in sorted(bdevs.items()):
+            if b not in members:
+                try:
+                    await self.rpc.bdev_raid_add_base_bdev(raid_name(volume_id), b)
+                    log.info("replica added to raid volume_id=%s replica_id=%s (rebuild starts)", volume_id, rid)
+                except SpdkError as e:
+                    log.warning("adding replica %s to raid of %s failed: %s", rid, volume_id, e)
+        return await self.view(volume_id, legs)
+
+    async def _create(self, volume_id: str, members: list[str]) -> None:
+        """Create the raid1 from in-sync members. raid1 needs two members to start, so a lone
+        member is paired with a null placeholder that is removed again before anything is
+        exported: the raid then runs degraded until the other replicas are added and rebuilt."""
+        if len(members) >= 2:
+            await self.rpc.bdev_raid_create(raid_name(volume_id), "raid1", members)
+            return
+        src = (await self.rpc.bdev_get_bdevs(members[0]))[0]
+        placeholder = "placeholder-" + volume_id
+        try:
+            await self.rpc.bdev_null_create(placeholder, int(src["num_blocks"]), int(src["block_size"]))
+        except SpdkError as e:
+            if "exists" not in str(e).lower():
+                raise
+        try:
+            await self.rpc.bdev_raid_create(raid_name(volume_id), "raid1", [members[0], placeholder])
+            await self.rpc.bdev_raid_remove_base_bdev(placeholder)
+        finally:
+            try:
+                await self.rpc.bdev_null_delete(placeholder)
+            except SpdkNotFound:
+                pass
+
+    async def view(self, volume_id: str, legs: list[Leg]) -> RaidView:
+        raid = await self.raid(volume_id)
+        if raid is None:
+            return RaidView("missing", 0, [LegState(leg.replica_id, "missing") for leg in legs])
+        bdev_of = {"att-leg-" + leg.replica_id + "n1": leg.replica_id for leg in legs}
+        configured = {b.get("name"): bool(b.get("is_configured")) for b in raid.get("base_bdevs_list", [])}
+        process = raid.get("process") or {}
+        target = process.get("target")
+        states = []
+        for leg in legs:
+            name = next((n for n, rid in bdev_of.items() if rid == leg.replica_id), "")
+            if name == target:
+                prog = process.get("progress") or {}
+                states.append(LegState(leg.replica_id, "rebuilding", float(prog.get("percent", 0)),
+                                       int(prog.get("blocks", 0))))
+            elif configured.get(name):
+                states.append(LegState(leg.replica_id, "in_sync"))
+            else:
+                states.append(LegState(leg.replica_id, "missing"))
+        size = 0
+        try:
+            b = (await self.rpc.bdev_get_bdevs(raid_name(volume_id)))[0]
+            size = int(b["num_blocks"]) * int(b["block_size"])
+        except (SpdkNotFound, IndexError):
+            pass
+        return RaidView(raid.get("state", ""), size, states)
+
+    async def remove(self, volume_id: str, legs: list[Leg]) -> None:
+        try:
+            await self.rpc.bdev_raid_delete(raid_name(volume_id))
+        except SpdkNotFound:
+            pass
+        for leg in legs:
+            await self.attacher.remove("leg-" + leg.replica_id)
+
+    async def export(self, exporter: Exporter, nqn: str, volume_id: str, namespace_uuid: str, address: str,
+                     port: int, hosts: frozenset[str]) -> None:
+        raid = await self.raid(volume_id)
+        if raid is None:
+            raise Unavailable(f"raid of volume {volume_id} is missing")
+        await exporter.ensure(ExportSpec(nqn=nqn, bdev_name=raid_name(volume_id), namespace_uuid=namespace_uuid,
+                                         address=address, port=port, hosts=hosts,
+                                         serial=volume_id.replace("-", "")))
