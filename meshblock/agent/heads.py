@@ -157,6 +157,14 @@ class RaidComposer:
             pass
         return RaidView(raid.get("state", ""), size, states)
 
+    async def drop_leg(self, replica_id: str) -> None:
+        """Take a replica out of its raid (if still a member) and detach it."""
+        try:
+            await self.rpc.bdev_raid_remove_base_bdev("att-leg-" + replica_id + "n1")
+        except SpdkError:
+            pass   # not a member (any more) or already gone
+        await self.attacher.remove("leg-" + replica_id)
+
     async def remove(self, volume_id: str, legs: list[Leg]) -> None:
         try:
             await self.rpc.bdev_raid_delete(raid_name(volume_id))

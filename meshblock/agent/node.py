@@ -346,6 +346,12 @@ class NodeAgent:
             check_nqn("allowed_host_nqns", h)
         check_nqn("nqn", head.nqn)
         async with self.locks("head:" + head.volume_id):
+            old = self.heads.get(head.volume_id)
+            if old is not None and not old.direct and self.head_rpc is not None:
+                gone = {leg.replica_id for leg in old.legs} - {leg.replica_id for leg in head.legs}
+                composer = RaidComposer(self.head_rpc, self.config.host_nqn)
+                for rid in sorted(gone):
+                    await composer.drop_leg(rid)
             view = await self._apply_head(head)
             self.heads[head.volume_id] = head
             return view

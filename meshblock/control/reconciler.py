@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -48,6 +49,8 @@ class Reconciler:
     _replica_ok: dict[str, tuple[str, int]] = field(default_factory=dict)  # replica -> (instance, size)
     _head_ok: dict[str, tuple] = field(default_factory=dict)      # volume -> (instance, spec key)
     _orphans: dict[tuple[str, str], float] = field(default_factory=dict)
+    replace_after: float = 600.0      # seconds a replica may stay out before a new one is placed
+    rebuild: dict[str, "RebuildProgress"] = field(default_factory=dict)    # replica id -> progress
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _pass_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -167,8 +170,12 @@ class Reconciler:
                 await self._delete_replica(r, nodes)
         if v.state == VolumeState.CREATING:
             await self._set_stage(v, "creating-replicas")
+        replicated = v.replicas > 1 or len(active) > 1
         for r in active:
-            await self._converge_replica(v, r, nodes)
+            await self._converge_replica(v, r, nodes, replicated)
+        if v.replicas > 1 or len(active) > 1:
+            await self._converge_replicated(v, active, nodes)
+            return
         online = [r for r in active if r.state == ReplicaState.ONLINE]
         head_ok = False
         if online:
@@ -177,7 +184,11 @@ class Reconciler:
                 if v.state == VolumeState.CREATING:
                     await self._set_stage(v, "exporting")
                 head_ok = await self._converge_head(v, head, nodes[head.node_id])
-        if head_ok and len(online) == v.replicas:
+        await self._settle(v, head_ok, len(online), active)
+
+    async def _settle(self, v: Volume, head_ok: bool, in_sync: int, active: list[Replica]) -> None:
+        """Record the volume's state from what the pass found."""
+        if head_ok and in_sync >= v.replicas:
             new = VolumeState.AVAILABLE
         elif head_ok:
             new = VolumeState.DEGRADED
@@ -185,7 +196,7 @@ class Reconciler:
             new = VolumeState.CREATING
         else:
             new = VolumeState.FAULTED
-        msg = "" if head_ok else ("no replica reachable" if not online else "head not exported")
+        msg = "" if head_ok else ("no replica reachable" if not in_sync else "head not exported")
         if new != v.state or (new != VolumeState.CREATING and v.stage) or msg != v.message:
             if new != v.state:
                 log.info("volume %s volume_id=%s %s -> %s", v.name, v.id, v.state.value, new.value)
@@ -196,11 +207,14 @@ class Reconciler:
         if head_ok:
             self.synced[v.id] = v.generation
 
-    async def _converge_replica(self, v: Volume, r: Replica, nodes: dict[str, Node]) -> None:
+    async def _converge_replica(self, v: Volume, r: Replica, nodes: dict[str, Node], replicated: bool) -> None:
+        """Make sure the replica's lvol exists at the volume's size. For a replicated volume the head
+        decides whether it is in sync; a single replica is online once its lvol is there."""
         node = nodes.get(r.node_id)
         if not self._up(node):
             if r.state not in (ReplicaState.OFFLINE, ReplicaState.CREATING):
                 r.state = ReplicaState.OFFLINE
+                r.offline_since = r.offline_since or time.time()
                 await self.repo.commit(put=[r])
             return
         assert node is not None
@@ -216,8 +230,8 @@ class Reconciler:
                 except grpc.aio.AioRpcError as e:
                     if e.code() != grpc.StatusCode.NOT_FOUND:
                         raise
-                    if r.state != ReplicaState.CREATING:
-                        # an online replica vanished from its node: never re-create it empty silently
+                    if r.state != ReplicaState.CREATING and not replicated:
+                        # the only copy vanished from its node: never re-create it empty silently
                         log.error("replica %s of volume %s is missing on node %s", r.id, v.name, node.name)
                         if r.state != ReplicaState.OFFLINE:
                             r.state = ReplicaState.OFFLINE
@@ -232,11 +246,131 @@ class Reconciler:
             self._replica_ok[r.id] = (inst, v.size_bytes)
             if r.size_bytes != got.size_bytes:
                 r.size_bytes = got.size_bytes
+        if replicated:
+            return
         if r.state != ReplicaState.ONLINE or r.revision == 0:
             r.state = ReplicaState.ONLINE
             await self.repo.commit(put=[r])
         elif r.size_bytes != v.size_bytes and r.size_bytes:
             await self.repo.commit(put=[r])
+
+    async def _converge_replicated(self, v: Volume, active: list[Replica], nodes: dict[str, Node]) -> None:
+        """raid1 head over all replicas; the replica exports admit only the head (the fence)."""
+        up = [r for r in active if self._up(nodes.get(r.node_id))
+              and self._replica_ok.get(r.id, ("", 0))[0] == self.liveness.instance(r.node_id)]
+        fresh = v.state == VolumeState.CREATING
+        in_sync = {r.id for r in active if r.state == ReplicaState.ONLINE or (fresh and r.state == ReplicaState.CREATING)}
+        head_node = nodes.get(v.head_node_id) if v.head_node_id else None
+        failover = False
+        if not self._up(head_node):
+            candidates = [r for r in up if r.id in in_sync] or []
+            if not candidates:
+                await self._settle(v, False, 0, active)
+                return
+            if head_node is not None:
+                failover = True
+                log.warning("volume %s: head node %s is down; moving the head to %s", v.name, head_node.name,
+                            nodes[candidates[0].node_id].name)
+            head_node = nodes[candidates[0].node_id]
+            if failover:
+                # the old head died with writes in flight: replicas may differ in those blocks, so the new
+                # head starts from one replica and rebuilds the others from it
+                seed = candidates[0].id
+                for r in active:
+                    if r.id != seed and r.state == ReplicaState.ONLINE:
+                        r.state = ReplicaState.REBUILDING
+                        await self.repo.commit(put=[r])
+                in_sync = {seed}
+            v.head_node_id = head_node.id
+            await self._set_stage(v, "moving-head" if failover else "exporting")
+            self._head_ok.pop(v.id, None)
+        assert head_node is not None
+        head_nqn = head_node.host_nqn
+        legs = []
+        for r in active:
+            node = nodes.get(r.node_id)
+            if not self._up(node) or self._replica_ok.get(r.id, ("", 0))[0] != self.liveness.instance(r.node_id):
+                continue
+            e = await self._stub(node).ExportReplica(apb.ExportReplicaRequest(replica_id=r.id,
+                                                                              allowed_host_nqns=[head_nqn]),
+                                                     timeout=self.call_timeout)
+            legs.append(apb.HeadLeg(replica_id=r.id, node_id=node.id, subsystem_nqn=e.nqn, address=e.address,
+                                    port=e.port))
+        crash_point("replicated.fenced")
+        spec = apb.HeadSpec(volume_id=v.id, nqn=v.nqn, namespace_uuid=v.namespace_uuid, legs=legs,
+                            allowed_host_nqns=sorted(v.hosts), in_sync_replica_ids=sorted(in_sync))
+        try:
+            st = await self._stub(head_node).EnsureHead(spec, timeout=self.call_timeout)
+        except grpc.aio.AioRpcError as e:
+            log.warning("volume %s: head on %s not ready: %s", v.name, head_node.name, e.details())
+            await self._settle(v, False, 0, active)
+            return
+        if (v.head_node_id, v.export_address, v.export_port) != (head_node.id, st.address, st.port):
+            v.head_node_id, v.export_address, v.export_port = head_node.id, st.address, st.port
+            await self.repo.commit(put=[v])
+        by_id = {r.id: r for r in active}
+        now_t = time.monotonic()
+        for leg in st.legs:
+            r = by_id.get(leg.replica_id)
+            if r is None:
+                continue
+            want = {"in_sync": ReplicaState.ONLINE, "rebuilding": ReplicaState.REBUILDING}.get(
+                leg.state, ReplicaState.OFFLINE if r.state == ReplicaState.ONLINE else r.state)
+            if leg.state == "rebuilding":
+                prog = self.rebuild.get(r.id)
+                if prog is None or leg.rebuild_percent < prog.percent:
+                    prog = self.rebuild[r.id] = RebuildProgress(now_t, leg.rebuild_percent)
+                prog.update(now_t, leg.rebuild_percent)
+            else:
+                self.rebuild.pop(r.id, None)
+            if want == ReplicaState.OFFLINE and not r.offline_since:
+                r.offline_since = time.time()
+            if want != ReplicaState.OFFLINE:
+                r.offline_since = 0.0
+            if r.state != want:
+                log.info("replica %s of volume %s: %s -> %s", r.id, v.name, r.state.value, want.value)
+                r.state = want
+                await self.repo.commit(put=[r])
+        for r in active:   # replicas whose node is down never reached the head
+            if r.id not in {leg.replica_id for leg in st.legs} and r.state != ReplicaState.OFFLINE:
+                r.state = ReplicaState.OFFLINE
+                r.offline_since = r.offline_since or time.time()
+                await self.repo.commit(put=[r])
+        await self._replace_lost(v, active, nodes)
+        online = sum(1 for r in active if r.state == ReplicaState.ONLINE)
+        await self._settle(v, st.raid_state == "online", online, active)
+
+    async def _replace_lost(self, v: Volume, active: list[Replica], nodes: dict[str, Node]) -> None:
+        """A replica out longer than ``replace_after`` is replaced by a new one on another node."""
+        from .placement import Candidate, PlacementError, domain, place
+        lost = [r for r in active if r.state == ReplicaState.OFFLINE and r.offline_since
+                and time.time() - r.offline_since > self.replace_after]
+        if not lost:
+            return
+        keep = [r for r in active if r not in lost]
+        provisioned: dict[str, int] = {}
+        for r in await self.repo.list(Replica):
+            provisioned[r.node_id] = provisioned.get(r.node_id, 0) + r.size_bytes
+        cands = [Candidate(node_id=n.id, name=n.name, up=self._up(n), schedulable=not (n.cordoned or n.draining),
+                           labels=n.labels, total_bytes=n.total_bytes, provisioned_bytes=provisioned.get(n.id, 0))
+                 for n in nodes.values()]
+        by_id = {c.node_id: c for c in cands}
+        taken = {domain(by_id[r.node_id], v.spread) for r in keep if r.node_id in by_id}
+        try:
+            chosen = place(v.size_bytes, len(lost), cands, spread=v.spread,
+                           exclude_nodes={r.node_id for r in active}, taken_domains=taken).node_ids
+        except PlacementError as e:
+            log.warning("volume %s: lost replica(s) cannot be replaced yet: %s", v.name, e)
+            return
+        for old, node_id in zip(lost, chosen):
+            new = Replica(id=str(uuid.uuid4()), volume_id=v.id, node_id=node_id, size_bytes=v.size_bytes,
+                          state=ReplicaState.REBUILDING, created_at=time.time())
+            old.state = ReplicaState.DELETING
+            await self.repo.commit(create=[new], put=[old])
+            log.warning("volume %s: replica %s on node %s replaced by %s on node %s", v.name, old.id,
+                        nodes[old.node_id].name if old.node_id in nodes else old.node_id, new.id,
+                        nodes[node_id].name)
+        self.kick()
 
     async def _converge_head(self, v: Volume, r: Replica, node: Node) -> bool:
         inst = self.liveness.instance(node.id) or ""
@@ -245,11 +379,11 @@ class Reconciler:
             return True
         spec = apb.HeadSpec(volume_id=v.id, nqn=v.nqn, namespace_uuid=v.namespace_uuid,
                             legs=[apb.HeadLeg(replica_id=r.id, node_id=node.id)], allowed_host_nqns=sorted(v.hosts))
-        await self._stub(node).EnsureHead(spec, timeout=self.call_timeout)
+        st = await self._stub(node).EnsureHead(spec, timeout=self.call_timeout)
         crash_point("create.exported")
         self._head_ok[v.id] = key
-        if v.head_node_id != node.id:
-            v.head_node_id = node.id
+        if (v.head_node_id, v.export_address, v.export_port) != (node.id, st.address, st.port):
+            v.head_node_id, v.export_address, v.export_port = node.id, st.address, st.port
             await self.repo.commit(put=[v])
         return True
 
@@ -340,3 +474,23 @@ class Reconciler:
 
 
 INTERNAL_SNAPSHOT_PREFIX = "clone-source-"
+
+
+@dataclass
+class RebuildProgress:
+    """A replica's rebuild as the head reports it, with an ETA from the observed rate."""
+
+    started: float
+    first_percent: float
+    percent: float = 0.0
+    at: float = 0.0
+
+    def update(self, t: float, percent: float) -> None:
+        self.percent, self.at = percent, t
+
+    @property
+    def eta_seconds(self) -> float | None:
+        done = self.percent - self.first_percent
+        if done <= 0 or self.at <= self.started:
+            return None
+        return (100.0 - self.percent) * (self.at - self.started) / done

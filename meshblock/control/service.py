@@ -41,15 +41,24 @@ def _untoken(token: str) -> str | None:
     return value
 
 
-def volume_pb(v: Volume, reps: list[Replica], nodes: dict[str, Node]) -> pb.Volume:
+def volume_pb(v: Volume, reps: list[Replica], nodes: dict[str, Node], rebuild: dict | None = None) -> pb.Volume:
+    rebuild = rebuild or {}
+
+    def status(r: Replica) -> pb.ReplicaStatus:
+        st = pb.ReplicaStatus(replica_id=r.id, node_id=r.node_id,
+                              node_name=nodes[r.node_id].name if r.node_id in nodes else "", state=r.state.value)
+        prog = rebuild.get(r.id)
+        if prog is not None and r.state.value == "rebuilding":
+            st.rebuild_progress = prog.percent / 100.0
+            if prog.eta_seconds is not None:
+                st.rebuild_eta_seconds = int(prog.eta_seconds)
+        return st
+
     return pb.Volume(
         id=v.id, name=v.name, size_bytes=v.size_bytes, replicas=v.replicas, spread=v.spread, labels=v.labels,
         state=v.state.value, stage=v.stage, nqn=v.nqn, namespace_uuid=v.namespace_uuid, head_node_id=v.head_node_id,
         hosts=v.hosts, source_snapshot_id=v.source_snapshot_id, source_volume_id=v.source_volume_id,
-        created_at=v.created_at, message=v.message,
-        replica_status=[pb.ReplicaStatus(replica_id=r.id, node_id=r.node_id,
-                                         node_name=nodes[r.node_id].name if r.node_id in nodes else "",
-                                         state=r.state.value) for r in reps])
+        created_at=v.created_at, message=v.message, replica_status=[status(r) for r in reps])
 
 
 def snapshot_pb(s: Snapshot) -> pb.Snapshot:
@@ -77,7 +86,7 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
 
     async def _pb(self, v: Volume) -> pb.Volume:
         nodes = {n.id: n for n in await self.mgr.repo.list(Node)}
-        return volume_pb(v, await self.mgr.replicas_of(v.id), nodes)
+        return volume_pb(v, await self.mgr.replicas_of(v.id), nodes, self.mgr.reconciler.rebuild)
 
     def _spec(self, name: str, size: int, replicas: int, spread: str, labels) -> VolumeSpec:
         return VolumeSpec(name=validate.name("name", name), size_bytes=validate.size("size_bytes", size,
@@ -121,7 +130,7 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
                     continue
                 if request.node_id and not any(r.node_id == request.node_id for r in reps.get(v.id, [])):
                     continue
-                out.append(volume_pb(v, reps.get(v.id, []), nodes))
+                out.append(volume_pb(v, reps.get(v.id, []), nodes, self.mgr.reconciler.rebuild))
                 if len(out) == size:
                     break
             if len(batch) < batch_size:
@@ -164,8 +173,9 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
         if node is None:
             raise Unavailable(f"the head node of volume {v.name!r} is unknown")
         info = pb.ConnectInfo(subnqn=v.nqn, host_nqn=host, namespace_uuid=v.namespace_uuid, size_bytes=v.size_bytes,
-                              paths=[pb.Path(transport="tcp", traddr=node.nvmf_address, trsvcid=str(node.nvmf_port),
-                                             ana_state="optimized", node_id=node.id)])
+                              paths=[pb.Path(transport="tcp", traddr=v.export_address or node.nvmf_address,
+                                             trsvcid=str(v.export_port or node.nvmf_port), ana_state="optimized",
+                                             node_id=node.id)])
         if host not in v.hosts:
             await context.send_initial_metadata((("meshblock-warning", "host is not published"),))
         return info

@@ -85,9 +85,9 @@ class VolumeManager:
                 raise AlreadyExists(f"volume {spec.name!r} exists with different parameters (size "
                                     f"{existing.size_bytes}, replicas {existing.replicas}, spread {existing.spread!r})")
             return existing
-        if spec.replicas > 1:
-            raise FailedPrecondition("volumes with more than one replica need the replicated head, which this "
-                                     "version does not provide yet; use replicas=1")
+        if spec.replicas > 1 and source is not None:
+            raise FailedPrecondition("clones have one replica in this version: an lvol clone lives on its "
+                                     "snapshot's node")
         vid = str(uuid.uuid4())
         if source is not None:
             # a clone lives where its snapshot is: lvol clones share the snapshot's blocks

@@ -125,6 +125,8 @@ class Volume(Record):
     state: VolumeState = VolumeState.CREATING
     stage: str = ""                  # the persisted step of a long operation under way
     head_node_id: str = ""
+    export_address: str = ""         # where the head exports the volume
+    export_port: int = 0
     nqn: str = ""
     namespace_uuid: str = ""
     hosts: list[str] = field(default_factory=list)      # host NQNs allowed to connect
@@ -155,6 +157,7 @@ class Replica(Record):
     state: ReplicaState = ReplicaState.CREATING
     source_snapshot_replica: str = ""   # for clones: the snapshot lvol id on the same node
     created_at: float = 0.0
+    offline_since: float = 0.0          # when it was last seen leaving the volume (0: it has not)
 
 
 @dataclass

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from meshblock.spdk import SpdkClient, SpdkRpc
+from meshblock.spdk import SpdkClient, SpdkError, SpdkRpc
 from tests.support.backends import Backend, loopback_address
 
 MiB = 1 << 20
@@ -65,12 +65,10 @@ class SpdkTarget:
 
     async def start(self, timeout: float = 60.0) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        out = open(self.log, "ab")
-        try:
-            self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                         env=self.backend.install.env(self.backend.env), start_new_session=True)
-        finally:
-            out.close()
+        with open(self.log, "ab") as out:  # noqa: ASYNC230 - a local log file
+            self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=out,  # noqa: ASYNC220
+                                         stderr=subprocess.STDOUT, env=self.backend.install.env(self.backend.env),
+                                         start_new_session=True)
         self.starts += 1
         deadline = time.monotonic() + timeout
         while True:
@@ -79,7 +77,7 @@ class SpdkTarget:
             try:
                 await self.client.wait_ready(timeout=1.0)
                 break
-            except Exception:
+            except SpdkError:
                 if time.monotonic() > deadline:
                     raise AssertionError(f"{self.app} did not answer in {timeout}s:\n{self.tail()}") from None
         await self.rpc.framework_wait_init()

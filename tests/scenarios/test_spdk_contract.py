@@ -18,8 +18,15 @@ import time
 
 import pytest
 
-from meshblock.spdk import (SpdkBusy, SpdkExists, SpdkInvalidParams, SpdkMethodNotFound, SpdkNoSpace,
-                            SpdkNotFound, SpdkRpcError)
+from meshblock.spdk import (
+    SpdkBusy,
+    SpdkExists,
+    SpdkInvalidParams,
+    SpdkMethodNotFound,
+    SpdkNoSpace,
+    SpdkNotFound,
+    SpdkRpcError,
+)
 
 from .conftest import MiB, SpdkTarget, free_port
 
@@ -111,7 +118,7 @@ async def _raw_exchange(sock: str, chunks: list[bytes], n_answers: int, timeout:
 
 async def test_wire_stream_split_concatenated_notifications(spdk_target):
     t = spdk_target
-    req = lambda m, i, **kw: json.dumps({"jsonrpc": "2.0", "method": m, "id": i, **kw}).encode()  # noqa: E731
+    req = lambda m, i, **kw: json.dumps({"jsonrpc": "2.0", "method": m, "id": i, **kw}).encode()
     two = req("spdk_get_version", 1) + req("bdev_get_bdevs", 2, params={"name": "nope"})
     note = json.dumps({"jsonrpc": "2.0", "method": "spdk_get_version"}).encode()  # no id: no answer
     split = req("rpc_get_methods", 3)
@@ -379,6 +386,9 @@ async def test_transport_and_subsystem_lifecycle(spdk_target):
     assert s2["serial_number"] == "0" * 20 and s2["model_number"] == "SPDK bdev Controller"
     assert s2["max_namespaces"] == 32
     assert [x["nqn"] for x in await t.rpc.nvmf_get_subsystems()] == [DISCOVERY, NQN, NQN + "2"]
+    await t.rpc.nvmf_create_subsystem(NQN[:-1])  # subsystems are kept sorted by NQN, not by age
+    assert [x["nqn"] for x in await t.rpc.nvmf_get_subsystems()] == [DISCOVERY, NQN[:-1], NQN, NQN + "2"]
+    await t.rpc.nvmf_delete_subsystem(NQN[:-1])
 
     await expect(SpdkRpcError, -32603, t.rpc.nvmf_create_subsystem(NQN), f"Unable to create subsystem {NQN}")
     bad = "iqn.2026-11.io.meshblock:x"
@@ -563,6 +573,124 @@ async def test_attach_between_targets(spdk_target, spdk_targets, aio_file, liste
     assert await exp.rpc.nvmf_subsystem_get_controllers(NQN) == []
 
 
+async def _wait_for(pred, timeout: float = 10.0, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await pred()
+        if value or time.monotonic() > deadline:
+            return value
+        await asyncio.sleep(interval)
+
+
+async def test_attached_controller_follows_the_target(spdk_target, spdk_targets, aio_file, listen_addr):
+    """Namespace changes reach the host (AEN); a host taken off the allowlist loses its controller
+    ("failed", bdevs kept) and gets it back, with a new controller ID, once allowed again."""
+    exp = spdk_target
+    await pool(exp, aio_file)
+    a = await exp.rpc.bdev_lvol_create("a", 16 * MiB, LVS)
+    b = await exp.rpc.bdev_lvol_create("b", 16 * MiB, LVS)
+    port = free_port(listen_addr)
+    await exp.rpc.nvmf_create_transport("TCP")
+    await exp.rpc.nvmf_create_subsystem(NQN)
+    await exp.rpc.nvmf_subsystem_add_ns(NQN, a)
+    await exp.rpc.nvmf_subsystem_add_host(NQN, HOST1)
+    await exp.rpc.nvmf_subsystem_add_listener(NQN, listen_addr, port)
+    host = await spdk_targets("host", interrupt_mode=False)
+    assert await host.rpc.bdev_nvme_attach_controller("N0", listen_addr, port, NQN, hostnqn=HOST1) == ["N0n1"]
+
+    async def names():
+        return sorted(x["name"] for x in await host.rpc.bdev_get_bdevs())
+
+    async def state():
+        (c,) = await host.rpc.bdev_nvme_get_controllers("N0")
+        return c["ctrlrs"][0]["state"], c["ctrlrs"][0]["cntlid"]
+
+    await exp.rpc.nvmf_subsystem_add_ns(NQN, b)
+    assert await _wait_for(lambda: _eq(names, ["N0n1", "N0n2"]))
+    assert (await bdev(host, "N0n2"))["uuid"] == b
+    await exp.rpc.bdev_lvol_resize(a, 32 * MiB)
+    assert await _wait_for(lambda: _eq_blocks(host, "N0n1", 32 * MiB // 512))
+    await exp.rpc.nvmf_subsystem_remove_ns(NQN, 2)
+    assert await _wait_for(lambda: _eq(names, ["N0n1"]))
+
+    await exp.rpc.nvmf_subsystem_remove_host(NQN, HOST1)
+    assert await exp.rpc.nvmf_subsystem_get_controllers(NQN) == []
+    assert await _wait_for(lambda: _eq(state, ("failed", 1)))
+    assert await names() == ["N0n1"]
+    await exp.rpc.nvmf_subsystem_add_host(NQN, HOST1)
+    assert await _wait_for(lambda: _eq(state, ("enabled", 2)))
+    (ctrlr,) = await exp.rpc.nvmf_subsystem_get_controllers(NQN)
+    assert ctrlr["cntlid"] == 2 and ctrlr["hostnqn"] == HOST1
+    await host.rpc.bdev_nvme_detach_controller("N0")
+    assert await _wait_for(lambda: _eq(lambda: exp.rpc.nvmf_subsystem_get_controllers(NQN), []))
+
+
+async def test_multipath_and_failover_paths(spdk_target, spdk_targets, aio_file):
+    from tests.support.backends import loopback_address
+
+    exp = spdk_target
+    await pool(exp, aio_file)
+    vol = await exp.rpc.bdev_lvol_create("v", 8 * MiB, LVS)
+    a1, a2 = loopback_address(), loopback_address()
+    p1, p2 = free_port(a1), free_port(a2)
+    await exp.rpc.nvmf_create_transport("TCP")
+    await exp.rpc.nvmf_create_subsystem(NQN, allow_any_host=True, ana_reporting=True)
+    await exp.rpc.nvmf_subsystem_add_ns(NQN, vol)
+    await exp.rpc.nvmf_subsystem_add_listener(NQN, a1, p1)
+    await exp.rpc.nvmf_subsystem_add_listener(NQN, a2, p2, ana_state="non_optimized")
+    host = await spdk_targets("host", interrupt_mode=False)
+    # multipath (the default): one controller per path, one bdev
+    assert await host.rpc.bdev_nvme_attach_controller("M", a1, p1, NQN, hostnqn=HOST1) == ["Mn1"]
+    assert await host.rpc.bdev_nvme_attach_controller("M", a2, p2, NQN, hostnqn=HOST1) == ["Mn1"]
+    (m,) = await host.rpc.bdev_nvme_get_controllers("M")
+    assert [(c["trid"]["traddr"], c["cntlid"]) for c in m["ctrlrs"]] == [(a1, 1), (a2, 2)]
+    paths = (await bdev(host, "Mn1"))["driver_specific"]["nvme"]
+    assert [(x["trid"]["traddr"], x["ns_data"]["ana_state"]) for x in paths] == \
+        [(a1, "optimized"), (a2, "non_optimized")]
+    await expect(SpdkInvalidParams, -22, host.rpc.bdev_nvme_attach_controller(
+        "M", a1, free_port(a1), NQN, hostnqn=HOST1, multipath="failover"), "Invalid argument")
+    await expect(SpdkExists, -17, host.rpc.bdev_nvme_attach_controller("X", a1, p1, NQN, hostnqn=HOST1),
+                 "File exists")  # that path is taken by M
+    # failover: alternates are remembered, not connected
+    assert await host.rpc.bdev_nvme_attach_controller("F", a1, p1, NQN, hostnqn=HOST2, multipath="failover") == []
+    assert await host.rpc.bdev_nvme_attach_controller("F", a2, p2, NQN, hostnqn=HOST2, multipath="failover") == []
+    (f,) = await host.rpc.bdev_nvme_get_controllers("F")
+    (only,) = f["ctrlrs"]
+    assert only["trid"]["traddr"] == a1 and [x["traddr"] for x in only["alternate_trids"]] == [a2]
+    assert [c["cntlid"] for c in await exp.rpc.nvmf_subsystem_get_controllers(NQN)] == [1, 2, 3]
+    await host.client.call("bdev_nvme_detach_controller", {"name": "M", "traddr": a2, "trsvcid": str(p2)})
+    (m,) = await host.rpc.bdev_nvme_get_controllers("M")
+    assert [c["trid"]["traddr"] for c in m["ctrlrs"]] == [a1]
+    await expect(SpdkNotFound, -6, host.client.call("bdev_nvme_detach_controller", {"name": "M", "traddr": a2}),
+                 "No such device or address")
+
+
+async def _eq(fn, want) -> bool:
+    return await fn() == want
+
+
+async def _eq_blocks(t: SpdkTarget, name: str, want: int) -> bool:
+    return (await bdev(t, name))["num_blocks"] == want
+
+
+async def test_aio_delete_unloads_lvstore(spdk_target, aio_file):
+    """Deleting the AIO bdev under an lvstore hot-removes everything on it; the data stays."""
+    t = spdk_target
+    f = aio_file("pool", 128 * MiB)
+    await t.rpc.bdev_aio_create(f, "aio0", block_size=512)
+    lvs_uuid = await t.rpc.bdev_lvol_create_lvstore("aio0", LVS)
+    lv = await t.rpc.bdev_lvol_create("v", 8 * MiB, LVS)
+    await t.rpc.nvmf_create_subsystem(NQN)
+    await t.rpc.nvmf_subsystem_add_ns(NQN, lv)
+    assert await t.rpc.bdev_aio_delete("aio0") is True
+    assert await t.rpc.bdev_lvol_get_lvstores() == [] and await t.rpc.bdev_get_bdevs() == []
+    assert (await subsystem(t))["namespaces"] == []
+    await expect(SpdkNotFound, -19, t.rpc.bdev_aio_delete("aio0"), "No such device")
+    await t.rpc.bdev_aio_create(f, "aio0", block_size=512)
+    assert (await lvstore(t))["uuid"] == lvs_uuid
+    assert (await bdev(t, f"{LVS}/v"))["uuid"] == lv
+
+
 # --- raid ----------------------------------------------------------------------------------------
 
 async def _wait_raid(t: SpdkTarget, pred, timeout: float = 30.0) -> dict:
@@ -653,6 +781,43 @@ async def test_raid_waits_for_missing_base(spdk_target, aio_file):
     await t.rpc.bdev_raid_delete("r0")
     assert await t.rpc.bdev_raid_get_bdevs() == []
     assert (await bdev(t, a))["claimed"] is False
+
+
+async def test_raid_superblock_survives_restart(spdk_target, aio_file):
+    t = spdk_target
+    f = aio_file("pool", 128 * MiB)
+    await t.rpc.bdev_aio_create(f, "aio0", block_size=512)
+    await t.rpc.bdev_lvol_create_lvstore("aio0", LVS)
+    x = await t.rpc.bdev_lvol_create("x", 16 * MiB, LVS)
+    y = await t.rpc.bdev_lvol_create("y", 16 * MiB, LVS)
+    z = await t.rpc.bdev_lvol_create("z", 16 * MiB, LVS)
+    assert await t.rpc.bdev_raid_create("rs", "raid1", [x, y], superblock=True) is True
+    (r,) = await t.rpc.bdev_raid_get_bdevs()
+    # the data starts after the superblock area: 1 MiB, rounded up to the lvol's cluster
+    assert r["superblock"] is True and r["base_bdevs_list"][0]["data_offset"] == 4 * MiB // 512
+    assert (await bdev(t, "rs"))["num_blocks"] == 12 * MiB // 512
+    assert (await lvols(t))["x"]["num_allocated_clusters"] == 1  # the superblock was written
+    raid_uuid = r["uuid"]
+    await t.rpc.bdev_raid_remove_base_bdev(y)
+    # y still carries the superblock of rs: no other raid may take it
+    await expect(SpdkExists, -17, t.rpc.bdev_raid_create("r2", "raid1", [y, z]),
+                 "Failed to create RAID bdev r2: File exists")
+
+    await t.kill9()
+    await t.start()
+    assert await t.rpc.bdev_raid_get_bdevs() == []
+    await t.rpc.bdev_aio_create(f, "aio0", block_size=512)
+    # examine found the superblock on x: the raid is back, degraded, its member named by bdev name
+    (r,) = await _wait_for(lambda: t.rpc.bdev_raid_get_bdevs("online"))
+    assert r["name"] == "rs" and r["uuid"] == raid_uuid and r["num_base_bdevs_discovered"] == 1
+    assert [b["name"] for b in r["base_bdevs_list"]] == [x, None]
+    assert (await bdev(t, x))["claimed"] is True and (await bdev(t, y))["claimed"] is False
+    # deleting it without clear_sb leaves the superblock on x; with clear_sb it is wiped
+    await t.rpc.bdev_raid_delete("rs")
+    await expect(SpdkExists, -17, t.rpc.bdev_raid_create("r3", "raid1", [x, z]),
+                 "Failed to create RAID bdev r3: File exists")
+    await t.client.call("bdev_raid_create", {"name": "r4", "raid_level": "raid1", "base_bdevs": [z, "later"]})
+    assert await t.client.call("bdev_raid_delete", {"name": "r4", "clear_sb": True}) is True
 
 
 # --- lifecycle ---------------------------------------------------------------------------------
