@@ -76,7 +76,7 @@ class RaidComposer:
             return None
         return st.bdev_names[0] if st.bdev_names else None
 
-    async def ensure(self, volume_id: str, legs: list[Leg], in_sync: set[str]) -> RaidView:
+    async def ensure(self, volume_id: str, legs: list[Leg], in_sync: set[str], slots: int = 0) -> RaidView:
         """Make the raid hold every reachable leg; ``in_sync`` says which may seed a new raid."""
         bdevs: dict[str, str] = {}
         for leg in legs:
@@ -93,7 +93,7 @@ class RaidComposer:
             if not seeds:
                 raise Unavailable(f"no in-sync replica of volume {volume_id} is reachable "
                                   f"(reachable: {sorted(bdevs) or 'none'}, in sync: {sorted(in_sync) or 'none'})")
-            await self._create(volume_id, [bdevs[rid] for rid in seeds])
+            await self._create(volume_id, [bdevs[rid] for rid in seeds], max(slots, len(legs)))
             log.info("raid created volume_id=%s from in-sync replicas %s", volume_id, ",".join(seeds))
             raid = await self.raid(volume_id)
             assert raid is not None
@@ -107,28 +107,32 @@ class RaidComposer:
                     log.warning("adding replica %s to raid of %s failed: %s", rid, volume_id, e)
         return await self.view(volume_id, legs)
 
-    async def _create(self, volume_id: str, members: list[str]) -> None:
-        """Create the raid1 from in-sync members. raid1 needs two members to start, so a lone
-        member is paired with a null placeholder that is removed again before anything is
-        exported: the raid then runs degraded until the other replicas are added and rebuilt."""
-        if len(members) >= 2:
-            await self.rpc.bdev_raid_create(raid_name(volume_id), "raid1", members)
-            return
-        src = (await self.rpc.bdev_get_bdevs(members[0]))[0]
-        placeholder = "placeholder-" + volume_id
+    async def _create(self, volume_id: str, members: list[str], slots: int) -> None:
+        """Create the raid1 with a slot for every replica, from the in-sync members only.
+
+        Slots of replicas that are not in sync (or not reachable) are held by null placeholders
+        that are removed again before anything is exported: the raid then runs degraded and
+        the other replicas are added into the empty slots, and rebuilt, as they come."""
+        slots = max(slots, len(members), 2)
+        placeholders = [f"placeholder-{i}-{volume_id}" for i in range(slots - len(members))]
+        if placeholders:
+            src = (await self.rpc.bdev_get_bdevs(members[0]))[0]
+            for ph in placeholders:
+                try:
+                    await self.rpc.bdev_null_create(ph, int(src["num_blocks"]), int(src["block_size"]))
+                except SpdkError as e:
+                    if "exists" not in str(e).lower():
+                        raise
         try:
-            await self.rpc.bdev_null_create(placeholder, int(src["num_blocks"]), int(src["block_size"]))
-        except SpdkError as e:
-            if "exists" not in str(e).lower():
-                raise
-        try:
-            await self.rpc.bdev_raid_create(raid_name(volume_id), "raid1", [members[0], placeholder])
-            await self.rpc.bdev_raid_remove_base_bdev(placeholder)
+            await self.rpc.bdev_raid_create(raid_name(volume_id), "raid1", members + placeholders)
+            for ph in placeholders:
+                await self.rpc.bdev_raid_remove_base_bdev(ph)
         finally:
-            try:
-                await self.rpc.bdev_null_delete(placeholder)
-            except SpdkNotFound:
-                pass
+            for ph in placeholders:
+                try:
+                    await self.rpc.bdev_null_delete(ph)
+                except SpdkNotFound:
+                    pass
 
     async def view(self, volume_id: str, legs: list[Leg]) -> RaidView:
         raid = await self.raid(volume_id)

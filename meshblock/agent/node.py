@@ -53,11 +53,12 @@ class Head:
     hosts: frozenset[str]
     ana_state: str = "optimized"
     in_sync: frozenset[str] = frozenset()
+    replica_count: int = 0
 
     @property
     def direct(self) -> bool:
         """One replica on a node's own pool: exported straight from the data target."""
-        return len(self.legs) == 1 and not self.legs[0].subsystem_nqn
+        return len(self.legs) == 1 and not self.legs[0].subsystem_nqn and self.replica_count <= 1
 
 
 @dataclass
@@ -329,7 +330,8 @@ class NodeAgent:
                             [LegState(leg.replica_id, "in_sync")])
         rpc = await self._head()
         composer = RaidComposer(rpc, self.config.host_nqn)
-        view = await composer.ensure(head.volume_id, self._legs(head), set(head.in_sync))
+        view = await composer.ensure(head.volume_id, self._legs(head), set(head.in_sync),
+                                     slots=max(head.replica_count, len(head.legs)))
         await composer.export(Exporter(rpc), head.nqn, head.volume_id, head.namespace_uuid,
                               self.config.nvmf_address, self.config.head_port, head.hosts)
         return HeadView(head, self.config.nvmf_address, self.config.head_port, view.size_bytes, view.legs,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 
 from prometheus_client import Gauge, start_http_server
@@ -29,6 +30,8 @@ async def run_agent(config: AgentConfig, *, metrics_port: int = 0, stop: asyncio
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    pid_file = config.data_dir / "agent.pid"
+    pid_file.write_text(f"{os.getpid()}\n")
     await agent.start()
     server, _health = await make_server(
         config.listen, lambda s: agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(agent), s),
@@ -55,3 +58,4 @@ async def run_agent(config: AgentConfig, *, metrics_port: int = 0, stop: asyncio
             registration.cancel()
         await server.stop(grace=2.0)
         await agent.stop()
+        pid_file.unlink(missing_ok=True)

@@ -66,7 +66,7 @@ def head_from_pb(spec: pb.HeadSpec) -> Head:
         raise InvalidArgument("legs", "every replica of a replicated head needs its export (nqn, address, port)")
     return Head(volume_id=vid, nqn=spec.nqn, namespace_uuid=check_uuid("namespace_uuid", spec.namespace_uuid),
                 legs=legs, hosts=frozenset(spec.allowed_host_nqns), ana_state=ana,
-                in_sync=frozenset(spec.in_sync_replica_ids))
+                in_sync=frozenset(spec.in_sync_replica_ids), replica_count=spec.replica_count)
 
 
 def _port(field: str, value: int) -> int:

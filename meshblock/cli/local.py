@@ -198,6 +198,14 @@ async def down(home: Path, log=print) -> int:
         return 0
     nodes = [NodeProcess(**n) for n in state.get("nodes", [])]
     agents = [n.pid for n in nodes if pid_alive(n.pid)]
+    for n in nodes:  # agents restarted by hand since `up` leave their pid in their node directory
+        f = Path(n.data_dir) / "agent.pid"
+        try:
+            pid = int(f.read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if pid not in agents and pid_alive(pid) and "agent" in process_cmdline(pid):
+            agents.append(pid)
     for pid in agents:
         _kill(pid, signal.SIGTERM)
     for pid in await _wait_gone(agents, 20.0):

@@ -298,7 +298,8 @@ class Reconciler:
                                     port=e.port))
         crash_point("replicated.fenced")
         spec = apb.HeadSpec(volume_id=v.id, nqn=v.nqn, namespace_uuid=v.namespace_uuid, legs=legs,
-                            allowed_host_nqns=sorted(v.hosts), in_sync_replica_ids=sorted(in_sync))
+                            allowed_host_nqns=sorted(v.hosts), in_sync_replica_ids=sorted(in_sync),
+                            replica_count=max(v.replicas, len(active)))
         try:
             st = await self._stub(head_node).EnsureHead(spec, timeout=self.call_timeout)
         except grpc.aio.AioRpcError as e:

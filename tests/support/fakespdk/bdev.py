@@ -408,6 +408,36 @@ def bdev_malloc_delete(t: Target, params: Any) -> bool:
     return True
 
 
+NULL_CREATE = {"name": F("string", True), "num_blocks": F("uint64", True), "block_size": F("uint32", True),
+               "physical_block_size": F("uint32"), "uuid": F("string"), "md_size": F("uint32"),
+               "dif_type": F("int32"), "dif_is_head_of_md": F("bool"), "dif_pi_format": F("uint32")}
+
+
+@rpc("bdev_null_create")
+def bdev_null_create(t: Target, params: Any) -> str:
+    try:
+        p = decode(params, NULL_CREATE, DECODE_FAILED)
+    except RpcError:
+        raise RpcError(-32603, "spdk_json_decode_object failed") from None
+    if p["num_blocks"] == 0 or p["block_size"] % 512:
+        raise errno_error(E.EINVAL)
+    io = {"read", "write", "write_zeroes", "flush", "reset", "abort"}
+    bdev = Bdev(p["name"], p["block_size"], p["num_blocks"], "Null disk", "null", uuid=p.get("uuid", ""),
+                io_types=frozenset(io))
+    t.bdev.register(bdev)
+    return p["name"]
+
+
+@rpc("bdev_null_delete")
+def bdev_null_delete(t: Target, params: Any) -> bool:
+    try:
+        p = decode(params, {"name": F("string", True)}, DECODE_FAILED)
+    except RpcError:
+        raise RpcError(-32603, "spdk_json_decode_object failed") from None
+    _unregister_by_name(t, p["name"], "null")
+    return True
+
+
 # --- generic bdev RPCs -----------------------------------------------------------------------------
 
 @rpc("bdev_get_bdevs")

@@ -308,7 +308,7 @@ class HeadLeg(_message.Message):
     def __init__(self, replica_id: _Optional[str] = ..., node_id: _Optional[str] = ..., subsystem_nqn: _Optional[str] = ..., address: _Optional[str] = ..., port: _Optional[int] = ...) -> None: ...
 
 class HeadSpec(_message.Message):
-    __slots__ = ("volume_id", "nqn", "namespace_uuid", "legs", "allowed_host_nqns", "ana_state", "in_sync_replica_ids")
+    __slots__ = ("volume_id", "nqn", "namespace_uuid", "legs", "allowed_host_nqns", "ana_state", "in_sync_replica_ids", "replica_count")
     VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
     NQN_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_UUID_FIELD_NUMBER: _ClassVar[int]
@@ -316,6 +316,7 @@ class HeadSpec(_message.Message):
     ALLOWED_HOST_NQNS_FIELD_NUMBER: _ClassVar[int]
     ANA_STATE_FIELD_NUMBER: _ClassVar[int]
     IN_SYNC_REPLICA_IDS_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_COUNT_FIELD_NUMBER: _ClassVar[int]
     volume_id: str
     nqn: str
     namespace_uuid: str
@@ -323,7 +324,8 @@ class HeadSpec(_message.Message):
     allowed_host_nqns: _containers.RepeatedScalarFieldContainer[str]
     ana_state: str
     in_sync_replica_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, volume_id: _Optional[str] = ..., nqn: _Optional[str] = ..., namespace_uuid: _Optional[str] = ..., legs: _Optional[_Iterable[_Union[HeadLeg, _Mapping]]] = ..., allowed_host_nqns: _Optional[_Iterable[str]] = ..., ana_state: _Optional[str] = ..., in_sync_replica_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    replica_count: int
+    def __init__(self, volume_id: _Optional[str] = ..., nqn: _Optional[str] = ..., namespace_uuid: _Optional[str] = ..., legs: _Optional[_Iterable[_Union[HeadLeg, _Mapping]]] = ..., allowed_host_nqns: _Optional[_Iterable[str]] = ..., ana_state: _Optional[str] = ..., in_sync_replica_ids: _Optional[_Iterable[str]] = ..., replica_count: _Optional[int] = ...) -> None: ...
 
 class LegStatus(_message.Message):
     __slots__ = ("replica_id", "state", "rebuild_percent", "rebuild_blocks")

@@ -1,0 +1,139 @@
+"""Replicated volumes through the controller: replica loss, rebuild, head failover and the fence."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import pytest
+
+from meshblock.proto.meshblock.v1 import admin_pb2 as pb
+from tests.support.cluster import Cluster
+from tests.support.initiator import SpdkHost
+
+MiB = 1 << 20
+HOST = "nqn.2026-11.io.meshblock:host:replicated"
+
+
+@pytest.fixture
+async def cluster(backend, short_tmp):
+    c = Cluster(backend, short_tmp, nodes=3)
+    try:
+        await c.start()
+        yield c
+    finally:
+        await c.stop()
+
+
+async def wait_for(c: Cluster, name: str, pred, timeout: float = 90) -> pb.Volume:
+    deadline = time.monotonic() + timeout
+    while True:
+        v = await c.volumes.GetVolume(pb.GetVolumeRequest(ref=name))
+        if pred(v):
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"volume never reached the expected state: {v}")
+        await asyncio.sleep(0.2)
+
+
+def states(v: pb.Volume) -> dict[str, str]:
+    return {r.node_name: r.state for r in v.replica_status}
+
+
+async def allowlists(c: Cluster, v: pb.Volume) -> dict[str, list[str]]:
+    """Host NQNs allowed on each replica's export, read from each node's SPDK."""
+    out = {}
+    for r in v.replica_status:
+        a = c.agent_by_id(r.node_id)
+        spdk = a.spdk()
+        try:
+            sub, = await spdk.nvmf_get_subsystems(f"nqn.2026-11.io.meshblock:replica:{r.replica_id}")
+            out[a.name] = sorted(h["nqn"] for h in sub["hosts"])
+        except Exception:  # noqa: BLE001 - a node that is down has no export
+            out[a.name] = None
+        finally:
+            await spdk.client.close()
+    return out
+
+
+async def down(c: Cluster, name: str) -> None:
+    a = next(x for x in c.agents if x.name == name)
+    pids = [a.target_pid()] + ([a.target_pid("spdk-head.pid")] if (a.data_dir / "spdk-head.pid").exists() else [])
+    await a.stop(signal.SIGKILL)
+    for p in pids:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+async def up(c: Cluster, name: str) -> None:
+    a = next(x for x in c.agents if x.name == name)
+    a.start()
+    await a.wait_healthy()
+
+
+async def test_replica_loss_rebuild_and_head_failover(cluster):
+    c = cluster
+    v = await c.volumes.CreateVolume(pb.CreateVolumeRequest(name="r3", size_bytes=64 * MiB, replicas=3))
+    assert v.state == "available" and sorted(states(v).values()) == ["online"] * 3
+    head = c.agent_by_id(v.head_node_id)
+    head_nqn = (await c.nodes.GetNode(pb.GetNodeRequest(ref=head.name))).host_nqn
+    # the fence: every replica export admits the head and nothing else
+    assert set(map(tuple, (await allowlists(c, v)).values())) == {(head_nqn,)}
+    info = await c.volumes.GetConnectInfo(pb.GetConnectInfoRequest(ref="r3", host_nqn=HOST))
+    assert info.paths[0].traddr == head.address and info.paths[0].trsvcid == "4421"
+
+    # a replica node dies: degraded; it returns: rebuilt; available
+    other = next(a for a in c.agents if a is not head)
+    await down(c, other.name)
+    v = await wait_for(c, "r3", lambda v: v.state == "degraded" and states(v)[other.name] == "offline")
+    await up(c, other.name)
+    v = await wait_for(c, "r3", lambda v: v.state == "available")
+    assert sorted(states(v).values()) == ["online"] * 3
+
+    # the head node dies: the head moves to another replica's node, whose NQN becomes the only one allowed
+    await down(c, head.name)
+    v = await wait_for(c, "r3", lambda v: v.head_node_id != head.data_dir.joinpath("node-id").read_text().strip()
+                       and v.state == "degraded")
+    new_head = c.agent_by_id(v.head_node_id)
+    new_nqn = (await c.nodes.GetNode(pb.GetNodeRequest(ref=new_head.name))).host_nqn
+    lists = await allowlists(c, v)
+    assert lists[head.name] is None
+    assert all(hosts == [new_nqn] for n, hosts in lists.items() if n != head.name), lists
+    info = await c.volumes.GetConnectInfo(pb.GetConnectInfoRequest(ref="r3", host_nqn=HOST))
+    assert info.paths[0].traddr == new_head.address
+    await up(c, head.name)
+    v = await wait_for(c, "r3", lambda v: v.state == "available")
+    assert sorted(states(v).values()) == ["online"] * 3
+    assert (await allowlists(c, v))[head.name] == [new_nqn]   # the old head is fenced out of its own replica
+
+
+@pytest.mark.spdk
+async def test_data_survives_head_failover(real_only, short_tmp):
+    if not real_only.install.has("spdk_dd"):
+        pytest.skip("spdk_dd is not in this SPDK build")
+    c = Cluster(real_only, short_tmp / "c", nodes=3)
+    try:
+        await c.start()
+        await c.volumes.CreateVolume(pb.CreateVolumeRequest(name="r3", size_bytes=64 * MiB, replicas=3))
+        await c.volumes.PublishVolume(pb.PublishVolumeRequest(ref="r3", host_nqn=HOST))
+        info = await c.volumes.GetConnectInfo(pb.GetConnectInfoRequest(ref="r3", host_nqn=HOST))
+        host = SpdkHost(real_only.install, short_tmp / "host", HOST)
+        data = os.urandom(16 * MiB)
+        (short_tmp / "in.bin").write_bytes(data)
+        p = info.paths[0]
+        w = await host.write(short_tmp / "in.bin", info.subnqn, p.traddr, int(p.trsvcid))
+        assert w.returncode == 0, w.output
+        v = await c.volumes.GetVolume(pb.GetVolumeRequest(ref="r3"))
+        await down(c, c.agent_by_id(v.head_node_id).name)
+        v = await wait_for(c, "r3", lambda x: x.head_node_id != v.head_node_id and x.state == "degraded")
+        info = await c.volumes.GetConnectInfo(pb.GetConnectInfoRequest(ref="r3", host_nqn=HOST))
+        p = info.paths[0]
+        r = await host.read(short_tmp / "out.bin", 16 * MiB, info.subnqn, p.traddr, int(p.trsvcid))
+        assert r.returncode == 0, r.output
+        assert (short_tmp / "out.bin").read_bytes() == data
+    finally:
+        await c.stop()
