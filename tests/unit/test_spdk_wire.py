@@ -67,6 +67,8 @@ CASES = [
     (lambda r: r.bdev_malloc_create(2048, 512, name="m0"), ["bdev_malloc_create", "-b", "m0", "1", "512"]),
     (lambda r: r.bdev_malloc_delete("m0"), ["bdev_malloc_delete", "m0"]),
     (lambda r: r.bdev_get_bdevs("b0"), ["bdev_get_bdevs", "-b", "b0"]),
+    (lambda r: r.bdev_null_create("ph", 2048, 4096), ["bdev_null_create", "ph", "8", "4096"]),
+    (lambda r: r.bdev_null_delete("ph"), ["bdev_null_delete", "ph"]),
     (lambda r: r.bdev_get_iostat(["b0", "b1"]), ["bdev_get_iostat", "--names", "b0,b1"]),
     (lambda r: r.bdev_set_qos_limit("b0", rw_ios_per_sec=10000, rw_mbytes_per_sec=100),
      ["bdev_set_qos_limit", "b0", "--rw-ios-per-sec", "10000", "--rw-mbytes-per-sec", "100"]),
