@@ -81,6 +81,15 @@ class Liveness:
             self.on_change()
         return True
 
+    async def settle(self) -> None:
+        """After taking over, wait until every node the store knows as up has called in, or the
+        node timeout has passed: acting earlier would mark healthy replicas offline."""
+        while time.monotonic() - self.started < self.timeout:
+            expected = {n.id for n in await self.repo.list(Node) if n.state == NodeState.UP}
+            if expected <= set(self.seen):
+                return
+            await asyncio.sleep(0.05)
+
     def is_up(self, node_id: str) -> bool:
         s = self.seen.get(node_id)
         return s is not None and s.healthy and time.monotonic() - s.at <= self.timeout

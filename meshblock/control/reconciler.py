@@ -59,6 +59,7 @@ class Reconciler:
 
     async def run(self) -> None:
         passes = 0
+        await self.liveness.settle()
         while True:
             try:
                 await asyncio.wait_for(self.wake.wait(), self.interval)

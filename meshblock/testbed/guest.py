@@ -366,7 +366,8 @@ def qemu_argv(spec: GuestSpec, *, kernel: Path, initrd: Path, overlay: Path, dis
         "-uuid", str(uuid.uuid4()),
         "-kernel", str(kernel), "-initrd", str(initrd),
         "-serial", f"file:{run_dir / (spec.name + '.console.log')}",
-        "-drive", f"file={overlay},if=virtio,format=qcow2,cache=unsafe,discard=unmap",
+        "-drive", f"file={overlay},if=none,id=root,format=qcow2,cache=unsafe,discard=unmap",
+        "-device", "virtio-blk-pci,drive=root,serial=mbtb-root",
         "-netdev", f"tap,id=net0,ifname={tap},script=no,downscript=no",
         "-device", f"virtio-net-pci,netdev=net0,mac={spec.mac},romfile=",  # no PXE ROM: faster firmware
         "-device", "virtio-rng-pci",

@@ -20,17 +20,24 @@ for m in $(cat /modules/order); do
     insmod "/modules/$m" 2>/dev/null
 done
 
-root=/dev/vda
+# The root disk is the virtio disk with serial mbtb-root (extra disks may probe first).
+serial=mbtb-root
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
-        mbtb.root=*) root="${arg#mbtb.root=}" ;;
+        mbtb.root=*) serial="${arg#mbtb.root=}" ;;
     esac
 done
 
+root=
 i=0
-while [ ! -b "$root" ]; do
+while [ -z "$root" ]; do
+    for s in /sys/block/vd*/serial; do
+        [ -e "$s" ] && [ "$(cat "$s")" = "$serial" ] && root="/dev/$(basename "$(dirname "$s")")"
+    done
+    [ -n "$root" ] && [ -b "$root" ] && break
+    root=
     i=$((i + 1))
-    [ "$i" -gt 300 ] && fail "root device $root did not appear"
+    [ "$i" -gt 300 ] && fail "no virtio disk with serial $serial"
     sleep 0.1
 done
 
