@@ -418,6 +418,21 @@ def volume_resize(inv: Invocation, name: str, size: int) -> None:
         click.echo(f"volume {v.name or name} is now {out.size(v.size_bytes)} ({v.size_bytes} bytes)")
 
 
+@volume.command("set-replicas")
+@click.argument("name")
+@click.argument("replicas", type=click.IntRange(2, 5))
+@admin_options
+def volume_set_replicas(inv: Invocation, name: str, replicas: int) -> None:
+    """Keep REPLICAS copies of replicated volume NAME (online; new copies are rebuilt first)."""
+    with inv.client() as c:
+        v = c.volumes.SetReplicas(pb.SetReplicasRequest(ref=name, replicas=replicas))
+    if inv.json:
+        out.print_json(out.message_to_dict(v))
+    else:
+        click.echo(f"volume {v.name or name} now keeps {v.replicas} replicas; "
+                   f"`meshblock volume get {v.name or name} --watch` follows the rebuild")
+
+
 def _hosts_line(v: pb.Volume) -> str:
     return ", ".join(v.hosts) if v.hosts else "none"
 

@@ -166,9 +166,15 @@ class Reconciler:
             await self._delete_volume(v, reps, nodes)
             return
         active = [r for r in reps if r.state != ReplicaState.DELETING]
-        for r in reps:
-            if r.state == ReplicaState.DELETING:
-                await self._delete_replica(r, nodes)
+        try:
+            await self._converge_live(v, active, nodes)
+        finally:
+            # replicas on their way out go after the head has let go of them
+            for r in reps:
+                if r.state == ReplicaState.DELETING:
+                    await self._delete_replica(r, nodes)
+
+    async def _converge_live(self, v: Volume, active: list[Replica], nodes: dict[str, Node]) -> None:
         if v.state == VolumeState.CREATING:
             await self._set_stage(v, "creating-replicas")
         replicated = v.replicas > 1 or len(active) > 1
@@ -300,7 +306,7 @@ class Reconciler:
         crash_point("replicated.fenced")
         spec = apb.HeadSpec(volume_id=v.id, nqn=v.nqn, namespace_uuid=v.namespace_uuid, legs=legs,
                             allowed_host_nqns=sorted(v.hosts), in_sync_replica_ids=sorted(in_sync),
-                            replica_count=max(v.replicas, len(active)))
+                            replica_count=max(RAID_SLOTS, len(active)))
         try:
             st = await self._stub(head_node).EnsureHead(spec, timeout=self.call_timeout)
         except grpc.aio.AioRpcError as e:
@@ -338,41 +344,73 @@ class Reconciler:
                 r.state = ReplicaState.OFFLINE
                 r.offline_since = r.offline_since or time.time()
                 await self.repo.commit(put=[r])
-        await self._replace_lost(v, active, nodes)
+        await self._rebalance(v, active, nodes, head_node.id)
         online = sum(1 for r in active if r.state == ReplicaState.ONLINE)
         await self._settle(v, st.raid_state == "online", online, active)
 
-    async def _replace_lost(self, v: Volume, active: list[Replica], nodes: dict[str, Node]) -> None:
-        """A replica out longer than ``replace_after`` is replaced by a new one on another node."""
+    async def _rebalance(self, v: Volume, active: list[Replica], nodes: dict[str, Node], head_id: str) -> None:
+        """Keep ``v.replicas`` replicas on schedulable nodes.
+
+        A replica out longer than ``replace_after`` is replaced at once (its data is gone). A replica
+        on a draining node, or one more than the volume asks for, is removed only once enough others
+        are in sync, so redundancy never drops below what it was. The raid has spare slots, so a new
+        replica is added and rebuilt before the one it replaces leaves.
+        """
         from .placement import Candidate, PlacementError, domain, place
+
+        def draining(r: Replica) -> bool:
+            n = nodes.get(r.node_id)
+            return n is not None and n.draining
+
         lost = [r for r in active if r.state == ReplicaState.OFFLINE and r.offline_since
                 and time.time() - r.offline_since > self.replace_after]
-        if not lost:
-            return
-        keep = [r for r in active if r not in lost]
-        provisioned: dict[str, int] = {}
-        for r in await self.repo.list(Replica):
-            provisioned[r.node_id] = provisioned.get(r.node_id, 0) + r.size_bytes
-        cands = [Candidate(node_id=n.id, name=n.name, up=self._up(n), schedulable=not (n.cordoned or n.draining),
-                           labels=n.labels, total_bytes=n.total_bytes, provisioned_bytes=provisioned.get(n.id, 0))
-                 for n in nodes.values()]
-        by_id = {c.node_id: c for c in cands}
-        taken = {domain(by_id[r.node_id], v.spread) for r in keep if r.node_id in by_id}
-        try:
-            chosen = place(v.size_bytes, len(lost), cands, spread=v.spread,
-                           exclude_nodes={r.node_id for r in active}, taken_domains=taken).node_ids
-        except PlacementError as e:
-            log.warning("volume %s: lost replica(s) cannot be replaced yet: %s", v.name, e)
-            return
-        for old, node_id in zip(lost, chosen):
-            new = Replica(id=str(uuid.uuid4()), volume_id=v.id, node_id=node_id, size_bytes=v.size_bytes,
-                          state=ReplicaState.REBUILDING, created_at=time.time())
-            old.state = ReplicaState.DELETING
-            await self.repo.commit(create=[new], put=[old])
-            log.warning("volume %s: replica %s on node %s replaced by %s on node %s", v.name, old.id,
-                        nodes[old.node_id].name if old.node_id in nodes else old.node_id, new.id,
-                        nodes[node_id].name)
-        self.kick()
+        keepers = [r for r in active if r not in lost and not draining(r)]
+        changed = False
+        for r in lost:
+            r.state = ReplicaState.DELETING
+            await self.repo.commit(put=[r])
+            log.warning("volume %s: replica %s on node %s was out for over %.0f s; replacing it", v.name, r.id,
+                        nodes[r.node_id].name if r.node_id in nodes else r.node_id, self.replace_after)
+            changed = True
+        missing = v.replicas - len(keepers)
+        if missing > 0:
+            provisioned: dict[str, int] = {}
+            for r in await self.repo.list(Replica):
+                provisioned[r.node_id] = provisioned.get(r.node_id, 0) + r.size_bytes
+            cands = [Candidate(node_id=n.id, name=n.name, up=self._up(n),
+                               schedulable=not (n.cordoned or n.draining), labels=n.labels,
+                               total_bytes=n.total_bytes, provisioned_bytes=provisioned.get(n.id, 0))
+                     for n in nodes.values()]
+            by_id = {c.node_id: c for c in cands}
+            taken = {domain(by_id[r.node_id], v.spread) for r in keepers if r.node_id in by_id}
+            try:
+                chosen = place(v.size_bytes, missing, cands, spread=v.spread,
+                               exclude_nodes={r.node_id for r in active}, taken_domains=taken).node_ids
+            except PlacementError as e:
+                log.warning("volume %s: %d replica(s) cannot be placed yet: %s", v.name, missing, e)
+                chosen = []
+            for node_id in chosen:
+                new = Replica(id=str(uuid.uuid4()), volume_id=v.id, node_id=node_id, size_bytes=v.size_bytes,
+                              state=ReplicaState.REBUILDING, created_at=time.time())
+                await self.repo.commit(create=[new])
+                log.info("volume %s: new replica %s on node %s", v.name, new.id, nodes[node_id].name)
+                changed = True
+        # removals wait until the replicas that stay are in sync
+        in_sync_keepers = [r for r in keepers if r.state == ReplicaState.ONLINE]
+        extra = [r for r in active if r not in lost and r not in keepers]          # on draining nodes
+        surplus = len(keepers) - v.replicas
+        if surplus > 0:   # fewer replicas asked for: drop the least useful ones, never the head's
+            order = sorted(keepers, key=lambda r: (r.state == ReplicaState.ONLINE, r.node_id == head_id))
+            extra += order[:surplus]
+        if extra and len([r for r in in_sync_keepers if r not in extra]) >= v.replicas:
+            for r in extra:
+                r.state = ReplicaState.DELETING
+                await self.repo.commit(put=[r])
+                log.info("volume %s: replica %s on node %s removed", v.name, r.id,
+                         nodes[r.node_id].name if r.node_id in nodes else r.node_id)
+                changed = True
+        if changed:
+            self.kick()
 
     async def _converge_head(self, v: Volume, r: Replica, node: Node) -> bool:
         inst = self.liveness.instance(node.id) or ""
@@ -476,6 +514,10 @@ class Reconciler:
 
 
 INTERNAL_SNAPSHOT_PREFIX = "clone-source-"
+# A raid's slot count is fixed when it is created; empty slots cost nothing, so every raid gets room
+# for the most replicas a volume may have plus one, and a replica can always be added (and rebuilt)
+# before the one it replaces leaves.
+RAID_SLOTS = 6
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 from typing import Callable
 
-import grpc
 
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from ..grpcutil import rpc_method
@@ -217,6 +216,14 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
         return pb.DeleteSnapshotReply(existed=await self.mgr.delete_snapshot(validate.ref("ref", request.ref)))
 
     @rpc_method(VOLUME_SERVICE)
+    async def SetReplicas(self, request: pb.SetReplicasRequest, context) -> pb.Volume:
+        self.gate.check()
+        n = validate.replicas("replicas", request.replicas)
+        if n < 2:
+            raise InvalidArgument("replicas", "a replicated volume keeps 2 to 5 replicas")
+        return await self._pb(await self.mgr.set_replicas(validate.ref("ref", request.ref), n))
+
+    @rpc_method(VOLUME_SERVICE)
     async def CloneVolume(self, request: pb.CloneVolumeRequest, context) -> pb.Volume:
         self.gate.check()
         if bool(request.source_snapshot_ref) == bool(request.source_volume_ref):
@@ -230,15 +237,21 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
         return await self._pb(v)
 
 
-def node_pb(n: Node, reps: list[Replica], up: bool) -> pb.Node:
+def node_pb(n: Node, reps: list[Replica], up: bool, volumes: dict[str, Volume] | None = None) -> pb.Node:
     mine = [r for r in reps if r.node_id == n.id]
+    drain = pb.DrainProgress()
+    if n.draining:
+        stuck = sorted(volumes[r.volume_id].name for r in mine
+                       if volumes and r.volume_id in volumes and volumes[r.volume_id].replicas == 1)
+        drain = pb.DrainProgress(replicas_total=max(n.drain_total, len(mine)),
+                                 replicas_moved=max(n.drain_total - len(mine), 0), done=not mine,
+                                 message=(f"single-replica volumes cannot move: {', '.join(stuck)}" if stuck else ""))
     return pb.Node(id=n.id, name=n.name, state=NodeState.UP.value if up else NodeState.DOWN.value,
                    cordoned=n.cordoned, draining=n.draining, labels=n.labels, host_nqn=n.host_nqn,
                    nvmf_address=n.nvmf_address, nvmf_port=n.nvmf_port, endpoint=n.endpoint,
                    total_bytes=n.total_bytes, free_bytes=n.free_bytes,
                    provisioned_bytes=sum(r.size_bytes for r in mine), replica_count=len(mine), last_seen=n.last_seen,
-                   drain=pb.DrainProgress(replicas_total=len(mine) if n.draining else 0,
-                                          done=n.draining and not mine))
+                   drain=drain)
 
 
 class NodeServicer(pb_grpc.NodeServiceServicer):
@@ -255,14 +268,16 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
         return n
 
     async def _pb(self, n: Node) -> pb.Node:
-        return node_pb(n, await self.mgr.repo.list(Replica), self.liveness.is_up(n.id))
+        vols = {v.id: v for v in await self.mgr.repo.list(Volume)}
+        return node_pb(n, await self.mgr.repo.list(Replica), self.liveness.is_up(n.id), vols)
 
     @rpc_method(NODE_SERVICE)
     async def ListNodes(self, request, context) -> pb.ListNodesReply:
         self.gate.check()
         reps = await self.mgr.repo.list(Replica)
+        vols = {v.id: v for v in await self.mgr.repo.list(Volume)}
         nodes = sorted(await self.mgr.repo.list(Node), key=lambda n: n.name)
-        return pb.ListNodesReply(nodes=[node_pb(n, reps, self.liveness.is_up(n.id)) for n in nodes])
+        return pb.ListNodesReply(nodes=[node_pb(n, reps, self.liveness.is_up(n.id), vols) for n in nodes])
 
     @rpc_method(NODE_SERVICE)
     async def GetNode(self, request, context) -> pb.Node:
@@ -299,9 +314,13 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
     @rpc_method(NODE_SERVICE)
     async def DrainNode(self, request, context) -> pb.Node:
         self.gate.check()
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
-                            "draining moves replicas by rebuilding them on other nodes; this version cannot "
-                            "rebuild replicas yet (cordon the node to keep new replicas away)")
+        reps = await self.mgr.repo.list(Replica)
+
+        def drain(n: Node) -> None:
+            if not n.draining:
+                n.drain_total = sum(1 for r in reps if r.node_id == n.id)
+            n.cordoned = n.draining = True
+        return await self._set(request.ref, drain)
 
 
 class ClusterServicer(pb_grpc.ClusterServiceServicer):

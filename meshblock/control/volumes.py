@@ -182,6 +182,17 @@ class VolumeManager:
             return True
         return await self.wait_ready(await self._update(ref, grow))
 
+    async def set_replicas(self, ref: str, count: int) -> Volume:
+        def change(v: Volume) -> bool:
+            if v.replicas == 1:
+                raise FailedPrecondition(f"volume {v.name!r} has one replica, exported straight from its node; "
+                                         "the replica count of single-replica volumes cannot change online")
+            if v.replicas == count:
+                return False
+            v.replicas = count
+            return True
+        return await self._update(ref, change)
+
     async def publish(self, ref: str, host: str) -> Volume:
         def add(v: Volume) -> bool:
             if host in v.hosts:

@@ -104,6 +104,7 @@ class Node(Record):
     state: NodeState = NodeState.UP
     cordoned: bool = False
     draining: bool = False
+    drain_total: int = 0             # replicas on the node when its drain started
     total_bytes: int = 0
     free_bytes: int = 0
     last_seen: float = 0.0

@@ -137,3 +137,43 @@ async def test_data_survives_head_failover(real_only, short_tmp):
         assert (short_tmp / "out.bin").read_bytes() == data
     finally:
         await c.stop()
+
+
+async def test_drain_and_replica_count_changes(backend, short_tmp):
+    c = Cluster(backend, short_tmp, nodes=4)
+    try:
+        await c.start()
+        v = await c.volumes.CreateVolume(pb.CreateVolumeRequest(name="r2", size_bytes=32 * MiB, replicas=2))
+        single = await c.volumes.CreateVolume(pb.CreateVolumeRequest(name="one", size_bytes=16 * MiB))
+        # raise to three, online: the new replica is rebuilt, then the volume is whole again
+        await c.volumes.SetReplicas(pb.SetReplicasRequest(ref="r2", replicas=3))
+        v = await wait_for(c, "r2", lambda v: v.state == "available" and len(v.replica_status) == 3)
+        assert sorted(states(v).values()) == ["online"] * 3
+        with pytest.raises(Exception) as ei:
+            await c.volumes.SetReplicas(pb.SetReplicasRequest(ref="one", replicas=3))
+        assert "single-replica" in str(ei.value)
+        # drain a node that holds a replica of r2 but not its head
+        head = v.head_node_id
+        victim = next(r.node_name for r in v.replica_status if r.node_id != head)
+        n = await c.nodes.DrainNode(pb.DrainNodeRequest(ref=victim))
+        assert n.cordoned and n.draining and n.drain.replicas_total >= 1
+        v = await wait_for(c, "r2", lambda v: v.state == "available" and victim not in states(v)
+                           and len(v.replica_status) == 3)
+        assert sorted(states(v).values()) == ["online"] * 3
+        deadline = time.monotonic() + 30
+        while True:
+            n = await c.nodes.GetNode(pb.GetNodeRequest(ref=victim))
+            if n.drain.done or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        one = await c.volumes.GetVolume(pb.GetVolumeRequest(ref="one"))
+        if one.replica_status[0].node_name == victim:   # a single-replica volume cannot move: it is named
+            assert not n.drain.done and "one" in n.drain.message
+        else:
+            assert n.drain.done and n.drain.replicas_moved == n.drain.replicas_total
+        # lower to two: one replica goes, the volume stays whole
+        await c.volumes.SetReplicas(pb.SetReplicasRequest(ref="r2", replicas=2))
+        v = await wait_for(c, "r2", lambda v: len(v.replica_status) == 2 and v.state == "available")
+        assert single.state == "available"
+    finally:
+        await c.stop()

@@ -276,15 +276,25 @@ class CloneVolumeRequest(_message.Message):
     labels: _containers.ScalarMap[str, str]
     def __init__(self, name: _Optional[str] = ..., source_snapshot_ref: _Optional[str] = ..., source_volume_ref: _Optional[str] = ..., size_bytes: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
+class SetReplicasRequest(_message.Message):
+    __slots__ = ("ref", "replicas")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    replicas: int
+    def __init__(self, ref: _Optional[str] = ..., replicas: _Optional[int] = ...) -> None: ...
+
 class DrainProgress(_message.Message):
-    __slots__ = ("replicas_total", "replicas_moved", "done")
+    __slots__ = ("replicas_total", "replicas_moved", "done", "message")
     REPLICAS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_MOVED_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
     replicas_total: int
     replicas_moved: int
     done: bool
-    def __init__(self, replicas_total: _Optional[int] = ..., replicas_moved: _Optional[int] = ..., done: _Optional[bool] = ...) -> None: ...
+    message: str
+    def __init__(self, replicas_total: _Optional[int] = ..., replicas_moved: _Optional[int] = ..., done: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...
 
 class Node(_message.Message):
     __slots__ = ("id", "name", "state", "cordoned", "draining", "labels", "host_nqn", "nvmf_address", "nvmf_port", "endpoint", "total_bytes", "free_bytes", "provisioned_bytes", "replica_count", "last_seen", "drain")

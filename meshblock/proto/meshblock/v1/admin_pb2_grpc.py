@@ -99,6 +99,11 @@ class VolumeServiceStub:
                 request_serializer=meshblock_dot_v1_dot_admin__pb2.CloneVolumeRequest.SerializeToString,
                 response_deserializer=meshblock_dot_v1_dot_admin__pb2.Volume.FromString,
                 _registered_method=True)
+        self.SetReplicas = channel.unary_unary(
+                '/meshblock.v1.VolumeService/SetReplicas',
+                request_serializer=meshblock_dot_v1_dot_admin__pb2.SetReplicasRequest.SerializeToString,
+                response_deserializer=meshblock_dot_v1_dot_admin__pb2.Volume.FromString,
+                _registered_method=True)
 
 
 class VolumeServiceServicer:
@@ -186,6 +191,13 @@ class VolumeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetReplicas(self, request, context):
+        """Change how many replicas a replicated volume keeps (online: new ones are rebuilt first).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VolumeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -252,6 +264,11 @@ def add_VolumeServiceServicer_to_server(servicer, server):
             'CloneVolume': grpc.unary_unary_rpc_method_handler(
                     servicer.CloneVolume,
                     request_deserializer=meshblock_dot_v1_dot_admin__pb2.CloneVolumeRequest.FromString,
+                    response_serializer=meshblock_dot_v1_dot_admin__pb2.Volume.SerializeToString,
+            ),
+            'SetReplicas': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetReplicas,
+                    request_deserializer=meshblock_dot_v1_dot_admin__pb2.SetReplicasRequest.FromString,
                     response_serializer=meshblock_dot_v1_dot_admin__pb2.Volume.SerializeToString,
             ),
     }
@@ -605,6 +622,33 @@ class VolumeService:
             target,
             '/meshblock.v1.VolumeService/CloneVolume',
             meshblock_dot_v1_dot_admin__pb2.CloneVolumeRequest.SerializeToString,
+            meshblock_dot_v1_dot_admin__pb2.Volume.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetReplicas(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshblock.v1.VolumeService/SetReplicas',
+            meshblock_dot_v1_dot_admin__pb2.SetReplicasRequest.SerializeToString,
             meshblock_dot_v1_dot_admin__pb2.Volume.FromString,
             options,
             channel_credentials,
