@@ -33,7 +33,7 @@ def test_node_list(mb, nodes):
     d = json.loads(mb("node", "list", "-o", "json").stdout)
     assert [n["name"] for n in d] == ["node-1", "node-2"]
     assert d[0]["total_bytes"] == 100 * GiB
-    assert d[0]["drain"] == {"replicas_total": 0, "replicas_moved": 0, "done": False}
+    assert d[0]["drain"] == {"replicas_total": 0, "replicas_moved": 0, "done": False, "message": ""}
 
 
 def test_node_get(mb, nodes):
@@ -60,7 +60,7 @@ def test_drain_wait_follows_progress(mb, nodes):
     r = mb("node", "drain", "node-1", "--wait", "-o", "json")
     assert r.exit_code == 0, r.output
     d = json.loads(r.stdout)
-    assert d["drain"] == {"replicas_total": 3, "replicas_moved": 3, "done": True}
+    assert d["drain"] == {"replicas_total": 3, "replicas_moved": 3, "done": True, "message": ""}
     assert d["cordoned"] and d["draining"]
     assert nodes.count("GetNode") == 3
     assert "3/3" in r.stderr  # the progress bar's last frame

@@ -20,7 +20,7 @@ def test_message_to_dict_keeps_every_field_and_integer_sizes():
     assert d["replica_status"][0]["rebuild_eta_seconds"] == 7
     assert set(d) == {f.name for f in pb.Volume.DESCRIPTOR.fields}
     n = out.message_to_dict(pb.Node(name="n"))
-    assert n["drain"] == {"replicas_total": 0, "replicas_moved": 0, "done": False}
+    assert n["drain"] == {"replicas_total": 0, "replicas_moved": 0, "done": False, "message": ""}
 
 
 @pytest.mark.parametrize("text, seconds", [("120s", 120), ("2m", 120), ("1h", 3600), ("500ms", 0.5),
