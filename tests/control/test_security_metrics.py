@@ -1,0 +1,102 @@
+"""The controller's API is owner-only on a Unix socket and mutual TLS on TCP; metrics are exported."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import stat
+import subprocess
+import sys
+import time
+import urllib.request
+
+import grpc
+import pytest
+
+from meshblock.proto.meshblock.v1 import admin_pb2 as pb
+from meshblock.proto.meshblock.v1 import admin_pb2_grpc as pb_grpc
+from tests.support.pki import make_pki
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def controller(tmp, *args: str) -> subprocess.Popen:
+    log = open(tmp / "controller.log", "ab")
+    return subprocess.Popen([sys.executable, "-m", "meshblock", "controller", "--store",
+                             f"sqlite:///{tmp / 'state.db'}", *args], stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def stop(p: subprocess.Popen) -> None:
+    p.terminate()
+    try:
+        p.wait(15)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
+async def status(channel) -> pb.ClusterStatus:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return await pb_grpc.ClusterServiceStub(channel).GetClusterStatus(pb.GetClusterStatusRequest(),
+                                                                             timeout=2)
+        except grpc.aio.AioRpcError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
+async def test_unix_socket_is_owner_only_and_metrics_are_served(short_tmp):
+    port = free_port()
+    sock = short_tmp / "c.sock"
+    p = controller(short_tmp, "--listen", f"unix:{sock}", "--metrics-port", str(port))
+    try:
+        async with grpc.aio.insecure_channel(f"unix:{sock}") as ch:
+            st = await status(ch)
+            assert st.nodes_up == 0
+            await pb_grpc.VolumeServiceStub(ch).ListVolumes(pb.ListVolumesRequest())
+        assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600
+        await asyncio.sleep(2.5)   # at least one reconcile pass
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        for metric in ("meshblock_reconcile_passes_total", "meshblock_grpc_requests_total",
+                       "meshblock_grpc_request_seconds", "meshblock_volumes"):
+            assert metric in body, metric
+        assert 'method="ListVolumes"' in body
+    finally:
+        stop(p)
+
+
+def test_tcp_without_tls_is_refused(short_tmp):
+    r = subprocess.run([sys.executable, "-m", "meshblock", "controller", "--store",
+                        f"sqlite:///{short_tmp / 's.db'}", "--listen", f"127.0.0.1:{free_port()}"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "--tls-cert" in r.stderr and "no unauthenticated TCP listener" in r.stderr
+
+
+async def test_tcp_needs_a_client_certificate(short_tmp):
+    pki = make_pki(short_tmp)
+    port = free_port()
+    p = controller(short_tmp, "--listen", f"127.0.0.1:{port}", "--tls-cert", str(pki / "server.pem"),
+                   "--tls-key", str(pki / "server.key"), "--tls-client-ca", str(pki / "ca.pem"))
+    try:
+        ca = (pki / "ca.pem").read_bytes()
+        good = grpc.ssl_channel_credentials(ca, (pki / "client.key").read_bytes(), (pki / "client.pem").read_bytes())
+        async with grpc.aio.secure_channel(f"localhost:{port}", good) as ch:
+            assert (await status(ch)).leader
+        anonymous = grpc.ssl_channel_credentials(ca)
+        async with grpc.aio.secure_channel(f"localhost:{port}", anonymous) as ch:
+            with pytest.raises(grpc.aio.AioRpcError) as ei:
+                await pb_grpc.ClusterServiceStub(ch).GetClusterStatus(pb.GetClusterStatusRequest(), timeout=5)
+            assert ei.value.code() == grpc.StatusCode.UNAVAILABLE
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            with pytest.raises(grpc.aio.AioRpcError):
+                await pb_grpc.ClusterServiceStub(ch).GetClusterStatus(pb.GetClusterStatusRequest(), timeout=5)
+    finally:
+        stop(p)
