@@ -24,7 +24,6 @@ from rich.table import Table
 from rich.text import Text
 
 from ..proto.meshblock.v1 import admin_pb2 as pb
-from ..units import parse_size
 from . import output as out
 from .client import AdminClient, Connection
 
@@ -34,18 +33,7 @@ READY_STATES = ("available", "degraded")
 
 # -- parameter types ---------------------------------------------------------------------------------------
 
-class Size(click.ParamType):
-    """A size with human units: 10GiB, 512MiB, 1.5TiB, 4096 (bytes)."""
-
-    name = "size"
-
-    def convert(self, value, param, ctx):  # type: ignore[override]
-        if isinstance(value, int):
-            return value
-        try:
-            return parse_size(value)
-        except ValueError as e:
-            self.fail(str(e), param, ctx)
+from .types import Size  # noqa: E402
 
 
 class Duration(click.ParamType):

@@ -10,22 +10,10 @@ from pathlib import Path
 import click
 
 from .. import __version__
-from ..units import format_size, parse_size
+from ..units import format_size
 
 
-class Size(click.ParamType):
-    name = "size"
-
-    def convert(self, value, param, ctx):  # type: ignore[override]
-        if isinstance(value, int):
-            return value
-        try:
-            return parse_size(value)
-        except ValueError as e:
-            self.fail(str(e), param, ctx)
-
-
-SIZE = Size()
+from .types import SIZE  # noqa: E402
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -19,16 +19,6 @@ MiB = 1 << 20
 HOST = "nqn.2026-11.io.meshblock:host:api-test"
 
 
-@pytest.fixture
-async def cluster(backend, short_tmp):
-    c = Cluster(backend, short_tmp, nodes=3)
-    try:
-        await c.start()
-        yield c
-    finally:
-        await c.stop()
-
-
 async def code_of(coro) -> tuple[grpc.StatusCode, str]:
     with pytest.raises(grpc.aio.AioRpcError) as ei:
         await coro

@@ -17,16 +17,6 @@ MiB = 1 << 20
 HOST = "nqn.2026-11.io.meshblock:host:replicated"
 
 
-@pytest.fixture
-async def cluster(backend, short_tmp):
-    c = Cluster(backend, short_tmp, nodes=3)
-    try:
-        await c.start()
-        yield c
-    finally:
-        await c.stop()
-
-
 async def wait_for(c: Cluster, name: str, pred, timeout: float = 90) -> pb.Volume:
     deadline = time.monotonic() + timeout
     while True:

@@ -10,7 +10,6 @@ import uuid
 from pathlib import Path
 
 import grpc
-import pytest
 
 from meshblock.proto.meshblock.v1 import agent_pb2 as pb
 from meshblock.proto.meshblock.v1 import agent_pb2_grpc as pb_grpc

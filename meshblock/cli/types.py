@@ -1,0 +1,24 @@
+"""click parameter types shared by the commands."""
+
+from __future__ import annotations
+
+import click
+
+from ..units import parse_size
+
+
+class Size(click.ParamType):
+    """A size with human units: 10GiB, 512MiB, 1.5TiB, 4096 (bytes)."""
+
+    name = "size"
+
+    def convert(self, value, param, ctx):  # type: ignore[override]
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(value)
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+SIZE = Size()
