@@ -393,6 +393,7 @@ class Reconciler:
                 new = Replica(id=str(uuid.uuid4()), volume_id=v.id, node_id=node_id, size_bytes=v.size_bytes,
                               state=ReplicaState.REBUILDING, created_at=time.time())
                 await self.repo.commit(create=[new])
+                crash_point("rebalance.placed")
                 log.info("volume %s: new replica %s on node %s", v.name, new.id, nodes[node_id].name)
                 changed = True
         # removals wait until the replicas that stay are in sync
@@ -406,6 +407,7 @@ class Reconciler:
             for r in extra:
                 r.state = ReplicaState.DELETING
                 await self.repo.commit(put=[r])
+                crash_point("rebalance.removing")
                 log.info("volume %s: replica %s on node %s removed", v.name, r.id,
                          nodes[r.node_id].name if r.node_id in nodes else r.node_id)
                 changed = True

@@ -127,3 +127,35 @@ async def test_crash_inside_snapshot(cluster_for, point):
         await crash_then_restart(c, lambda: c.volumes.DeleteSnapshot(pb.DeleteSnapshotRequest(ref="s1")))
         await retry(lambda: c.volumes.DeleteSnapshot(pb.DeleteSnapshotRequest(ref="s1")))
         await assert_converged(c, {"v1"})
+
+
+@pytest.mark.parametrize("point", ["rebalance.placed", "rebalance.removing"])
+async def test_crash_inside_drain(backend, short_tmp, point):
+    c = Cluster(backend, short_tmp / point.replace(".", "-"), nodes=3,
+                controller_env={"MESHBLOCK_CRASH_AT": point})
+    try:
+        await c.start()
+        c.controller.env.pop("MESHBLOCK_CRASH_AT")
+        v = await c.volumes.CreateVolume(pb.CreateVolumeRequest(name="v1", size_bytes=32 * MiB, replicas=2))
+        victim = next(r.node_name for r in v.replica_status if r.node_id != v.head_node_id)
+        await crash_then_restart(c, lambda: drain_and_wait(c, victim))
+        deadline = time.monotonic() + 60
+        while True:
+            v = await c.volumes.GetVolume(pb.GetVolumeRequest(ref="v1"))
+            names = {r.node_name for r in v.replica_status}
+            if (v.state == "available" and victim not in names and len(names) == 2) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        assert v.state == "available" and victim not in names and len(names) == 2, v
+        n = await c.nodes.GetNode(pb.GetNodeRequest(ref=victim))
+        assert n.drain.done and n.replica_count == 0
+        await assert_converged(c, {"v1"})
+    finally:
+        await c.stop()
+
+
+async def drain_and_wait(c: Cluster, node: str) -> None:
+    await c.nodes.DrainNode(pb.DrainNodeRequest(ref=node))
+    for _ in range(300):   # the controller crashes while moving the replica
+        await c.nodes.GetNode(pb.GetNodeRequest(ref=node))
+        await asyncio.sleep(0.1)
