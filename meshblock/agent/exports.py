@@ -59,10 +59,10 @@ class Exporter:
             serial = (spec.serial or spec.namespace_uuid.replace("-", ""))[:20]
             try:
                 await self.rpc.nvmf_create_subsystem(spec.nqn, serial_number=serial, model_number=MODEL)
+                sub = {}   # new and empty: no need to read it back
+                log.info("subsystem created nqn=%s", spec.nqn)
             except SpdkExists:
-                pass
-            sub = await self.get(spec.nqn) or {}
-            log.info("subsystem created nqn=%s", spec.nqn)
+                sub = await self.get(spec.nqn) or {}
         namespaces = sub.get("namespaces") or []
         if not any(ns.get("bdev_name") == spec.bdev_name for ns in namespaces):
             for ns in namespaces:  # a different bdev behind our NQN: replace it

@@ -33,6 +33,7 @@ class Pool:
         self.size_bytes = size_bytes
         self.block_size = block_size
         self.cluster_size = cluster_size
+        self.uuid = ""
         self.ready = False
 
     def _prepare_device(self) -> None:
@@ -65,8 +66,10 @@ class Pool:
                     f"{self.lvs_name!r}; refusing to touch it")
             await self.rpc.bdev_lvol_create_lvstore(BASE_BDEV, self.lvs_name, cluster_sz=self.cluster_size)
             log.info("created lvstore %s on %s", self.lvs_name, self.device)
+        info = await self.info()
+        self.uuid, self.cluster_size = info.uuid, info.cluster_size   # fixed for the life of the lvstore
         self.ready = True
-        return await self.info()
+        return info
 
     async def info(self) -> PoolInfo:
         stores = await self.rpc.bdev_lvol_get_lvstores(lvs_name=self.lvs_name)

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 
 from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
-from ..spdk import SpdkBusy, SpdkNoSpace, SpdkNotFound, SpdkNotPermitted, SpdkRpc
+from ..spdk import SpdkBusy, SpdkExists, SpdkNoSpace, SpdkNotFound, SpdkNotPermitted, SpdkRpc
 from ..spdk.rpc import MiB
 from .pool import Pool
 
@@ -48,29 +48,36 @@ class ReplicaStore:
     def alias(self, lvol_name: str) -> str:
         return f"{self.pool.lvs_name}/{lvol_name}"
 
+    def _info(self, b: dict) -> LvolInfo | None:
+        lv = (b.get("driver_specific") or {}).get("lvol")
+        if not lv or lv.get("lvol_store_uuid") != self.pool.uuid:
+            return None
+        alias = next((a for a in b.get("aliases") or [] if a.startswith(self.pool.lvs_name + "/")), "")
+        if not alias:
+            return None
+        return LvolInfo(
+            name=alias.split("/", 1)[1], alias=alias, uuid=b["uuid"],
+            size_bytes=int(b["num_blocks"]) * int(b["block_size"]),
+            allocated_bytes=int(lv.get("num_allocated_clusters", 0)) * self.pool.cluster_size,
+            thin=bool(lv.get("thin_provision")), snapshot=bool(lv.get("snapshot")),
+            base_snapshot=lv.get("base_snapshot"), clones=list(lv.get("clones") or []))
+
     async def lvols(self) -> dict[str, LvolInfo]:
-        """Every lvol of the pool by name."""
-        info = await self.pool.info()
+        """Every lvol of the pool by name (one call)."""
         out: dict[str, LvolInfo] = {}
         for b in await self.rpc.bdev_get_bdevs():
-            lv = (b.get("driver_specific") or {}).get("lvol")
-            if not lv or lv.get("lvol_store_uuid") != info.uuid:
-                continue
-            aliases = b.get("aliases") or []
-            alias = next((a for a in aliases if a.startswith(self.pool.lvs_name + "/")), "")
-            if not alias:
-                continue
-            name = alias.split("/", 1)[1]
-            out[name] = LvolInfo(
-                name=name, alias=alias, uuid=b["uuid"],
-                size_bytes=int(b["num_blocks"]) * int(b["block_size"]),
-                allocated_bytes=int(lv.get("num_allocated_clusters", 0)) * info.cluster_size,
-                thin=bool(lv.get("thin_provision")), snapshot=bool(lv.get("snapshot")),
-                base_snapshot=lv.get("base_snapshot"), clones=list(lv.get("clones") or []))
+            info = self._info(b)
+            if info is not None:
+                out[info.name] = info
         return out
 
     async def get(self, lvol_name: str) -> LvolInfo | None:
-        return (await self.lvols()).get(lvol_name)
+        """One lvol by name (one call)."""
+        try:
+            found = await self.rpc.bdev_get_bdevs(self.alias(lvol_name))
+        except SpdkNotFound:
+            return None
+        return self._info(found[0]) if found else None
 
     async def require(self, lvol_name: str, what: str) -> LvolInfo:
         lv = await self.get(lvol_name)
@@ -88,17 +95,18 @@ class ReplicaStore:
     async def create(self, replica_id: str, size_bytes: int, thin: bool = True) -> LvolInfo:
         want = self._check_size(size_bytes)
         name = REPLICA_PREFIX + replica_id
-        existing = await self.get(name)
-        if existing is not None:
+        try:
+            # create first: the common case costs one call, and SPDK refuses a name it already has
+            await self.rpc.bdev_lvol_create(name, want, self.pool.lvs_name, thin_provision=thin)
+            log.info("replica created replica_id=%s size=%d thin=%s", replica_id, want, thin)
+        except SpdkExists:
+            existing = await self.require(name, "replica")
             if existing.size_bytes != want or existing.thin != thin:
                 raise AlreadyExists(f"replica {replica_id} exists with size {existing.size_bytes} "
-                                    f"thin={existing.thin}, not size {want} thin={thin}")
+                                    f"thin={existing.thin}, not size {want} thin={thin}") from None
             return existing
-        try:
-            await self.rpc.bdev_lvol_create(name, want, self.pool.lvs_name, thin_provision=thin)
         except SpdkNoSpace as e:
             raise ResourceExhausted(f"pool {self.pool.lvs_name} has no room for {want} bytes: {e.message}")
-        log.info("replica created replica_id=%s size=%d thin=%s", replica_id, want, thin)
         return await self.require(name, "replica")
 
     async def resize(self, replica_id: str, size_bytes: int) -> LvolInfo:

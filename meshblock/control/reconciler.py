@@ -91,10 +91,12 @@ class Reconciler:
         async with self._pass_lock:
             PASSES.inc()
             nodes = {n.id: n for n in await self.repo.list(Node)}
+            # volumes first: a volume created after this read has its replicas in the next read,
+            # never the other way round (a volume seen without its replicas would look faulted)
+            volumes = await self.repo.list(Volume)
             reps: dict[str, list[Replica]] = defaultdict(list)
             for r in await self.repo.list(Replica):
                 reps[r.volume_id].append(r)
-            volumes = await self.repo.list(Volume)
             sem = asyncio.Semaphore(16)
 
             async def one(v: Volume) -> None:
@@ -228,7 +230,11 @@ class Reconciler:
         inst = self.liveness.instance(node.id) or ""
         if self._replica_ok.get(r.id) != (inst, v.size_bytes):
             stub = self._stub(node)
-            if r.source_snapshot_replica:
+            if r.state == ReplicaState.CREATING and not r.source_snapshot_replica:
+                # not made yet (or made by a pass that crashed): create is idempotent, skip the lookup
+                got = await stub.CreateReplica(apb.CreateReplicaRequest(replica_id=r.id, size_bytes=v.size_bytes),
+                                               timeout=self.call_timeout)
+            elif r.source_snapshot_replica:
                 got = await stub.CloneSnapshot(apb.CloneSnapshotRequest(snapshot_id=r.source_snapshot_replica,
                                                                         replica_id=r.id), timeout=self.call_timeout)
             else:

@@ -94,6 +94,8 @@ async def run_controller(cfg: ControllerConfig, stop: asyncio.Event | None = Non
         log.info("controller %s is the leader", identity)
         liveness.started = time.monotonic()
         gate.active = True
+        await liveness.settle()
+        gate.settled = True
         set_serving(health, SERVICES, True)
 
         async def watch() -> None:
@@ -110,7 +112,7 @@ async def run_controller(cfg: ControllerConfig, stop: asyncio.Event | None = Non
             log.error("controller %s lost its leadership; exiting", identity)
             raise LeadershipLost(identity)
     finally:
-        gate.active = False
+        gate.active = gate.settled = False
         for t in tasks:
             t.cancel()
         for t in tasks:

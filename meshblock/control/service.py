@@ -70,12 +70,16 @@ class Gate:
 
     def __init__(self) -> None:
         self.active = False
+        self.settled = False     # known nodes have called in since this controller took over
         self.leader_hint = ""
 
-    def check(self) -> None:
+    def check(self, settled: bool = True) -> None:
         if not self.active:
             raise Unavailable("this controller is a standby" + (f"; the leader is {self.leader_hint}"
                                                                  if self.leader_hint else ""))
+        if settled and not self.settled:
+            raise Unavailable("this controller has just taken over and waits for the nodes to call in; "
+                              "retry in a moment")
 
 
 class VolumeServicer(pb_grpc.VolumeServiceServicer):
@@ -353,7 +357,7 @@ class RegistryServicer(pb_grpc.NodeRegistryServicer):
 
     @rpc_method(REGISTRY_SERVICE)
     async def Register(self, request: pb.RegisterRequest, context) -> pb.RegisterReply:
-        self.gate.check()
+        self.gate.check(settled=False)
         from ..util import check_uuid
         node = Node(id=check_uuid("node_id", request.node_id), name=validate.name("name", request.name),
                     endpoint=validate.ref("endpoint", request.endpoint),
@@ -365,7 +369,7 @@ class RegistryServicer(pb_grpc.NodeRegistryServicer):
 
     @rpc_method(REGISTRY_SERVICE)
     async def Heartbeat(self, request: pb.HeartbeatRequest, context) -> pb.HeartbeatReply:
-        self.gate.check()
+        self.gate.check(settled=False)
         return pb.HeartbeatReply(known=self.liveness.heartbeat(request.node_id, request.instance_id,
                                                                request.total_bytes, request.free_bytes,
                                                                request.healthy))
