@@ -29,6 +29,12 @@ from .replicas import REPLICA_PREFIX, SNAPSHOT_PREFIX, LvolInfo, ReplicaStore
 log = logging.getLogger(__name__)
 
 
+# Zero-copy send (MSG_ZEROCOPY) on the target side cost single-request reads ~44 ms on loopback in
+# docs/performance/data-path.md (136 us without it) and a third of raid read throughput.
+SOCK_OPTIONS = {"subsystems": [{"subsystem": "sock", "config": [
+    {"method": "sock_impl_set_options", "params": {"impl_name": "posix", "enable_zerocopy_send_server": False}}]}]}
+
+
 @dataclass
 class ReplicaView:
     lvol: LvolInfo
@@ -80,7 +86,8 @@ class NodeAgent:
             rpc_socket=Path(config.spdk_socket), app=config.spdk_app,
             cpumask=config.cpumask, mem_size_mb=config.mem_size_mb, no_huge=config.no_huge,
             no_pci=config.no_huge, interrupt_mode=config.interrupt_mode,
-            pid_file=config.data_dir / "spdk.pid", log_file=config.data_dir / "spdk.log"),
+            pid_file=config.data_dir / "spdk.pid", log_file=config.data_dir / "spdk.log",
+            startup_config=SOCK_OPTIONS),
             install, external=config.spdk_external)
         self.rpc = SpdkRpc(self.target.client)
         self.pool = Pool(self.rpc, config.pool_device, config.lvs_name, size_bytes=config.pool_size_bytes,
@@ -172,7 +179,7 @@ class NodeAgent:
                 mem_size_mb=self.config.head_mem_size_mb, no_huge=self.config.no_huge,
                 no_pci=self.config.no_huge, interrupt_mode=False,
                 pid_file=self.config.data_dir / "spdk-head.pid",
-                log_file=self.config.data_dir / "spdk-head.log"), self.install)
+                log_file=self.config.data_dir / "spdk-head.log", startup_config=SOCK_OPTIONS), self.install)
             rpc = SpdkRpc(head.client)
             self.head, self.head_rpc = head, rpc
             head.on_ready(self._converge_head)

@@ -112,7 +112,9 @@ class Reconciler:
             await asyncio.gather(*(one(v) for v in volumes))
             live_ids = {v.id for v in volumes}
             for vid, rs in reps.items():   # replicas whose volume record is gone (deleted volumes)
-                if vid not in live_ids:
+                # a volume created after the volumes were read has its replicas in the later read:
+                # only a volume that is still absent now is really gone
+                if vid not in live_ids and await self.repo.get(Volume, vid) is None:
                     for r in rs:
                         await self._delete_replica(r, nodes)
             for s in await self.repo.list(Snapshot):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import json
 import logging
 import os
 import signal
@@ -45,6 +46,8 @@ class TargetConfig:
     interrupt_mode: bool = False
     disable_cpumask_locks: bool = True
     extra_args: list[str] = field(default_factory=list)
+    # SPDK JSON config applied at start-up (for options that only exist before init, e.g. sockets)
+    startup_config: dict | None = None
     log_file: Path | None = None
     pid_file: Path | None = None
     start_timeout: float = 30.0
@@ -65,7 +68,19 @@ class TargetConfig:
             args.append("--interrupt-mode")
         if self.disable_cpumask_locks:
             args.append("--disable-cpumask-locks")
+        if self.startup_config is not None:
+            args += ["--json", str(self.startup_config_path)]
         return args + list(self.extra_args)
+
+    @property
+    def startup_config_path(self) -> Path:
+        return self.rpc_socket.with_suffix(".json")
+
+    def write_startup_config(self) -> None:
+        if self.startup_config is not None:
+            tmp = self.startup_config_path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(self.startup_config, indent=2))
+            os.replace(tmp, self.startup_config_path)
 
 
 class TargetState(str, enum.Enum):
@@ -175,6 +190,7 @@ class TargetSupervisor:
         sock = self.config.rpc_socket
         with contextlib.suppress(FileNotFoundError):
             sock.unlink()  # a stale socket from a crashed target would fool the readiness check
+        self.config.write_startup_config()
         argv = self.config.argv(self.install)
         out = open(self.config.log_file, "ab") if self.config.log_file else asyncio.subprocess.DEVNULL
         try:
