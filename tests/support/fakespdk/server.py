@@ -318,15 +318,23 @@ async def _load_json_config(server: RpcServer, path: str, ignore_errors: bool) -
     except (OSError, ValueError) as e:
         _log(f"json_config.c: *ERROR*: Failed to read JSON configuration file {path}: {e}")
         return False
-    for sub in doc.get("subsystems", []) or []:
-        for entry in sub.get("config", []) or []:
+    entries = [e for sub in doc.get("subsystems", []) or [] for e in sub.get("config", []) or []]
+    # like SPDK's loader: methods allowed before init run first, in the startup state
+    startup = [e for e in entries if e.get("method") in METHODS and METHODS[e["method"]].state_mask & STARTUP]
+    runtime = [e for e in entries if e not in startup]
+    saved = server.t.state
+    for state, batch in ((STARTUP, startup), (saved, runtime)):
+        server.t.state = state
+        for entry in batch:
             method = entry.get("method")
             try:
                 await server.dispatch(method, entry.get("params"))
             except RpcError as e:
                 _log(f"json_config.c: *ERROR*: Failed to run method {method}: {e.message} ({e.code})")
                 if not ignore_errors:
+                    server.t.state = saved
                     return False
+    server.t.state = saved
     return True
 
 

@@ -125,3 +125,27 @@ def framework_get_reactors(t: Target, params: Any) -> dict[str, Any]:
                           "irq": 0, "sys": 0, "usr": 0, "lw_threads": [
                               {"name": "app_thread", "id": 1, "cpumask": hex(mask), "elapsed": 0}]
                           if c == cores[0] else []} for c in cores]}
+
+
+# --- sock ----------------------------------------------------------------------------------------------
+
+SOCK_IMPLS = ("posix", "ssl")
+
+
+@rpc("sock_impl_set_options", state_mask=STARTUP)
+def sock_impl_set_options(t: Target, params: Any) -> bool:
+    impl = (params or {}).get("impl_name") if isinstance(params, dict) else None
+    if impl not in SOCK_IMPLS:
+        raise RpcError(INVALID_PARAMS, "Invalid parameters")
+    opts = getattr(t, "sock_options", {})
+    opts.setdefault(impl, {}).update({k: v for k, v in params.items() if k != "impl_name"})
+    t.sock_options = opts
+    return True
+
+
+@rpc("sock_impl_get_options", state_mask=STARTUP | RUNTIME)
+def sock_impl_get_options(t: Target, params: Any) -> dict[str, Any]:
+    impl = (params or {}).get("impl_name") if isinstance(params, dict) else None
+    if impl not in SOCK_IMPLS:
+        raise RpcError(INVALID_PARAMS, "Invalid parameters")
+    return {"enable_zerocopy_send_server": True, **getattr(t, "sock_options", {}).get(impl, {})}
