@@ -88,13 +88,15 @@ def agent(config_file, name, data_dir, pool_device, pool_size, nvmf_address, nvm
               help="Seconds without a heartbeat before a node is down.")
 @click.option("--overcommit", type=float, default=4.0, show_default=True,
               help="Limit of provisioned / pool capacity per node (thin provisioning).")
+@click.option("--orphan-grace", type=float, default=60.0, show_default=True,
+              help="Seconds a replica lvol no record owns may stay before it is deleted.")
 @click.option("--tls-cert", default="")
 @click.option("--tls-key", default="")
 @click.option("--tls-client-ca", default="")
 @click.option("--metrics-port", type=int, default=0, help="Serve Prometheus metrics on 127.0.0.1:PORT.")
 @click.option("--log-level", default="INFO", show_default=True)
-def controller(store_url, listen, identity, node_timeout, overcommit, tls_cert, tls_key, tls_client_ca, metrics_port,
-               log_level) -> None:
+def controller(store_url, listen, identity, node_timeout, overcommit, orphan_grace, tls_cert, tls_key, tls_client_ca,
+               metrics_port, log_level) -> None:
     """Run a controller (one is active; others wait as standbys)."""
     from ..control.server import ControllerConfig, LeadershipLost, run_controller
     from ..logsetup import setup_logging
@@ -107,7 +109,8 @@ def controller(store_url, listen, identity, node_timeout, overcommit, tls_cert, 
                                    "(there is no unauthenticated TCP listener)")
     cfg = ControllerConfig(store_url=store_url or f"sqlite:///{home / 'controller' / 'state.db'}",
                            listen=listen or f"unix:{home / 'controller.sock'}", identity=identity,
-                           node_timeout=node_timeout, overcommit=overcommit, tls_cert=tls_cert, tls_key=tls_key,
+                           node_timeout=node_timeout, overcommit=overcommit, orphan_grace=orphan_grace,
+                           tls_cert=tls_cert, tls_key=tls_key,
                            tls_client_ca=tls_client_ca, metrics_port=metrics_port)
     if cfg.store_url.startswith("sqlite:///"):
         Path(cfg.store_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)

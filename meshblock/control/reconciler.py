@@ -58,7 +58,8 @@ class Reconciler:
         self.wake.set()
 
     async def run(self) -> None:
-        passes = 0
+        last_sweep = time.monotonic()
+        sweep_every = min(30.0, max(1.0, self.orphan_grace / 2))
         await self.liveness.settle()
         while True:
             try:
@@ -66,11 +67,13 @@ class Reconciler:
             except asyncio.TimeoutError:
                 pass
             self.wake.clear()
+            sweep = time.monotonic() - last_sweep >= sweep_every
+            if sweep:
+                last_sweep = time.monotonic()
             try:
-                await self.reconcile_all(sweep=passes % 15 == 0)
+                await self.reconcile_all(sweep=sweep)
             except Exception:  # noqa: BLE001 - a pass failing must not stop the loop
                 log.exception("reconcile pass failed")
-            passes += 1
 
     async def wait_for(self, pred, timeout: float) -> bool:
         """Wait until ``pred()`` is true after some pass (or ``timeout``)."""

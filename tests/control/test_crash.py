@@ -159,3 +159,23 @@ async def drain_and_wait(c: Cluster, node: str) -> None:
     for _ in range(300):   # the controller crashes while moving the replica
         await c.nodes.GetNode(pb.GetNodeRequest(ref=node))
         await asyncio.sleep(0.1)
+
+
+async def test_orphaned_lvols_are_removed_after_the_grace_period(backend, short_tmp):
+    c = Cluster(backend, short_tmp, nodes=1, controller_args=("--orphan-grace", "2"))
+    try:
+        await c.start()
+        v = await c.volumes.CreateVolume(pb.CreateVolumeRequest(name="v1", size_bytes=16 * MiB))
+        agent = c.agents[0]
+        orphan = "0d5c1a3e-9a3f-4a0b-8f8e-6f3d2b1c0a99"
+        await agent.stub.CreateReplica(apb.CreateReplicaRequest(replica_id=orphan, size_bytes=8 * MiB))
+        deadline = time.monotonic() + 30
+        while True:
+            ids = {r.replica_id for r in (await agent.stub.ListReplicas(apb.ListReplicasRequest())).replicas}
+            if orphan not in ids or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.3)
+        assert orphan not in ids
+        assert ids == {v.replica_status[0].replica_id}   # what a record owns stays
+    finally:
+        await c.stop()

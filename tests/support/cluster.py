@@ -21,14 +21,15 @@ from .backends import Backend
 
 class ControllerProc:
     def __init__(self, backend: Backend, data_dir: Path, store_url: str | None = None, identity: str = "c1",
-                 env: dict | None = None, node_timeout: float = 3.0, listen: str | None = None):
+                 env: dict | None = None, node_timeout: float = 3.0, listen: str | None = None,
+                 extra_args: tuple[str, ...] = ()):
         self.data_dir = data_dir
         self.listen = listen or f"unix:{data_dir / 'controller.sock'}"
         self.store_url = store_url or f"sqlite:///{data_dir / 'state.db'}"
         self.env = dict(backend.env, **(env or {}))
         self.argv = [sys.executable, "-m", "meshblock", "controller", "--store", self.store_url, "--listen",
                      self.listen, "--identity", identity, "--node-timeout", str(node_timeout), "--log-level",
-                     "DEBUG"]
+                     "DEBUG", *extra_args]
         self.proc: subprocess.Popen | None = None
         self.channel: grpc.aio.Channel | None = None
 
@@ -85,10 +86,12 @@ class ControllerProc:
 
 
 class Cluster:
-    def __init__(self, backend: Backend, root: Path, nodes: int = 3, controller_env: dict | None = None):
+    def __init__(self, backend: Backend, root: Path, nodes: int = 3, controller_env: dict | None = None,
+                 controller_args: tuple[str, ...] = ()):
         self.backend = backend
         self.root = root
-        self.controller = ControllerProc(backend, root / "controller", env=controller_env)
+        self.controller = ControllerProc(backend, root / "controller", env=controller_env,
+                                         extra_args=controller_args)
         self.agents = [AgentProc(backend, root / f"node-{i}", f"node-{i}", controller=self.controller.listen,
                                  labels={"zone": f"z{i}"}, pool_size="1GiB") for i in range(1, nodes + 1)]
 
