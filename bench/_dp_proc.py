@@ -113,8 +113,9 @@ def cpu_times() -> dict[str, tuple[int, int]]:
 class CpuWindow:
     """CPU use of labelled processes (and their busy threads), per core, and of the rest of the machine."""
 
-    def __init__(self, pids: dict[str, int]):
+    def __init__(self, pids: dict[str, int], exclude: set[int] | None = None):
         self.pids = dict(pids)
+        self.exclude = set(exclude or ())
         self.t0 = time.monotonic()
         self.load0 = os.getloadavg()
         self.cpu0 = cpu_times()
@@ -140,7 +141,7 @@ class CpuWindow:
         cpu1 = cpu_times()
         all1 = all_proc_ticks()
         procs = {}
-        ours = set(self.pids.values())
+        ours = set(self.pids.values()) | self.exclude
         for label, pid in self.pids.items():
             t1 = self.extra_end.get(label, proc_ticks(pid))
             t0 = self.proc0.get(label)
@@ -415,12 +416,13 @@ def parse_perf(out: str) -> dict:
 
 
 def run_perf(spdk: Path, spec: PerfSpec, trid_s: str, cpumask: str, cmds: CommandLog, section: str,
-             watch: dict[str, int] | None = None, timeout: float | None = None) -> dict:
+             watch: dict[str, int] | None = None, timeout: float | None = None,
+             exclude: set[int] | None = None) -> dict:
     """One spdk_nvme_perf run; CPU of `watch` processes (and of perf itself) over the run."""
     argv = perf_argv(spdk, spec, trid_s, cpumask)
     cmds.add(section, argv)
     timeout = timeout or (spec.seconds + spec.warmup + 90)
-    win = CpuWindow(watch or {})
+    win = CpuWindow(watch or {}, exclude)
     t0 = time.monotonic()
     p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          start_new_session=True)

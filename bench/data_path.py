@@ -69,12 +69,14 @@ for p in (REPO, Path(__file__).resolve().parent):
 import grpc
 from _dp_cluster import MeshCluster
 from _dp_proc import (
+    CLK_TCK,
     NCPU,
     CommandLog,
     CpuWindow,
     PerfSpec,
     Procs,
     Target,
+    all_proc_ticks,
     free_port_pair,
     log,
     perf_once,
@@ -130,18 +132,50 @@ class Bench:
         self.twin_a, self.twin_b = "A", "B"
         self.nozc_config: Path | None = None
 
-    # --- helpers ---------------------------------------------------------------------------------
+    # --- small pieces ------------------------------------------------------------------------------
     def case(self, name: str, layout: list[dict], tr: str, section: str) -> dict:
         c = {"title": CASE_TITLES.get(name, name), "section": section, "layout": layout, "trid": tr,
              "runs": {}, "precondition": None}
         self.cases[name] = c
         return c
 
+    def ours(self) -> set[int]:
+        pids = {os.getpid()} | {st.pid for st in self.procs.items}
+        for cl in self.clusters:
+            pids |= cl.seen_pids
+        return pids
+
+    def quiet_wait(self) -> float:
+        """Wait (at most --quiet-wait s) until processes outside the bench use less than --max-other % of a
+        core over 2 s; returns the seconds waited."""
+        t0 = time.monotonic()
+        while True:
+            a = all_proc_ticks()
+            time.sleep(2.0)
+            b = all_proc_ticks()
+            ours = self.ours()
+            other = sum(max(0, t - a.get(pid, (n, t))[1]) for pid, (n, t) in b.items() if pid not in ours and pid in a)
+            pct = 100 * other / CLK_TCK / 2.0
+            if pct < self.args.max_other or time.monotonic() - t0 >= self.args.quiet_wait:
+                return round(time.monotonic() - t0, 1)
+            log(f"  other processes use {pct:.0f} % of a core; waiting")
+
     def measure(self, name: str, spec: PerfSpec, watch: dict[str, int]) -> dict:
+        """One run; repeated (at most --retries times, after waiting for quiet) while processes outside the
+        bench used more than --max-other % of a core during it. Every attempt is kept; disturbed ones are
+        marked and left out of the medians when undisturbed ones exist."""
         c = self.cases[name]
-        r = run_perf(self.spdk, spec, c["trid"], self.mask, self.cmds, c["section"], watch)
-        c["runs"].setdefault(spec.key, []).append(r)
-        log(f"  {name:8s} {spec.key:18s} iops={r.get('iops')} avg={r.get('lat_avg_us')}us rc={r['rc']}")
+        for attempt in range(self.args.retries + 1):
+            r = run_perf(self.spdk, spec, c["trid"], self.mask, self.cmds, c["section"], watch,
+                         exclude=self.ours())
+            other = r["cpu"]["other_processes_cpu_percent"]
+            r["disturbed"] = other >= self.args.max_other
+            c["runs"].setdefault(spec.key, []).append(r)
+            log(f"  {name:8s} {spec.key:18s} iops={r.get('iops')} avg={r.get('lat_avg_us')}us rc={r['rc']}"
+                + (f" (other processes {other:.0f} % of a core: disturbed)" if r["disturbed"] else ""))
+            if not r["disturbed"] or attempt == self.args.retries:
+                return r
+            r["quiet_wait_s"] = self.quiet_wait()
         return r
 
     def precondition(self, name: str, watch: dict[str, int]) -> None:
@@ -325,19 +359,28 @@ class Bench:
         if not self.args.skip_hand_rebuild:
             try:
                 self.result.setdefault("rebuild_hand_built", {})[section] = self.hand_built_rebuild(section,
-                                                                                                    json_config)
+                                                                                                    json_config, watch)
             except Exception as e:  # noqa: BLE001 - report and go on
                 self.result["errors"].append(f"hand-built rebuild {section}: {e!r}")
                 log(f"hand-built rebuild {section} failed:", e)
         for t in legs:
             self.procs.stop(t.started)
 
-    def hand_built_rebuild(self, section: str, json_config: Path | None) -> dict:
-        """Rebuild of one leg of the hand-built raid1 (1 GiB, written), head on the core meshblock's heads use,
-        no host running: leg 3 removed from the raid and added back (bdev_raid_add_base_bdev), once per raid
-        process window size in --hand-rebuild-windows (SPDK's default is 1024 KiB)."""
+    def hand_built_rebuild(self, section: str, json_config: Path | None, watch: dict[str, int]) -> dict:
+        """Rebuild of one leg of the hand-built raid1 (1 GiB, written), no host running: leg 3 removed from the
+        raid and added back (bdev_raid_add_base_bdev), once per raid process window size in
+        --hand-rebuild-windows (SPDK's default is 1024 KiB), with the head on the core meshblock's heads use
+        and (--hand-rebuild-last-core) on the last core, away from the data targets."""
+        runs = {}
+        masks = [self.mesh.get("head_cpumask") or "0x1"]
+        if self.args.hand_rebuild_last_core and self.mask not in masks:
+            masks.append(self.mask)
+        for mask in masks:
+            runs.update(self._hand_rebuild_head(section, mask, json_config, watch))
+        return runs
+
+    def _hand_rebuild_head(self, section: str, mask: str, json_config: Path | None, watch: dict[str, int]) -> dict:
         port = self.base_port
-        mask = self.mesh.get("head_cpumask") or "0x1"
         head = self.head_target(section, mask, port + 1, port, json_config)
         runs = {}
         try:
@@ -345,7 +388,7 @@ class Bench:
                 log(f"  {section} rebuild of one leg (head {mask}, process window {window} KiB)")
                 head.rpc("bdev_raid_set_options", "-w", str(window))
                 head.rpc("bdev_raid_remove_base_bdev", "leg3n1")
-                win = CpuWindow({f"{section}/head": head.started.pid})
+                win = CpuWindow(dict(watch, **{f"{section}/head": head.started.pid}))
                 wall0 = time.time()
                 t0 = time.monotonic()
                 head.rpc("bdev_raid_add_base_bdev", "raid", "leg3n1")
@@ -368,7 +411,7 @@ class Bench:
                     out["spdk_log"] = spdk
                     out["spdk_rebuild_mib_s"] = round(GiB / MiB / max(spdk["seconds"], 1e-3), 1)
                 log(f"  {section} rebuild: {out.get('spdk_log')} -> {out.get('spdk_rebuild_mib_s')} MiB/s")
-                runs[str(window)] = out
+                runs[f"{mask}/{window}"] = out
         finally:
             self.procs.stop(head.started)
         return runs
@@ -698,10 +741,14 @@ def summarize(cases: dict) -> dict:
     out = {}
     for name, c in cases.items():
         s = {}
-        for key, runs in c["runs"].items():
+        for key, all_runs in c["runs"].items():
+            runs = [r for r in all_runs if not r.get("disturbed")] or all_runs
             s[key] = {"iops": median([r.get("iops") for r in runs]), "mib_s": median([r.get("mib_s") for r in runs]),
                       "lat_avg_us": median([r.get("lat_avg_us") for r in runs]),
                       "lat_p99_us": median([r.get("lat_p99_us") for r in runs]), "n": len(runs),
+                      "disturbed_left_out": len(all_runs) - len(runs),
+                      "only_disturbed_runs": all(r.get("disturbed") for r in all_runs),
+                      "other_load_max": max((r["cpu"]["other_processes_cpu_percent"] for r in runs), default=None),
                       "failed": sum(1 for r in runs if r.get("rc") or r.get("iops") is None)}
         out[name] = s
     return out
@@ -804,6 +851,9 @@ def goal_rows(res: dict) -> list[tuple[str, str, str, str]]:
         v = rat.get(key)
         if v is None:
             return
+        noise = rat.get("A2/A " + key.split(" ", 1)[1])
+        if noise is not None:
+            basis += f"; noise floor A2/A = {noise['ratio']:.2f}"
         rows.append((label, f"{v['ratio']:.2f}", "met" if v["ratio"] >= goal else "**missed**", basis))
 
     for den in dict.fromkeys(["A", ta]):
@@ -835,6 +885,18 @@ def goal_rows(res: dict) -> list[tuple[str, str, str, str]]:
                      "met" if r >= GOALS["rebuild_vs_link"] else "**missed**",
                      f"node up → replica online; reference: {ta} 128 KiB sequential reads QD32"))
     return rows
+
+
+def runs_note(x: dict) -> str:
+    if not x:
+        return "–"
+    return f"{x.get('n')}" + (f"({x['disturbed_left_out']})" if x.get("disturbed_left_out") else "") + \
+        ("!" if x.get("only_disturbed_runs") else "")
+
+
+def cpu_line(cpu: dict) -> str:
+    per = cpu.get("busy_percent_per_cpu", {})
+    return " / ".join(f"{v:.0f}" for k, v in per.items() if k != "cpu")
 
 
 def write_markdown(path: Path, res: dict) -> None:
@@ -879,16 +941,19 @@ def write_markdown(path: Path, res: dict) -> None:
         L.append(f"| {name} | {c['title']} | {procs} |")
     L.append("")
     L.append("## Figures\n")
+    L.append(f"Runs during which processes outside the bench used ≥ {a['max_other']:g} % of a core were repeated "
+             f"(up to {a['retries']} times, after waiting for quiet) and left out of the medians when undisturbed "
+             f"runs exist; 'other load' is the largest such use among the runs kept, 'runs' counts kept (left out).\n")
     L.append("| case | rand read QD32 IOPS | rand write QD32 IOPS | rand read QD1 avg / p99 µs | "
-             "rand write QD1 avg / p99 µs | other load (% of a core) |")
-    L.append("|---|---:|---:|---:|---:|---:|")
+             "rand write QD1 avg / p99 µs | other load (% of a core) | runs |")
+    L.append("|---|---:|---:|---:|---:|---:|---|")
     for name in res["cases"]:
         x = s.get(name, {})
-        other = res["core_sharing"].get(name, {}).get("other_processes_cpu_percent")
+        other = max((x.get(k, {}).get("other_load_max") or 0 for k in KEYS), default=None)
         L.append(f"| {name} | {fmt(x.get(K_RR32, {}).get('iops'))} | {fmt(x.get(K_RW32, {}).get('iops'))} | "
                  f"{fmt(x.get(K_RR1, {}).get('lat_avg_us'))} / {fmt(x.get(K_RR1, {}).get('lat_p99_us'))} | "
                  f"{fmt(x.get(K_RW1, {}).get('lat_avg_us'))} / {fmt(x.get(K_RW1, {}).get('lat_p99_us'))} | "
-                 f"{fmt(other)} |")
+                 f"{fmt(other)} | {' '.join(runs_note(x.get(k, {})) for k in KEYS)} |")
     L.append("")
     for base in dict.fromkeys(["A", ta]):
         ref = s.get(base, {})
@@ -951,21 +1016,25 @@ def write_markdown(path: Path, res: dict) -> None:
     hb = res.get("rebuild_hand_built") or {}
     if hb:
         L.append("Rebuild of one leg of the hand-built raid1 (1 GiB written; leg removed with "
-                 "`bdev_raid_remove_base_bdev` and added back with `bdev_raid_add_base_bdev`; head on meshblock's "
-                 "head core, no host running), timed from SPDK's own log:\n")
+                 "`bdev_raid_remove_base_bdev` and added back with `bdev_raid_add_base_bdev`; no host running; "
+                 "data targets on core 0), timed from SPDK's own log:\n")
         L.append("| composition | head core mask | zero-copy send | raid process window | SPDK rebuild | throughput | "
-                 "head CPU |")
-        L.append("|---|---|---|---:|---:|---:|---:|")
+                 "head CPU | busy % per cpu |")
+        L.append("|---|---|---|---:|---:|---:|---:|---|")
         for sec, runs in hb.items():
             for x in runs.values():
                 head_cpu = next((pp["cpu_percent"] for k, pp in x["cpu"]["processes"].items()
                                  if k.endswith("/head")), None)
                 L.append(f"| {sec} | `{x['head_cpumask']}` | {'on (SPDK default)' if x['zero_copy_send'] else 'off'} | "
                          f"{x['process_window_kib']} KiB | {fmt((x.get('spdk_log') or {}).get('seconds'), ' s', 2)} | "
-                         f"{fmt(x.get('spdk_rebuild_mib_s'), ' MiB/s', 1)} | {fmt(head_cpu, ' %')} |")
+                         f"{fmt(x.get('spdk_rebuild_mib_s'), ' MiB/s', 1)} | {fmt(head_cpu, ' %')} | "
+                         f"{cpu_line(x['cpu'])} |")
         if rb and rb.get("spdk_rebuild_mib_s"):
-            L.append(f"| meshblock (above) | `{ms.get('head_cpumask')}` | {ms.get('zero_copy_send')} | 1024 KiB | "
-                     f"{rb['spdk_log']['seconds']} s | {rb['spdk_rebuild_mib_s']} MiB/s | |")
+            mc = rb.get("cpu_during_rebuild") or {}
+            mh = sum(pp["cpu_percent"] for k, pp in mc.get("processes", {}).items() if k.endswith("head-target"))
+            L.append(f"| meshblock (above; CPU from node up to online) | `{ms.get('head_cpumask')}` | "
+                     f"{ms.get('zero_copy_send')} | 1024 KiB | {rb['spdk_log']['seconds']} s | "
+                     f"{rb['spdk_rebuild_mib_s']} MiB/s | {fmt(mh, ' %')} | {cpu_line(mc) if mc else ''} |")
         L.append("")
     L.append("## Where the CPU went (QD32 random-read run of each case)\n")
     L.append("| case | busy threads (≥ 20 % of a core): process thread % [allowed cpus] | polling target on the "
@@ -1000,19 +1069,20 @@ def plot(path: Path, res: dict) -> str | None:
     ax = axes[0]
     rr = [s[n].get(K_RR32, {}).get("iops") or 0 for n in names]
     rw = [s[n].get(K_RW32, {}).get("iops") or 0 for n in names]
-    b1 = ax.bar([i - w / 2 for i in x], rr, w, label="rand read 4 KiB QD32")
-    b2 = ax.bar([i + w / 2 for i in x], rw, w, label="rand write 4 KiB QD32")
+    hatch = ["//" if n.startswith("M") else "" for n in names]
+    b1 = ax.bar([i - w / 2 for i in x], rr, w, label="rand read 4 KiB QD32", hatch=hatch)
+    b2 = ax.bar([i + w / 2 for i in x], rw, w, label="rand write 4 KiB QD32", hatch=hatch)
     ax.bar_label(b1, labels=[f"{v / 1000:.1f}k" for v in rr], fontsize=7)
     ax.bar_label(b2, labels=[f"{v / 1000:.1f}k" for v in rw], fontsize=7)
     ax.set_xticks(list(x), names, rotation=30)
     ax.set_ylabel("IOPS")
-    ax.set_title("IOPS per case (QD32)")
+    ax.set_title("IOPS per case (QD32; hatched: meshblock)")
     ax.legend(fontsize=8)
     ax = axes[1]
     lr = [s[n].get(K_RR1, {}).get("lat_avg_us") or 0 for n in names]
     lw = [s[n].get(K_RW1, {}).get("lat_avg_us") or 0 for n in names]
-    ax.bar([i - w / 2 for i in x], lr, w, label="rand read 4 KiB QD1")
-    ax.bar([i + w / 2 for i in x], lw, w, label="rand write 4 KiB QD1")
+    ax.bar([i - w / 2 for i in x], lr, w, label="rand read 4 KiB QD1", hatch=hatch)
+    ax.bar([i + w / 2 for i in x], lw, w, label="rand write 4 KiB QD1", hatch=hatch)
     ax.set_yscale("log")
     ax.set_xticks(list(x), names, rotation=30)
     ax.set_ylabel("average latency, µs (log)")
@@ -1074,15 +1144,33 @@ def main() -> int:
     ap.add_argument("--skip-hand-rebuild", action="store_true", help="skip the rebuilds of the hand-built raid1")
     ap.add_argument("--hand-rebuild-windows", type=lambda v: [int(x) for x in v.split(",")], default=[1024, 8192],
                     help="raid process window sizes (KiB) for the hand-built rebuilds")
+    ap.add_argument("--hand-rebuild-last-core", action=argparse.BooleanOptionalAction, default=True,
+                    help="also rebuild the hand-built raid1 with its head on the last core")
     ap.add_argument("--phase1-rounds", type=int, default=0, help="rounds for A, A2, A-nozc and M1 (default --rounds)")
     ap.add_argument("--wait-load", type=float, default=0.0,
                     help="wait (at most --wait-load-max s) until the 1-minute load is at most this")
     ap.add_argument("--wait-load-max", type=float, default=600.0)
+    ap.add_argument("--max-other", type=float, default=20.0,
+                    help="a run during which processes outside the bench used this %% of a core or more is repeated")
+    ap.add_argument("--retries", type=int, default=2, help="repetitions of a disturbed run")
+    ap.add_argument("--quiet-wait", type=float, default=120.0, help="longest wait for quiet before a repetition")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--markdown", type=Path, default=None)
     ap.add_argument("--plot", type=Path, default=None)
     ap.add_argument("--keep-work", action="store_true", help="keep the scratch directory (logs)")
+    ap.add_argument("--render", type=Path, default=None, metavar="JSON",
+                    help="only write --markdown and --plot from the JSON of an earlier run")
     args = ap.parse_args()
+    if args.render:
+        res = json.loads(args.render.read_text())
+        res["ratios"] = ratios(res["summary"], res.get("twin_a", "A"), res.get("twin_b", "B"))
+        if args.markdown:
+            write_markdown(args.markdown, res)
+        if args.plot:
+            err = plot(args.plot, res)
+            if err:
+                log(err)
+        return 0
 
     def on_signal(signum, _frame):
         raise SystemExit(128 + signum)
