@@ -82,6 +82,13 @@ class Invocation:
     def client(self) -> AdminClient:
         return AdminClient(self.conn)
 
+    def report(self, message, text: str) -> None:
+        """Print a reply: the whole message as JSON for scripts, one line for people."""
+        if self.json:
+            out.print_json(out.message_to_dict(message))
+        else:
+            click.echo(text)
+
 
 _PEM = click.Path(dir_okay=False, path_type=Path)
 _COMMON_OPTIONS = (
@@ -400,10 +407,7 @@ def volume_resize(inv: Invocation, name: str, size: int) -> None:
     """Grow volume NAME to --size."""
     with inv.client() as c:
         v = c.volumes.ResizeVolume(pb.ResizeVolumeRequest(ref=name, size_bytes=size))
-    if inv.json:
-        out.print_json(out.message_to_dict(v))
-    else:
-        click.echo(f"volume {v.name or name} is now {out.size(v.size_bytes)} ({v.size_bytes} bytes)")
+    inv.report(v, f"volume {v.name or name} is now {out.size(v.size_bytes)} ({v.size_bytes} bytes)")
 
 
 @volume.command("set-replicas")
@@ -414,11 +418,8 @@ def volume_set_replicas(inv: Invocation, name: str, replicas: int) -> None:
     """Keep REPLICAS copies of replicated volume NAME (online; new copies are rebuilt first)."""
     with inv.client() as c:
         v = c.volumes.SetReplicas(pb.SetReplicasRequest(ref=name, replicas=replicas))
-    if inv.json:
-        out.print_json(out.message_to_dict(v))
-    else:
-        click.echo(f"volume {v.name or name} now keeps {v.replicas} replicas; "
-                   f"`meshblock volume get {v.name or name} --watch` follows the rebuild")
+    inv.report(v, f"volume {v.name or name} now keeps {v.replicas} replicas; "
+                  f"`meshblock volume get {v.name or name} --watch` follows the rebuild")
 
 
 def _hosts_line(v: pb.Volume) -> str:
@@ -433,11 +434,8 @@ def volume_publish(inv: Invocation, name: str, host_nqn: str) -> None:
     """Allow host NQN to connect to volume NAME."""
     with inv.client() as c:
         v = c.volumes.PublishVolume(pb.PublishVolumeRequest(ref=name, host_nqn=host_nqn))
-    if inv.json:
-        out.print_json(out.message_to_dict(v))
-    else:
-        click.echo(f"volume {v.name or name} published to {host_nqn}; hosts allowed: {_hosts_line(v)}")
-        click.echo(f"connect with: meshblock volume connect {v.name or name} --host-nqn {host_nqn}")
+    inv.report(v, f"volume {v.name or name} published to {host_nqn}; hosts allowed: {_hosts_line(v)}\n"
+                  f"connect with: meshblock volume connect {v.name or name} --host-nqn {host_nqn}")
 
 
 @volume.command("unpublish")
@@ -448,10 +446,7 @@ def volume_unpublish(inv: Invocation, name: str, host_nqn: str) -> None:
     """Stop allowing host NQN to connect to volume NAME."""
     with inv.client() as c:
         v = c.volumes.UnpublishVolume(pb.UnpublishVolumeRequest(ref=name, host_nqn=host_nqn))
-    if inv.json:
-        out.print_json(out.message_to_dict(v))
-    else:
-        click.echo(f"volume {v.name or name} unpublished from {host_nqn}; hosts allowed: {_hosts_line(v)}")
+    inv.report(v, f"volume {v.name or name} unpublished from {host_nqn}; hosts allowed: {_hosts_line(v)}")
 
 
 def nvme_connect_line(transport: str, traddr: str, trsvcid: str, subnqn: str, host_nqn: str) -> str:
@@ -676,10 +671,7 @@ def node_cordon(inv: Invocation, name: str) -> None:
     """Place no new replicas on node NAME."""
     with inv.client() as c:
         n = c.nodes.CordonNode(pb.CordonNodeRequest(ref=name))
-    if inv.json:
-        out.print_json(out.message_to_dict(n))
-    else:
-        click.echo(f"node {n.name or name} cordoned: no new replicas will be placed on it")
+    inv.report(n, f"node {n.name or name} cordoned: no new replicas will be placed on it")
 
 
 @node.command("uncordon")
@@ -689,10 +681,7 @@ def node_uncordon(inv: Invocation, name: str) -> None:
     """Let node NAME take new replicas again."""
     with inv.client() as c:
         n = c.nodes.UncordonNode(pb.UncordonNodeRequest(ref=name))
-    if inv.json:
-        out.print_json(out.message_to_dict(n))
-    else:
-        click.echo(f"node {n.name or name} uncordoned: it takes new replicas again")
+    inv.report(n, f"node {n.name or name} uncordoned: it takes new replicas again")
 
 
 @node.command("drain")
