@@ -47,7 +47,7 @@ class Reconciler:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     synced: dict[str, int] = field(default_factory=dict)          # volume id -> generation applied
     _replica_ok: dict[str, tuple[str, int]] = field(default_factory=dict)  # replica -> (instance, size)
-    _head_ok: dict[str, tuple] = field(default_factory=dict)      # volume -> (instance, spec key)
+    _head_ok: dict[str, tuple] = field(default_factory=dict)      # volume -> what its head was given (and when)
     _orphans: dict[tuple[str, str], float] = field(default_factory=dict)
     replace_after: float = 600.0      # seconds a replica may stay out before a new one is placed
     rebuild: dict[str, "RebuildProgress"] = field(default_factory=dict)    # replica id -> progress
@@ -303,6 +303,16 @@ class Reconciler:
             await self._set_stage(v, "moving-head" if failover else "exporting")
             self._head_ok.pop(v.id, None)
         assert head_node is not None
+        # a whole, settled volume whose nodes have not restarted needs no agent calls every pass;
+        # it is still re-checked every HEAD_RECHECK seconds (a leg can drop without a restart)
+        key = (self.liveness.instance(head_node.id), v.nqn, tuple(sorted(v.hosts)), v.replicas, v.size_bytes,
+               tuple(sorted((r.id, self.liveness.instance(r.node_id)) for r in active)))
+        whole = (v.state == VolumeState.AVAILABLE and len(active) == v.replicas
+                 and all(r.state == ReplicaState.ONLINE for r in active))
+        cached = self._head_ok.get(v.id)
+        if whole and cached is not None and cached[0] == key and time.monotonic() - cached[1] < HEAD_RECHECK:
+            self.synced[v.id] = v.generation
+            return
         head_nqn = head_node.host_nqn
         legs = []
         for r in active:
@@ -358,6 +368,7 @@ class Reconciler:
         await self._rebalance(v, active, nodes, head_node.id)
         online = sum(1 for r in active if r.state == ReplicaState.ONLINE)
         await self._settle(v, st.raid_state == "online", online, active)
+        self._head_ok[v.id] = (key, time.monotonic())
 
     async def _rebalance(self, v: Volume, active: list[Replica], nodes: dict[str, Node], head_id: str) -> None:
         """Keep ``v.replicas`` replicas on schedulable nodes.
@@ -531,6 +542,7 @@ INTERNAL_SNAPSHOT_PREFIX = "clone-source-"
 # for the most replicas a volume may have plus one, and a replica can always be added (and rebuilt)
 # before the one it replaces leaves.
 RAID_SLOTS = 6
+HEAD_RECHECK = 10.0   # seconds between agent checks of a whole replicated volume
 
 
 @dataclass
