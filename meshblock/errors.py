@@ -35,3 +35,11 @@ class FailedPrecondition(MeshblockError):
 
 class Unavailable(MeshblockError):
     code = grpc.StatusCode.UNAVAILABLE
+
+
+class Aborted(MeshblockError):
+    code = grpc.StatusCode.ABORTED
+
+
+class OutOfRange(MeshblockError):
+    code = grpc.StatusCode.OUT_OF_RANGE

@@ -210,7 +210,7 @@ def volume_view(v: pb.Volume) -> Group:
         ("NQN", out.esc(v.nqn or "-")),
         ("Namespace", out.esc(v.namespace_uuid or "-")),
         ("Head node", out.esc(head or "-")),
-        ("Hosts", "\n".join(out.esc(h) for h in v.hosts) or "- (no host may connect yet)"),
+        ("Hosts", "\n".join(out.esc(h) + (" (read-only)" if h in v.read_only_hosts else "") for h in v.hosts) or "- (no host may connect yet)"),
         ("Source", out.esc(source)),
         ("Created", f"{out.timestamp(v.created_at)} ({out.age(v.created_at)} ago)" if v.created_at else "-"),
     ]

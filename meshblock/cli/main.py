@@ -171,6 +171,10 @@ from . import admin  # noqa: E402  (admin imports this module's group)
 for _group in admin.COMMANDS:  # volume, node, cluster
     cli.add_command(_group)
 
+from .csi import csi_command  # noqa: E402
+
+cli.add_command(csi_command)
+
 
 def main() -> None:
     cli(prog_name="meshblock")

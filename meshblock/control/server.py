@@ -22,6 +22,7 @@ from ..grpcutil import make_server, server_tls, set_serving
 from ..proto.meshblock.v1 import admin_pb2_grpc as pb_grpc
 from ..store import open_leadership, open_store
 from .agents import AgentClients
+from .hosts import HOST_SERVICE, HostServicer
 from .liveness import Liveness
 from .reconciler import Reconciler
 from .repo import Repo
@@ -30,7 +31,7 @@ from .service import (CLUSTER_SERVICE, NODE_SERVICE, REGISTRY_SERVICE, VOLUME_SE
 from .volumes import VolumeManager
 
 log = logging.getLogger(__name__)
-SERVICES = [VOLUME_SERVICE, NODE_SERVICE, CLUSTER_SERVICE, REGISTRY_SERVICE]
+SERVICES = [VOLUME_SERVICE, NODE_SERVICE, CLUSTER_SERVICE, REGISTRY_SERVICE, HOST_SERVICE]
 
 
 @dataclass
@@ -76,6 +77,7 @@ async def run_controller(cfg: ControllerConfig, stop: asyncio.Event | None = Non
         pb_grpc.add_ClusterServiceServicer_to_server(
             ClusterServicer(mgr, liveness, gate, cfg.overcommit, identity), server)
         pb_grpc.add_NodeRegistryServicer_to_server(RegistryServicer(liveness, gate, cfg.heartbeat_ms), server)
+        pb_grpc.add_HostServiceServicer_to_server(HostServicer(repo, gate), server)
 
     tls = server_tls(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca) if cfg.tls_cert else None
     server, health = await make_server(cfg.listen, register, SERVICES, tls=tls, serving=False)

@@ -56,7 +56,7 @@ def volume_pb(v: Volume, reps: list[Replica], nodes: dict[str, Node], rebuild: d
     return pb.Volume(
         id=v.id, name=v.name, size_bytes=v.size_bytes, replicas=v.replicas, spread=v.spread, labels=v.labels,
         state=v.state.value, stage=v.stage, nqn=v.nqn, namespace_uuid=v.namespace_uuid, head_node_id=v.head_node_id,
-        hosts=v.hosts, source_snapshot_id=v.source_snapshot_id, source_volume_id=v.source_volume_id,
+        hosts=v.hosts, read_only_hosts=v.read_only_hosts, source_snapshot_id=v.source_snapshot_id, source_volume_id=v.source_volume_id,
         created_at=v.created_at, message=v.message, replica_status=[status(r) for r in reps])
 
 
@@ -157,7 +157,7 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
     async def PublishVolume(self, request: pb.PublishVolumeRequest, context) -> pb.Volume:
         self.gate.check()
         host = validate.host_nqn("host_nqn", request.host_nqn)
-        return await self._pb(await self.mgr.publish(validate.ref("ref", request.ref), host))
+        return await self._pb(await self.mgr.publish(validate.ref("ref", request.ref), host, request.read_only))
 
     @rpc_method(VOLUME_SERVICE)
     async def UnpublishVolume(self, request: pb.UnpublishVolumeRequest, context) -> pb.Volume:

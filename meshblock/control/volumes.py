@@ -193,11 +193,17 @@ class VolumeManager:
             return True
         return await self._update(ref, change)
 
-    async def publish(self, ref: str, host: str) -> Volume:
+    async def publish(self, ref: str, host: str, read_only: bool = False) -> Volume:
         def add(v: Volume) -> bool:
             if host in v.hosts:
+                if (host in v.read_only_hosts) != read_only:
+                    raise AlreadyExists(f"volume {v.name!r} is published to {host} "
+                                        f"{'read-only' if host in v.read_only_hosts else 'read-write'}; "
+                                        "unpublish it first to change that")
                 return False
             v.hosts = sorted(set(v.hosts) | {host})
+            if read_only:
+                v.read_only_hosts = sorted(set(v.read_only_hosts) | {host})
             return True
         return await self.wait_ready(await self._update(ref, add))
 
@@ -206,6 +212,7 @@ class VolumeManager:
             if host not in v.hosts:
                 return False
             v.hosts = [h for h in v.hosts if h != host]
+            v.read_only_hosts = [h for h in v.read_only_hosts if h != host]
             return True
         return await self.wait_ready(await self._update(ref, remove))
 

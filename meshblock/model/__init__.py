@@ -1,7 +1,7 @@
 """Typed records of the cluster state and their state machines."""
 
-from .records import (InvalidTransition, Node, NodeState, Record, Replica, ReplicaState, Snapshot, SnapshotState,
+from .records import (Host, InvalidTransition, Node, NodeState, Record, Replica, ReplicaState, Snapshot, SnapshotState,
                       Volume, VolumeState)
 
-__all__ = ["InvalidTransition", "Node", "NodeState", "Record", "Replica", "ReplicaState", "Snapshot",
+__all__ = ["Host", "InvalidTransition", "Node", "NodeState", "Record", "Replica", "ReplicaState", "Snapshot",
            "SnapshotState", "Volume", "VolumeState"]

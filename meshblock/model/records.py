@@ -131,6 +131,7 @@ class Volume(Record):
     nqn: str = ""
     namespace_uuid: str = ""
     hosts: list[str] = field(default_factory=list)      # host NQNs allowed to connect
+    read_only_hosts: list[str] = field(default_factory=list)  # those of them published read-only
     source_snapshot_id: str = ""
     source_volume_id: str = ""
     created_at: float = 0.0
@@ -175,6 +176,15 @@ class Snapshot(Record):
     @property
     def name_key(self) -> str | None:
         return self.name
+
+
+@dataclass
+class Host(Record):
+    """A host that attaches volumes, known by a stable id (a Kubernetes node name, say)."""
+    KIND: ClassVar[str] = "host"
+    host_nqn: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    registered_at: float = 0.0
 
 
 _ENUMS = {"NodeState": NodeState, "VolumeState": VolumeState, "ReplicaState": ReplicaState,

@@ -23,7 +23,7 @@ class ReplicaStatus(_message.Message):
     def __init__(self, replica_id: _Optional[str] = ..., node_id: _Optional[str] = ..., node_name: _Optional[str] = ..., state: _Optional[str] = ..., rebuild_progress: _Optional[float] = ..., rebuild_eta_seconds: _Optional[int] = ...) -> None: ...
 
 class Volume(_message.Message):
-    __slots__ = ("id", "name", "size_bytes", "replicas", "spread", "labels", "state", "stage", "nqn", "namespace_uuid", "head_node_id", "hosts", "replica_status", "source_snapshot_id", "source_volume_id", "created_at", "message")
+    __slots__ = ("id", "name", "size_bytes", "replicas", "spread", "labels", "state", "stage", "nqn", "namespace_uuid", "head_node_id", "hosts", "replica_status", "source_snapshot_id", "source_volume_id", "created_at", "message", "read_only_hosts")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -48,6 +48,7 @@ class Volume(_message.Message):
     SOURCE_VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_HOSTS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     size_bytes: int
@@ -65,7 +66,8 @@ class Volume(_message.Message):
     source_volume_id: str
     created_at: float
     message: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., replicas: _Optional[int] = ..., spread: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., state: _Optional[str] = ..., stage: _Optional[str] = ..., nqn: _Optional[str] = ..., namespace_uuid: _Optional[str] = ..., head_node_id: _Optional[str] = ..., hosts: _Optional[_Iterable[str]] = ..., replica_status: _Optional[_Iterable[_Union[ReplicaStatus, _Mapping]]] = ..., source_snapshot_id: _Optional[str] = ..., source_volume_id: _Optional[str] = ..., created_at: _Optional[float] = ..., message: _Optional[str] = ...) -> None: ...
+    read_only_hosts: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., replicas: _Optional[int] = ..., spread: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., state: _Optional[str] = ..., stage: _Optional[str] = ..., nqn: _Optional[str] = ..., namespace_uuid: _Optional[str] = ..., head_node_id: _Optional[str] = ..., hosts: _Optional[_Iterable[str]] = ..., replica_status: _Optional[_Iterable[_Union[ReplicaStatus, _Mapping]]] = ..., source_snapshot_id: _Optional[str] = ..., source_volume_id: _Optional[str] = ..., created_at: _Optional[float] = ..., message: _Optional[str] = ..., read_only_hosts: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CreateVolumeRequest(_message.Message):
     __slots__ = ("name", "size_bytes", "replicas", "spread", "labels")
@@ -144,12 +146,14 @@ class ResizeVolumeRequest(_message.Message):
     def __init__(self, ref: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
 
 class PublishVolumeRequest(_message.Message):
-    __slots__ = ("ref", "host_nqn")
+    __slots__ = ("ref", "host_nqn", "read_only")
     REF_FIELD_NUMBER: _ClassVar[int]
     HOST_NQN_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_FIELD_NUMBER: _ClassVar[int]
     ref: str
     host_nqn: str
-    def __init__(self, ref: _Optional[str] = ..., host_nqn: _Optional[str] = ...) -> None: ...
+    read_only: bool
+    def __init__(self, ref: _Optional[str] = ..., host_nqn: _Optional[str] = ..., read_only: _Optional[bool] = ...) -> None: ...
 
 class UnpublishVolumeRequest(_message.Message):
     __slots__ = ("ref", "host_nqn")
@@ -372,6 +376,70 @@ class DrainNodeRequest(_message.Message):
     REF_FIELD_NUMBER: _ClassVar[int]
     ref: str
     def __init__(self, ref: _Optional[str] = ...) -> None: ...
+
+class Host(_message.Message):
+    __slots__ = ("id", "host_nqn", "labels", "registered_at")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    HOST_NQN_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    REGISTERED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    host_nqn: str
+    labels: _containers.ScalarMap[str, str]
+    registered_at: float
+    def __init__(self, id: _Optional[str] = ..., host_nqn: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., registered_at: _Optional[float] = ...) -> None: ...
+
+class RegisterHostRequest(_message.Message):
+    __slots__ = ("id", "host_nqn", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    HOST_NQN_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    host_nqn: str
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, id: _Optional[str] = ..., host_nqn: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class GetHostRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class ListHostsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListHostsReply(_message.Message):
+    __slots__ = ("hosts",)
+    HOSTS_FIELD_NUMBER: _ClassVar[int]
+    hosts: _containers.RepeatedCompositeFieldContainer[Host]
+    def __init__(self, hosts: _Optional[_Iterable[_Union[Host, _Mapping]]] = ...) -> None: ...
+
+class DeleteHostRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class DeleteHostReply(_message.Message):
+    __slots__ = ("existed",)
+    EXISTED_FIELD_NUMBER: _ClassVar[int]
+    existed: bool
+    def __init__(self, existed: _Optional[bool] = ...) -> None: ...
 
 class GetClusterStatusRequest(_message.Message):
     __slots__ = ()

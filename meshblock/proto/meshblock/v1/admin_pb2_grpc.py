@@ -906,6 +906,214 @@ class NodeService:
             _registered_method=True)
 
 
+class HostServiceStub:
+    """Hosts that attach volumes (for example the nodes of a Kubernetes cluster running the CSI node
+    service): a host id names one host NQN, so access can be granted to "node X".
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.RegisterHost = channel.unary_unary(
+                '/meshblock.v1.HostService/RegisterHost',
+                request_serializer=meshblock_dot_v1_dot_admin__pb2.RegisterHostRequest.SerializeToString,
+                response_deserializer=meshblock_dot_v1_dot_admin__pb2.Host.FromString,
+                _registered_method=True)
+        self.GetHost = channel.unary_unary(
+                '/meshblock.v1.HostService/GetHost',
+                request_serializer=meshblock_dot_v1_dot_admin__pb2.GetHostRequest.SerializeToString,
+                response_deserializer=meshblock_dot_v1_dot_admin__pb2.Host.FromString,
+                _registered_method=True)
+        self.ListHosts = channel.unary_unary(
+                '/meshblock.v1.HostService/ListHosts',
+                request_serializer=meshblock_dot_v1_dot_admin__pb2.ListHostsRequest.SerializeToString,
+                response_deserializer=meshblock_dot_v1_dot_admin__pb2.ListHostsReply.FromString,
+                _registered_method=True)
+        self.DeleteHost = channel.unary_unary(
+                '/meshblock.v1.HostService/DeleteHost',
+                request_serializer=meshblock_dot_v1_dot_admin__pb2.DeleteHostRequest.SerializeToString,
+                response_deserializer=meshblock_dot_v1_dot_admin__pb2.DeleteHostReply.FromString,
+                _registered_method=True)
+
+
+class HostServiceServicer:
+    """Hosts that attach volumes (for example the nodes of a Kubernetes cluster running the CSI node
+    service): a host id names one host NQN, so access can be granted to "node X".
+    """
+
+    def RegisterHost(self, request, context):
+        """idempotent; a new NQN for the id replaces the old
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetHost(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListHosts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteHost(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_HostServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'RegisterHost': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterHost,
+                    request_deserializer=meshblock_dot_v1_dot_admin__pb2.RegisterHostRequest.FromString,
+                    response_serializer=meshblock_dot_v1_dot_admin__pb2.Host.SerializeToString,
+            ),
+            'GetHost': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHost,
+                    request_deserializer=meshblock_dot_v1_dot_admin__pb2.GetHostRequest.FromString,
+                    response_serializer=meshblock_dot_v1_dot_admin__pb2.Host.SerializeToString,
+            ),
+            'ListHosts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListHosts,
+                    request_deserializer=meshblock_dot_v1_dot_admin__pb2.ListHostsRequest.FromString,
+                    response_serializer=meshblock_dot_v1_dot_admin__pb2.ListHostsReply.SerializeToString,
+            ),
+            'DeleteHost': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteHost,
+                    request_deserializer=meshblock_dot_v1_dot_admin__pb2.DeleteHostRequest.FromString,
+                    response_serializer=meshblock_dot_v1_dot_admin__pb2.DeleteHostReply.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'meshblock.v1.HostService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('meshblock.v1.HostService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class HostService:
+    """Hosts that attach volumes (for example the nodes of a Kubernetes cluster running the CSI node
+    service): a host id names one host NQN, so access can be granted to "node X".
+    """
+
+    @staticmethod
+    def RegisterHost(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshblock.v1.HostService/RegisterHost',
+            meshblock_dot_v1_dot_admin__pb2.RegisterHostRequest.SerializeToString,
+            meshblock_dot_v1_dot_admin__pb2.Host.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHost(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshblock.v1.HostService/GetHost',
+            meshblock_dot_v1_dot_admin__pb2.GetHostRequest.SerializeToString,
+            meshblock_dot_v1_dot_admin__pb2.Host.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListHosts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshblock.v1.HostService/ListHosts',
+            meshblock_dot_v1_dot_admin__pb2.ListHostsRequest.SerializeToString,
+            meshblock_dot_v1_dot_admin__pb2.ListHostsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteHost(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshblock.v1.HostService/DeleteHost',
+            meshblock_dot_v1_dot_admin__pb2.DeleteHostRequest.SerializeToString,
+            meshblock_dot_v1_dot_admin__pb2.DeleteHostReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
 class ClusterServiceStub:
     """Missing associated documentation comment in .proto file."""
 

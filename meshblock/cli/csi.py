@@ -1,0 +1,54 @@
+"""`meshblock csi`: the CSI plugin process (controller role, node role or both)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import click
+
+
+@click.command("csi")
+@click.option("--endpoint", envvar="CSI_ENDPOINT", required=True, show_envvar=True,
+              help="Where to serve CSI: unix:///path/to/csi.sock.")
+@click.option("--controller", "controller_role", is_flag=True, help="Serve the Controller service.")
+@click.option("--node", "node_role", is_flag=True, help="Serve the Node service (attach volumes on this host).")
+@click.option("--node-id", envvar="NODE_NAME", default=None, show_envvar=True,
+              help="This host's id for the node role (default: host name); a Kubernetes node name.")
+@click.option("--host-nqn", default=None, help="NVMe host NQN of this host (default: /etc/nvme/hostnqn).")
+@click.option("--admin-endpoint", envvar="MESHBLOCK_ENDPOINT", default="", show_envvar=True,
+              help="The controller's admin API: unix:/path or host:port (mutual TLS with --ca/--cert/--key).")
+@click.option("--ca", envvar="MESHBLOCK_CA", default="", show_envvar=True, help="CA certificate file (PEM).")
+@click.option("--cert", envvar="MESHBLOCK_CERT", default="", show_envvar=True, help="Client certificate (PEM).")
+@click.option("--key", envvar="MESHBLOCK_KEY", default="", show_envvar=True, help="Client key (PEM).")
+@click.option("--max-volumes", type=int, default=0, show_default=True,
+              help="Volumes this node may attach (0: no limit).")
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Labels registered with this host.")
+@click.option("--log-level", default="INFO", show_default=True)
+def csi_command(endpoint, controller_role, node_role, node_id, host_nqn, admin_endpoint, ca, cert, key, max_volumes,
+                labels, log_level) -> None:
+    """Run the CSI plugin (csi.meshblock.io)."""
+    from ..csi.server import PluginConfig, host_nqn_of_machine, run_plugin
+    from ..logsetup import setup_logging
+
+    if not (controller_role or node_role):
+        raise click.UsageError("give --controller, --node or both")
+    if controller_role and not admin_endpoint:
+        raise click.UsageError("--controller needs --admin-endpoint (the controller's admin API)")
+    parsed = {}
+    for item in labels:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise click.BadParameter(f"{item!r} is not key=value", param_hint="--label")
+        parsed[k] = v
+    cfg = PluginConfig(endpoint=endpoint, controller=controller_role, node=node_role,
+                       node_id=node_id or socket.gethostname(), host_nqn=host_nqn or host_nqn_of_machine(),
+                       admin_endpoint=admin_endpoint, ca=ca, cert=cert, key=key, max_volumes=max_volumes,
+                       labels=parsed)
+    if node_role and not cfg.host_nqn:
+        raise click.UsageError("no host NQN: /etc/nvme/hostnqn is missing; give --host-nqn")
+    setup_logging(log_level, prefix="csi")
+    try:
+        asyncio.run(run_plugin(cfg))
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None

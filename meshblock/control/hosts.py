@@ -1,0 +1,85 @@
+"""The host registry: ids of hosts that attach volumes, each bound to one host NQN.
+
+A CSI node plugin registers its node id and host NQN when it starts, so that
+"publish volume V to node X" can be checked (an unknown node is NOT_FOUND) and
+turned into the host NQN the volume's export must admit.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..errors import FailedPrecondition, InvalidArgument, NotFound
+from ..grpcutil import rpc_method
+from ..model import Host
+from ..model.records import now
+from ..proto.meshblock.v1 import admin_pb2 as pb
+from ..proto.meshblock.v1 import admin_pb2_grpc as pb_grpc
+from ..store.base import Conflict, NameTaken
+from . import validate
+from .repo import Repo
+from .service import Gate
+
+HOST_SERVICE = "meshblock.v1.HostService"
+_HOST_ID = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$")
+
+
+def host_id(field: str, value: str) -> str:
+    if not _HOST_ID.match(value or ""):
+        raise InvalidArgument(field, f"{value!r} is not a valid host id: 1-253 letters, digits, '.', '_', '-', "
+                                     "starting and ending with a letter or digit")
+    return value
+
+
+def host_pb(h: Host) -> pb.Host:
+    return pb.Host(id=h.id, host_nqn=h.host_nqn, labels=h.labels, registered_at=h.registered_at)
+
+
+class HostServicer(pb_grpc.HostServiceServicer):
+    def __init__(self, repo: Repo, gate: Gate):
+        self.repo = repo
+        self.gate = gate
+
+    @rpc_method(HOST_SERVICE)
+    async def RegisterHost(self, request: pb.RegisterHostRequest, context) -> pb.Host:
+        self.gate.check(settled=False)
+        hid = host_id("id", request.id)
+        nqn = validate.host_nqn("host_nqn", request.host_nqn)
+        labels = validate.labels("labels", dict(request.labels))
+        for _ in range(20):
+            cur = await self.repo.get(Host, hid)
+            if cur is not None and cur.host_nqn == nqn and cur.labels == labels:
+                return host_pb(cur)
+            h = Host(id=hid, host_nqn=nqn, labels=labels, registered_at=now())
+            try:
+                if cur is None:
+                    await self.repo.commit(create=[h])
+                else:
+                    h.revision = cur.revision
+                    await self.repo.commit(put=[h])
+            except (Conflict, NameTaken):
+                continue
+            return host_pb(h)
+        raise FailedPrecondition(f"host {hid!r} kept changing; try again")
+
+    @rpc_method(HOST_SERVICE)
+    async def GetHost(self, request: pb.GetHostRequest, context) -> pb.Host:
+        self.gate.check(settled=False)
+        h = await self.repo.get(Host, host_id("id", request.id))
+        if h is None:
+            raise NotFound(f"host {request.id!r} is not registered")
+        return host_pb(h)
+
+    @rpc_method(HOST_SERVICE)
+    async def ListHosts(self, request: pb.ListHostsRequest, context) -> pb.ListHostsReply:
+        self.gate.check(settled=False)
+        return pb.ListHostsReply(hosts=[host_pb(h) for h in await self.repo.list(Host)])
+
+    @rpc_method(HOST_SERVICE)
+    async def DeleteHost(self, request: pb.DeleteHostRequest, context) -> pb.DeleteHostReply:
+        self.gate.check(settled=False)
+        h = await self.repo.get(Host, host_id("id", request.id))
+        if h is None:
+            return pb.DeleteHostReply(existed=False)
+        await self.repo.commit(delete=[h])
+        return pb.DeleteHostReply(existed=True)

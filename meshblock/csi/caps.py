@@ -1,0 +1,133 @@
+"""What the driver accepts: volume capabilities, StorageClass parameters, capacity ranges."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Iterable
+
+from ..errors import InvalidArgument, OutOfRange
+from ..proto.csi.v1 import csi_pb2 as csi
+
+Mode = csi.VolumeCapability.AccessMode.Mode
+GiB = 1 << 30
+GRANULARITY = 4 << 20           # volumes are sized in whole pool clusters
+DEFAULT_SIZE = 1 * GiB
+FS_TYPES = ("ext4", "xfs")
+DEFAULT_FS = "ext4"
+
+SINGLE_NODE_MODES = {Mode.SINGLE_NODE_WRITER, Mode.SINGLE_NODE_READER_ONLY, Mode.SINGLE_NODE_SINGLE_WRITER,
+                     Mode.SINGLE_NODE_MULTI_WRITER}
+READ_ONLY_MODES = {Mode.SINGLE_NODE_READER_ONLY, Mode.MULTI_NODE_READER_ONLY}
+# several nodes writing one file system would corrupt it: multi-node writers only for raw block
+BLOCK_ONLY_MODES = {Mode.MULTI_NODE_SINGLE_WRITER, Mode.MULTI_NODE_MULTI_WRITER}
+
+# StorageClass parameters the driver understands; keys under csi.storage.k8s.io/ belong to the
+# Kubernetes sidecars and are ignored.
+PARAMETERS = {"replicas", "spread"}
+MUTABLE_PARAMETERS = {"replicas"}
+SIDECAR_PREFIX = "csi.storage.k8s.io/"
+
+_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def object_name(csi_name: str) -> str:
+    """The admin-API name of a CSI object name: itself when it is a valid meshblock name, else a digest
+    (CSI names are free-form up to 128 characters; the mapping is stable, so retries find the object)."""
+    if _NAME_OK.match(csi_name):
+        return csi_name
+    return "csi-" + hashlib.sha256(csi_name.encode()).hexdigest()[:48]
+
+
+def check_capability(cap: csi.VolumeCapability, field: str = "volume_capabilities") -> str | None:
+    """Raise InvalidArgument for a capability this driver cannot serve; return a reason string for one
+    that is well-formed but unsupported when ``field`` is empty (ValidateVolumeCapabilities)."""
+    kind = cap.WhichOneof("access_type")
+    if kind is None:
+        raise InvalidArgument(field, "access_type (block or mount) is required")
+    if not cap.HasField("access_mode") or cap.access_mode.mode == Mode.UNKNOWN:
+        raise InvalidArgument(field, "access_mode is required")
+    mode = cap.access_mode.mode
+    if mode not in Mode.values():
+        raise InvalidArgument(field, f"unknown access mode {mode}")
+    if kind == "mount":
+        fs = cap.mount.fs_type
+        if fs and fs not in FS_TYPES:
+            return f"file system {fs!r} is not supported (supported: {', '.join(FS_TYPES)})"
+        if mode in BLOCK_ONLY_MODES:
+            return f"access mode {Mode.Name(mode)} needs volumeMode Block: one file system cannot be written " \
+                   "from several nodes"
+    return None
+
+
+def require_capabilities(caps: Iterable[csi.VolumeCapability], field: str = "volume_capabilities") -> None:
+    caps = list(caps)
+    if not caps:
+        raise InvalidArgument(field, "at least one volume capability is required")
+    for cap in caps:
+        problem = check_capability(cap, field)
+        if problem:
+            raise InvalidArgument(field, problem)
+
+
+def is_block(caps: Iterable[csi.VolumeCapability]) -> bool:
+    return any(c.WhichOneof("access_type") == "block" for c in caps)
+
+
+def single_node(caps: Iterable[csi.VolumeCapability]) -> bool:
+    return all(c.access_mode.mode in SINGLE_NODE_MODES for c in caps)
+
+
+def size_for(cr: csi.CapacityRange | None) -> int:
+    """The size a CreateVolume request gets: at least required_bytes, rounded up to the pool's
+    granularity, never above limit_bytes."""
+    required = cr.required_bytes if cr else 0
+    limit = cr.limit_bytes if cr else 0
+    if required < 0 or limit < 0:
+        raise InvalidArgument("capacity_range", "sizes cannot be negative")
+    if limit and required > limit:
+        raise OutOfRange(f"capacity_range: required_bytes {required} is larger than limit_bytes {limit}")
+    size = required or (min(DEFAULT_SIZE, limit) if limit else DEFAULT_SIZE)
+    size = -(-size // GRANULARITY) * GRANULARITY
+    if limit and size > limit:
+        raise OutOfRange(f"capacity_range: volumes are sized in multiples of {GRANULARITY >> 20} MiB; no such "
+                         f"size lies between {required} and {limit} bytes")
+    return size
+
+
+def fits(size: int, cr: csi.CapacityRange | None) -> bool:
+    if cr is None:
+        return True
+    return size >= cr.required_bytes and (not cr.limit_bytes or size <= cr.limit_bytes)
+
+
+@dataclass(frozen=True)
+class VolumeParams:
+    replicas: int = 1
+    spread: str = ""
+
+
+def parse_parameters(params: dict[str, str], mutable: dict[str, str] | None = None,
+                     field: str = "parameters") -> VolumeParams:
+    replicas, spread = 1, ""
+    for key, value in {**params, **(mutable or {})}.items():
+        if key.startswith(SIDECAR_PREFIX):
+            continue
+        if key not in PARAMETERS:
+            raise InvalidArgument(field, f"unknown parameter {key!r} (known: {', '.join(sorted(PARAMETERS))})")
+        if key == "replicas":
+            replicas = parse_replicas(value, field)
+        elif key == "spread":
+            spread = value
+    return VolumeParams(replicas=replicas, spread=spread)
+
+
+def parse_replicas(value: str, field: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise InvalidArgument(field, f"replicas: {value!r} is not a number") from None
+    if not 1 <= n <= 5:
+        raise InvalidArgument(field, f"replicas: {n} is not between 1 and 5")
+    return n

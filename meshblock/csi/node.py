@@ -1,0 +1,273 @@
+"""CSI Node service: attach a volume over NVMe/TCP (every path), make and mount its file system at
+the staging path, bind it into pods; undo exactly that. Calls for one volume run one at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from ..errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from ..proto.csi.v1 import csi_pb2 as csi
+from ..proto.csi.v1 import csi_pb2_grpc as csi_grpc
+from ..proto.meshblock.v1 import admin_pb2 as admin
+from . import TOPOLOGY_NODE_KEY, caps
+from .admin import AdminClient, csi_method
+from .host import fs, nvme
+from .host.nvme import NvmePath
+
+log = logging.getLogger(__name__)
+SERVICE = "csi.v1.Node"
+NRPC = csi.NodeServiceCapability.RPC
+CAPABILITIES = (NRPC.STAGE_UNSTAGE_VOLUME, NRPC.GET_VOLUME_STATS, NRPC.EXPAND_VOLUME, NRPC.VOLUME_CONDITION,
+                NRPC.SINGLE_NODE_MULTI_WRITER)
+
+
+@dataclass
+class NodeConfig:
+    node_id: str
+    host_nqn: str
+    max_volumes: int = 0
+    labels: dict[str, str] | None = None
+
+
+def _required(field: str, value: str) -> str:
+    if not value:
+        raise InvalidArgument(field, "required")
+    return value
+
+
+def _cap(request, field: str = "volume_capability") -> csi.VolumeCapability:
+    if not request.HasField(field):
+        raise InvalidArgument(field, "required")
+    cap = getattr(request, field)
+    caps.require_capabilities([cap], field)
+    return cap
+
+
+class NodeServicer(csi_grpc.NodeServicer):
+    def __init__(self, cfg: NodeConfig, admin_client: AdminClient | None):
+        self.cfg = cfg
+        self.admin = admin_client
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _lock(self, volume_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(volume_id, asyncio.Lock())
+
+    async def _paths(self, volume_id: str, ctx: dict[str, str]) -> tuple[str, list[NvmePath]]:
+        """The volume's subsystem and paths: fresh from the controller when it answers (a head may
+        have moved since ControllerPublish), else from the publish context."""
+        if self.admin is not None:
+            try:
+                info = await self.admin.volumes.GetConnectInfo(admin.GetConnectInfoRequest(
+                    ref=volume_id, host_nqn=self.cfg.host_nqn), timeout=15)
+                return info.subnqn, [NvmePath(p.transport, p.traddr, p.trsvcid) for p in info.paths]
+            except grpc.aio.AioRpcError as e:
+                if e.code() == grpc.StatusCode.NOT_FOUND:
+                    raise NotFound(f"volume {volume_id} does not exist") from None
+                log.warning("controller unreachable for connect info of %s (%s); using the publish context",
+                            volume_id, e.details())
+        nqn = ctx.get("nqn", "")
+        if not nqn or not ctx.get("paths"):
+            raise FailedPrecondition(f"volume {volume_id} has no publish context (is it published to this node?)")
+        try:
+            return nqn, [NvmePath.parse(p) for p in ctx["paths"].split(",") if p]
+        except ValueError as e:
+            raise InvalidArgument("publish_context", str(e)) from None
+
+    async def _attach(self, volume_id: str, ctx: dict[str, str]) -> str:
+        nqn, paths = await self._paths(volume_id, ctx)
+        if not paths:
+            raise Unavailable(f"volume {volume_id} has no path to connect to yet")
+        errors = []
+        for p in paths:
+            try:
+                if await nvme.connect(nqn, p, self.cfg.host_nqn):
+                    log.info("connected volume_id=%s nqn=%s path=%s:%s", volume_id, nqn, p.traddr, p.trsvcid)
+            except ConnectionError as e:
+                errors.append(str(e))
+        if len(errors) == len(paths):
+            raise Unavailable("; ".join(errors))
+        ns_uuid = ctx.get("namespaceUUID") or volume_id
+        try:
+            return await nvme.find_device(ns_uuid)
+        except TimeoutError as e:
+            raise Unavailable(str(e)) from None
+
+    # --- stage / unstage ------------------------------------------------------------------------
+    @csi_method(SERVICE)
+    async def NodeStageVolume(self, request: csi.NodeStageVolumeRequest, context) -> csi.NodeStageVolumeResponse:
+        vid = _required("volume_id", request.volume_id)
+        staging = _required("staging_target_path", request.staging_target_path)
+        cap = _cap(request)
+        async with self._lock(vid):
+            device = await self._attach(vid, dict(request.publish_context))
+            if cap.WhichOneof("access_type") == "block":
+                return csi.NodeStageVolumeResponse()
+            os.makedirs(staging, exist_ok=True)
+            current = await asyncio.to_thread(fs.mounts_at, staging)
+            if current:
+                if current[-1].major_minor != await asyncio.to_thread(fs.major_minor, device):
+                    raise FailedPrecondition(f"{staging} is already a mount of another device "
+                                             f"({current[-1].source})")
+                return csi.NodeStageVolumeResponse()
+            want = cap.mount.fs_type or caps.DEFAULT_FS
+            found = await fs.probe(device)
+            if found is None:
+                log.info("making %s on %s volume_id=%s", want, device, vid)
+                await fs.mkfs(device, want)
+                found = want
+            elif found not in caps.FS_TYPES:
+                raise FailedPrecondition(f"volume {vid} holds {found}, not a file system this driver mounts")
+            await fs.mount(device, staging, fstype=found, options=list(cap.mount.mount_flags))
+            log.info("staged volume_id=%s device=%s fs=%s at %s", vid, device, found, staging)
+        return csi.NodeStageVolumeResponse()
+
+    @csi_method(SERVICE)
+    async def NodeUnstageVolume(self, request: csi.NodeUnstageVolumeRequest,
+                                context) -> csi.NodeUnstageVolumeResponse:
+        vid = _required("volume_id", request.volume_id)
+        staging = _required("staging_target_path", request.staging_target_path)
+        async with self._lock(vid):
+            await fs.umount(staging)
+            nqn = await asyncio.to_thread(nvme.subsystem_of_namespace, vid)
+            if nqn:
+                try:
+                    device = await nvme.find_device(vid, timeout=0)
+                    users = await asyncio.to_thread(fs.users_of, device)
+                except (TimeoutError, OSError):
+                    users = []
+                if users:
+                    raise FailedPrecondition(f"volume {vid} is still mounted at {', '.join(m.target for m in users)}")
+                await nvme.disconnect(nqn)
+                log.info("unstaged volume_id=%s; disconnected %s", vid, nqn)
+        return csi.NodeUnstageVolumeResponse()
+
+    # --- publish / unpublish --------------------------------------------------------------------
+    @csi_method(SERVICE)
+    async def NodePublishVolume(self, request: csi.NodePublishVolumeRequest,
+                                context) -> csi.NodePublishVolumeResponse:
+        vid = _required("volume_id", request.volume_id)
+        target = _required("target_path", request.target_path)
+        staging = _required("staging_target_path", request.staging_target_path)
+        cap = _cap(request)
+        readonly = request.readonly or cap.access_mode.mode in caps.READ_ONLY_MODES
+        async with self._lock(vid):
+            if cap.WhichOneof("access_type") == "block":
+                device = await self._block_device(vid)
+                Path(target).parent.mkdir(parents=True, exist_ok=True)
+                if not os.path.exists(target):
+                    Path(target).touch()
+                if await asyncio.to_thread(fs.mounts_at, target):
+                    return csi.NodePublishVolumeResponse()
+                await fs.bind(device, target, readonly=readonly)
+            else:
+                if not await asyncio.to_thread(fs.mounts_at, staging):
+                    raise FailedPrecondition(f"volume {vid} is not staged at {staging}")
+                os.makedirs(target, exist_ok=True)
+                if await asyncio.to_thread(fs.mounts_at, target):
+                    return csi.NodePublishVolumeResponse()
+                await fs.bind(staging, target, readonly=readonly, options=list(cap.mount.mount_flags))
+            log.info("published volume_id=%s at %s readonly=%s", vid, target, readonly)
+        return csi.NodePublishVolumeResponse()
+
+    async def _block_device(self, vid: str) -> str:
+        try:
+            return await nvme.find_device(vid, timeout=5)
+        except TimeoutError:
+            raise FailedPrecondition(f"volume {vid} is not staged on this node (no NVMe namespace)") from None
+
+    @csi_method(SERVICE)
+    async def NodeUnpublishVolume(self, request: csi.NodeUnpublishVolumeRequest,
+                                  context) -> csi.NodeUnpublishVolumeResponse:
+        vid = _required("volume_id", request.volume_id)
+        target = _required("target_path", request.target_path)
+        async with self._lock(vid):
+            await fs.umount(target)
+            p = Path(target)
+            if p.is_dir():
+                p.rmdir()
+            elif p.exists():
+                p.unlink()
+        return csi.NodeUnpublishVolumeResponse()
+
+    # --- stats and expansion --------------------------------------------------------------------
+    def _condition(self, vid: str) -> csi.VolumeCondition:
+        nqn = nvme.subsystem_of_namespace(vid)
+        if not nqn:
+            return csi.VolumeCondition(abnormal=True, message="the volume's NVMe subsystem is not connected")
+        states = nvme.controller_states(nqn)
+        live = sum(1 for s in states if s == "live")
+        if not live:
+            return csi.VolumeCondition(abnormal=True, message=f"no live path ({', '.join(states) or 'none'})")
+        return csi.VolumeCondition(abnormal=False, message=f"{live} of {len(states)} path(s) live")
+
+    @csi_method(SERVICE)
+    async def NodeGetVolumeStats(self, request: csi.NodeGetVolumeStatsRequest,
+                                 context) -> csi.NodeGetVolumeStatsResponse:
+        vid = _required("volume_id", request.volume_id)
+        path = _required("volume_path", request.volume_path)
+        if not os.path.exists(path):
+            raise NotFound(f"{path} does not exist")
+        cond = await asyncio.to_thread(self._condition, vid)
+        Usage = csi.VolumeUsage
+        mounted = await asyncio.to_thread(fs.mounts_at, path)
+        if os.path.isdir(path):
+            if not mounted:
+                raise NotFound(f"{path} is not a mount of volume {vid}")
+            st = await asyncio.to_thread(os.statvfs, path)
+            usage = [Usage(unit=Usage.BYTES, total=st.f_blocks * st.f_frsize, available=st.f_bavail * st.f_frsize,
+                           used=(st.f_blocks - st.f_bfree) * st.f_frsize),
+                     Usage(unit=Usage.INODES, total=st.f_files, available=st.f_favail, used=st.f_files - st.f_ffree)]
+        else:
+            device = await self._block_device(vid)
+            usage = [Usage(unit=Usage.BYTES, total=await asyncio.to_thread(fs.device_size, device))]
+        return csi.NodeGetVolumeStatsResponse(usage=usage, volume_condition=cond)
+
+    @csi_method(SERVICE)
+    async def NodeExpandVolume(self, request: csi.NodeExpandVolumeRequest, context) -> csi.NodeExpandVolumeResponse:
+        vid = _required("volume_id", request.volume_id)
+        path = _required("volume_path", request.volume_path)
+        if not os.path.exists(path):
+            raise NotFound(f"{path} does not exist")
+        if request.HasField("volume_capability"):
+            caps.require_capabilities([request.volume_capability], "volume_capability")
+        want = request.capacity_range.required_bytes if request.HasField("capacity_range") else 0
+        async with self._lock(vid):
+            nqn = await asyncio.to_thread(nvme.subsystem_of_namespace, vid)
+            if not nqn:
+                raise NotFound(f"volume {vid} is not attached to this node")
+            device = await nvme.find_device(vid, timeout=5)
+            for _ in range(50):
+                if not want or await asyncio.to_thread(fs.device_size, device) >= want:
+                    break
+                await nvme.rescan(nqn)
+                await asyncio.sleep(0.2)
+            size = await asyncio.to_thread(fs.device_size, device)
+            if want and size < want:
+                raise Unavailable(f"the device still has {size} bytes, not {want}; the volume may not be "
+                                  "expanded yet")
+            block = (request.HasField("volume_capability") and request.volume_capability.WhichOneof("access_type")
+                     == "block") or not os.path.isdir(path)
+            if not block:
+                mounted = await asyncio.to_thread(fs.mounts_at, path)
+                if not mounted:
+                    raise NotFound(f"{path} is not a mount of volume {vid}")
+                await fs.grow(device, path, mounted[-1].fstype)
+        return csi.NodeExpandVolumeResponse(capacity_bytes=size)
+
+    # --- info -----------------------------------------------------------------------------------
+    @csi_method(SERVICE)
+    async def NodeGetCapabilities(self, request, context) -> csi.NodeGetCapabilitiesResponse:
+        return csi.NodeGetCapabilitiesResponse(capabilities=[
+            csi.NodeServiceCapability(rpc=NRPC(type=t)) for t in CAPABILITIES])
+
+    @csi_method(SERVICE)
+    async def NodeGetInfo(self, request, context) -> csi.NodeGetInfoResponse:
+        return csi.NodeGetInfoResponse(node_id=self.cfg.node_id, max_volumes_per_node=self.cfg.max_volumes,
+                                       accessible_topology=csi.Topology(segments={TOPOLOGY_NODE_KEY:
+                                                                                  self.cfg.node_id}))
