@@ -485,19 +485,21 @@ def volume_connect(inv: Invocation, name: str, host_nqn: str) -> None:
               help="Size of the clone (default: the source's; may be larger).")
 @click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", callback=_parse_labels,
               help="A label on the new volume (repeatable).")
+@click.option("--replicas", type=click.IntRange(1, 5), default=1, show_default=True,
+              help="Replicas of the clone; the others are rebuilt from the first, on the snapshot's node.")
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Wait until the new volume is available (or degraded).")
 @timeout_option("120s")
 @admin_options
 def volume_clone(inv: Invocation, name: str, snapshot: str | None, source: str | None, size: int | None,
-                 labels: dict[str, str], wait: bool, timeout: float) -> None:
+                 labels: dict[str, str], replicas: int, wait: bool, timeout: float) -> None:
     """Create volume NAME from a snapshot or from another volume."""
     if bool(snapshot) == bool(source):
         raise click.UsageError("give exactly one of --from-snapshot and --from-volume")
     with inv.client() as c:
         v = c.volumes.CloneVolume(pb.CloneVolumeRequest(name=name, source_snapshot_ref=snapshot or "",
                                                         source_volume_ref=source or "", size_bytes=size or 0,
-                                                        labels=labels))
+                                                        labels=labels, replicas=replicas))
         if wait:
             v = wait_for_volume(c, v, timeout, "cloning")
     show_volume(inv, v)

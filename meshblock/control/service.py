@@ -235,7 +235,8 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
                                                          "source_volume_ref")
         spec = VolumeSpec(name=validate.name("name", request.name),
                           size_bytes=validate.size("size_bytes", request.size_bytes, CLUSTER_GRANULARITY)
-                          if request.size_bytes else 0, replicas=1, spread="",
+                          if request.size_bytes else 0, replicas=validate.replicas("replicas", request.replicas),
+                          spread=request.spread,
                           labels=validate.labels("labels", dict(request.labels)))
         v = await self.mgr.clone(spec, snapshot_ref=request.source_snapshot_ref, volume_ref=request.source_volume_ref)
         return await self._pb(v)

@@ -85,12 +85,10 @@ class VolumeManager:
                 raise AlreadyExists(f"volume {spec.name!r} exists with different parameters (size "
                                     f"{existing.size_bytes}, replicas {existing.replicas}, spread {existing.spread!r})")
             return existing
-        if spec.replicas > 1 and source is not None:
-            raise FailedPrecondition("clones have one replica in this version: an lvol clone lives on its "
-                                     "snapshot's node")
         vid = str(uuid.uuid4())
         if source is not None:
-            # a clone lives where its snapshot is: lvol clones share the snapshot's blocks
+            # a clone lives where its snapshot is: lvol clones share the snapshot's blocks; a replicated
+            # clone gets its other replicas from the reconciler, rebuilt from this one
             node_ids = list(source.parts)[:1]
             if not node_ids:
                 raise FailedPrecondition(f"snapshot {source.name!r} is not ready")

@@ -155,9 +155,6 @@ class ControllerServicer(csi_grpc.ControllerServicer):
             raise AlreadyExists(f"volume {csi_name!r} exists with other parameters: {'; '.join(problems)}")
 
     async def _clone(self, name: str, size: int, params: caps.VolumeParams, src, kind) -> admin.Volume:
-        if params.replicas != 1:
-            raise InvalidArgument("parameters", "volumes made from a snapshot or a volume have one replica "
-                                                "(they share blocks with their source); use replicas: \"1\"")
         if kind == "snapshot":
             sid = src.snapshot.snapshot_id
             snap = await self.snapshots.find(sid)
@@ -166,13 +163,15 @@ class ControllerServicer(csi_grpc.ControllerServicer):
             if snap.size_bytes > size:
                 raise InvalidArgument("capacity_range", f"the snapshot holds {snap.size_bytes} bytes, more than "
                                                         f"the {size} asked for")
-            req = admin.CloneVolumeRequest(name=name, source_snapshot_ref=snap.id, size_bytes=size)
+            req = admin.CloneVolumeRequest(name=name, source_snapshot_ref=snap.id, size_bytes=size,
+                                            replicas=params.replicas, spread=params.spread)
         else:
             source = await self._get(src.volume.volume_id, "volume_content_source")
             if source.size_bytes > size:
                 raise InvalidArgument("capacity_range", f"the source volume holds {source.size_bytes} bytes, "
                                                         f"more than the {size} asked for")
-            req = admin.CloneVolumeRequest(name=name, source_volume_ref=source.id, size_bytes=size)
+            req = admin.CloneVolumeRequest(name=name, source_volume_ref=source.id, size_bytes=size,
+                                            replicas=params.replicas, spread=params.spread)
         return await self._wait_serving(await self.admin.volumes.CloneVolume(req))
 
     @csi_method(SERVICE)

@@ -260,7 +260,7 @@ class DeleteSnapshotReply(_message.Message):
     def __init__(self, existed: _Optional[bool] = ...) -> None: ...
 
 class CloneVolumeRequest(_message.Message):
-    __slots__ = ("name", "source_snapshot_ref", "source_volume_ref", "size_bytes", "labels")
+    __slots__ = ("name", "source_snapshot_ref", "source_volume_ref", "size_bytes", "labels", "replicas", "spread")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -273,12 +273,16 @@ class CloneVolumeRequest(_message.Message):
     SOURCE_VOLUME_REF_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    SPREAD_FIELD_NUMBER: _ClassVar[int]
     name: str
     source_snapshot_ref: str
     source_volume_ref: str
     size_bytes: int
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, name: _Optional[str] = ..., source_snapshot_ref: _Optional[str] = ..., source_volume_ref: _Optional[str] = ..., size_bytes: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    replicas: int
+    spread: str
+    def __init__(self, name: _Optional[str] = ..., source_snapshot_ref: _Optional[str] = ..., source_volume_ref: _Optional[str] = ..., size_bytes: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., replicas: _Optional[int] = ..., spread: _Optional[str] = ...) -> None: ...
 
 class SetReplicasRequest(_message.Message):
     __slots__ = ("ref", "replicas")
