@@ -50,8 +50,8 @@ class Rendered:
         return [o for o in self.objects if o["kind"] == kind]
 
     def one(self, kind: str, component: str | None = None) -> dict[str, Any]:
-        found = [o for o in self.of_kind(kind)
-                 if component is None or o["metadata"].get("labels", {}).get("app.kubernetes.io/component") == component]
+        found = [o for o in self.of_kind(kind) if component is None
+                 or o["metadata"].get("labels", {}).get("app.kubernetes.io/component") == component]
         assert len(found) == 1, f"expected one {kind} {component or ''}, found {[o['metadata']['name'] for o in found]}"
         return found[0]
 
@@ -124,9 +124,9 @@ def mount_at(workload: dict[str, Any], c: dict[str, Any], path: str) -> tuple[di
     best = None
     for m in c.get("volumeMounts", []):
         mp = m["mountPath"].rstrip("/")
-        if path == mp or path.startswith(mp + "/"):
-            if best is None or len(mp) > len(best["mountPath"].rstrip("/")):
-                best = m
+        inside = path == mp or path.startswith(mp + "/")
+        if inside and (best is None or len(mp) > len(best["mountPath"].rstrip("/"))):
+            best = m
     assert best is not None, f"container {c['name']}: nothing is mounted at {path}"
     if best.get("name") in [t.get("metadata", {}).get("name") for t in
                             workload["spec"].get("volumeClaimTemplates", [])]:

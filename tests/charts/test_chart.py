@@ -289,7 +289,7 @@ def test_hugepages_pool_device_and_polling(rendered):
     res = c["resources"]
     assert res["limits"]["hugepages-2Mi"] == res["requests"]["hugepages-2Mi"] == "1Gi"
     assert res["limits"]["memory"] == "3Gi"       # the other defaults stay
-    m, vol = mount_at(ds, c, "/dev/hugepages/x")
+    _, vol = mount_at(ds, c, "/dev/hugepages/x")
     assert vol["emptyDir"]["medium"] == "HugePages-2Mi"
     assert flag(c, "--pool-device") == "/dev/disk/by-id/nvme-pool0"
     assert flag(c, "--polling") == "" and flag(c, "--interrupt-mode") is None
