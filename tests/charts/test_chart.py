@@ -50,6 +50,8 @@ def test_documented_values_pass_the_values_schema(chart, variant):
     ({"agent": {"cpumask": "all"}}, "cpumask"),
     ({"storageClasses": [{"name": "x", "parameters": {"replicas": "three"}}]}, "replicas"),
     ({"storageClasses": [{"name": "x", "parameters": {"csi.storage.k8s.io/fstype": "btrfs"}}]}, "fstype"),
+    ({"storageClasses": [{"name": "x", "parameters": {"replicas": "6"}}]}, "replicas"),
+    ({"storageClasses": [{"name": "x", "parameters": {"copies": "2"}}]}, "copies"),
 ])
 def test_values_schema_rejects_bad_values(chart, bad, where):
     with pytest.raises(helm.HelmValuesError) as ei:
