@@ -73,8 +73,8 @@ async def make_server(listen: str, register: Callable[[grpc.aio.Server], None],
                       serving: bool = True) -> tuple[grpc.aio.Server, health.HealthServicer]:
     """A grpc.aio server with the standard health and reflection services.
 
-    ``listen`` is ``unix:/path`` (made owner-only) or ``host:port``, which needs ``tls``:
-    there is no unauthenticated TCP listener.
+    ``listen`` is one address or several, comma-separated: ``unix:/path`` (made owner-only) or
+    ``host:port``, which needs ``tls``: there is no unauthenticated TCP listener.
     """
     server = grpc.aio.server()
     register(server)
@@ -82,24 +82,27 @@ async def make_server(listen: str, register: Callable[[grpc.aio.Server], None],
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = list(service_names)
     reflection.enable_server_reflection(names + [health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    if listen.startswith("unix:"):
-        path = Path(listen[len("unix:"):])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():
-            path.unlink()
-        old = os.umask(0o177)
-        try:
-            server.add_insecure_port(listen)
-        finally:
-            os.umask(old)
-    elif tls is not None:
-        server.add_secure_port(listen, tls)
-    else:
-        raise ValueError(f"listen address {listen!r}: TCP needs TLS with client certificates "
-                         "(only unix: sockets are served without TLS)")
+    addresses = [a.strip() for a in listen.split(",") if a.strip()]
+    for address in addresses:
+        if address.startswith("unix:"):
+            path = Path(address[len("unix:"):])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists():
+                path.unlink()
+            old = os.umask(0o177)
+            try:
+                server.add_insecure_port(address)
+            finally:
+                os.umask(old)
+        elif tls is not None:
+            server.add_secure_port(address, tls)
+        else:
+            raise ValueError(f"listen address {address!r}: TCP needs TLS with client certificates "
+                             "(only unix: sockets are served without TLS)")
     await server.start()
-    if listen.startswith("unix:"):
-        os.chmod(listen[len("unix:"):], 0o600)
+    for address in addresses:
+        if address.startswith("unix:"):
+            os.chmod(address[len("unix:"):], 0o600)
     set_serving(health_servicer, names, serving)
     return server, health_servicer
 

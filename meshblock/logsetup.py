@@ -13,3 +13,5 @@ def setup_logging(level: str = "INFO", stream=None, prefix: str = "") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # gRPC's own debug lines (one per event-loop lookup) drown a DEBUG log
+    logging.getLogger("grpc").setLevel(max(logging.INFO, root.level))

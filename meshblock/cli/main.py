@@ -81,8 +81,9 @@ def agent(config_file, name, data_dir, pool_device, pool_size, nvmf_address, nvm
 @click.option("--store", "store_url", default=None,
               help="State store URL: sqlite:///path/state.db (default under MESHBLOCK_HOME) or "
                    "etcd://host:port[,host:port]?prefix=/meshblock.")
-@click.option("--listen", default=None, help="API address: unix:/path (default MESHBLOCK_HOME/controller.sock) or "
-                                             "host:port (needs --tls-cert, --tls-key, --tls-client-ca).")
+@click.option("--listen", default=None, help="API address(es), comma-separated: unix:/path (default "
+                                             "MESHBLOCK_HOME/controller.sock) and/or host:port (needs --tls-cert, "
+                                             "--tls-key, --tls-client-ca).")
 @click.option("--identity", default="", help="Name of this controller in leader elections.")
 @click.option("--node-timeout", type=float, default=5.0, show_default=True,
               help="Seconds without a heartbeat before a node is down.")
@@ -103,7 +104,7 @@ def controller(store_url, listen, identity, node_timeout, overcommit, orphan_gra
     from .local import meshblock_home
 
     home = meshblock_home()
-    if listen and not listen.startswith("unix:"):
+    if listen and any(not a.strip().startswith("unix:") for a in listen.split(",")):
         if not (tls_cert and tls_key and tls_client_ca):
             raise click.UsageError("a TCP --listen needs --tls-cert, --tls-key and --tls-client-ca "
                                    "(there is no unauthenticated TCP listener)")

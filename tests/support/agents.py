@@ -23,14 +23,14 @@ from .backends import Backend, loopback_address
 class AgentProc:
     def __init__(self, backend: Backend, data_dir: Path, name: str = "node", *, pool_size: str = "256MiB",
                  mem_size: int = 512, interrupt_mode: bool = True, address: str | None = None, port: int = 4420,
-                 controller: str = "", labels: dict[str, str] | None = None):
+                 controller: str = "", labels: dict[str, str] | None = None, prefix: tuple[str, ...] = ()):
         self.backend = backend
         self.data_dir = data_dir
         self.name = name
         self.address = address or loopback_address()
         self.port = port
         self.listen = f"unix:{data_dir / 'agent.sock'}"
-        self.argv = [sys.executable, "-m", "meshblock", "agent", "--name", name, "--data-dir", str(data_dir),
+        self.argv = [*prefix, sys.executable, "-m", "meshblock", "agent", "--name", name, "--data-dir", str(data_dir),
                      "--pool-size", pool_size, "--mem-size", str(mem_size), "--nvmf-address", self.address,
                      "--nvmf-port", str(port), "--listen", self.listen,
                      "--interrupt-mode" if interrupt_mode else "--polling", "--log-level", "DEBUG"]

@@ -22,13 +22,14 @@ from .backends import Backend
 class ControllerProc:
     def __init__(self, backend: Backend, data_dir: Path, store_url: str | None = None, identity: str = "c1",
                  env: dict | None = None, node_timeout: float = 3.0, listen: str | None = None,
-                 extra_args: tuple[str, ...] = ()):
+                 extra_args: tuple[str, ...] = (), prefix: tuple[str, ...] = ()):
         self.data_dir = data_dir
-        self.listen = listen or f"unix:{data_dir / 'controller.sock'}"
+        self.listen = f"unix:{data_dir / 'controller.sock'}"   # what the test and the agents use
+        listen = ",".join([self.listen] + ([listen] if listen else []))
         self.store_url = store_url or f"sqlite:///{data_dir / 'state.db'}"
         self.env = dict(backend.env, **(env or {}))
-        self.argv = [sys.executable, "-m", "meshblock", "controller", "--store", self.store_url, "--listen",
-                     self.listen, "--identity", identity, "--node-timeout", str(node_timeout), "--log-level",
+        self.argv = [*prefix, sys.executable, "-m", "meshblock", "controller", "--store", self.store_url, "--listen",
+                     listen, "--identity", identity, "--node-timeout", str(node_timeout), "--log-level",
                      "DEBUG", *extra_args]
         self.proc: subprocess.Popen | None = None
         self.channel: grpc.aio.Channel | None = None
@@ -87,13 +88,19 @@ class ControllerProc:
 
 class Cluster:
     def __init__(self, backend: Backend, root: Path, nodes: int = 3, controller_env: dict | None = None,
-                 controller_args: tuple[str, ...] = ()):
+                 controller_args: tuple[str, ...] = (), *, prefix: tuple[str, ...] = (), address: str | None = None,
+                 first_port: int = 4420, controller_listen: str | None = None, pool_size: str = "1GiB"):
+        """``prefix`` runs every process through it (``ip netns exec NS``); ``address`` puts all nodes'
+        NVMe/TCP listeners on one address (ports from ``first_port``) instead of a loopback address each;
+        ``controller_listen`` adds a TCP listener to the controller's Unix socket."""
         self.backend = backend
         self.root = root
         self.controller = ControllerProc(backend, root / "controller", env=controller_env,
-                                         extra_args=controller_args)
+                                         extra_args=controller_args, prefix=prefix, listen=controller_listen)
         self.agents = [AgentProc(backend, root / f"node-{i}", f"node-{i}", controller=self.controller.listen,
-                                 labels={"zone": f"z{i}"}, pool_size="1GiB") for i in range(1, nodes + 1)]
+                                 labels={"zone": f"z{i}"}, pool_size=pool_size, prefix=prefix, address=address,
+                                 port=first_port + (i - 1 if address else 0))
+                       for i in range(1, nodes + 1)]
 
     async def start(self) -> None:
         self.controller.start()

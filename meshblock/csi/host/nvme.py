@@ -78,6 +78,9 @@ async def connect(nqn: str, path: NvmePath, host_nqn: str, *, ctrl_loss_tmo: int
     have = await asyncio.to_thread(controllers, nqn)
     if any(p == path for p, _ in have.values()):
         return False
+    module = Path(f"/sys/module/nvme_{path.transport}")
+    if not module.exists():
+        await run(["modprobe", f"nvme-{path.transport}"], check=False, timeout=60)
     res = await run(["nvme", "connect", "-t", path.transport, "-a", path.traddr, "-s", path.trsvcid, "-n", nqn,
                      "--hostnqn", host_nqn, "--ctrl-loss-tmo", str(ctrl_loss_tmo),
                      "--reconnect-delay", str(reconnect_delay)], check=False, timeout=60)
