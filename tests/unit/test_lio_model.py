@@ -104,7 +104,7 @@ def test_bad_portals_are_refused(text, field):
 
 
 def spec(**kw) -> ExportSpec:
-    args = dict(iqn=IQN, device=DEV, initiators=[INI_A], chap=CHAP)
+    args = {"iqn": IQN, "device": DEV, "initiators": [INI_A], "chap": CHAP}
     args.update(kw)
     return ExportSpec.build(**args)
 
@@ -118,16 +118,16 @@ def test_spec_normalises_initiators_and_portals():
 
 
 @pytest.mark.parametrize("kw, field", [
-    (dict(initiators=[]), "initiators"),
-    (dict(initiators=["host-b"]), "initiators"),
-    (dict(device="nvme0n1"), "device"),
-    (dict(chap=Chap("u", "short")), "chap.secret"),
-    (dict(chap=Chap("", "long-enough-secret")), "chap.user"),
-    (dict(chap=Chap("u s", "long-enough-secret")), "chap.user"),
-    (dict(chap=Chap("u", "long enough secret")), "chap.secret"),
-    (dict(chap=Chap("u", "x" * 256)), "chap.secret"),
-    (dict(chap=None, mutual_chap=MUTUAL), "mutual_chap"),
-    (dict(mutual_chap=Chap("t", CHAP.secret)), "mutual_chap.secret"),
+    ({"initiators": []}, "initiators"),
+    ({"initiators": ["host-b"]}, "initiators"),
+    ({"device": "nvme0n1"}, "device"),
+    ({"chap": Chap("u", "short")}, "chap.secret"),
+    ({"chap": Chap("", "long-enough-secret")}, "chap.user"),
+    ({"chap": Chap("u s", "long-enough-secret")}, "chap.user"),
+    ({"chap": Chap("u", "long enough secret")}, "chap.secret"),
+    ({"chap": Chap("u", "x" * 256)}, "chap.secret"),
+    ({"chap": None, "mutual_chap": MUTUAL}, "mutual_chap"),
+    ({"mutual_chap": Chap("t", CHAP.secret)}, "mutual_chap.secret"),
 ])
 def test_invalid_specs_name_the_field(kw, field):
     with pytest.raises(InvalidExport) as e:
