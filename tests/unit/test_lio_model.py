@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from pathlib import Path
 
 import pytest
@@ -349,3 +350,22 @@ def test_without_rtslib_the_error_says_which_package_to_install(monkeypatch: pyt
     monkeypatch.setattr(lio, "DISTRO_SITE", "/nonexistent")
     with pytest.raises(LioUnavailable, match="python3-rtslib-fb"):
         lio.import_rtslib()
+
+
+async def test_async_calls_do_their_configfs_io_off_the_event_loop(monkeypatch: pytest.MonkeyPatch):
+    loop_thread = threading.current_thread()
+    seen = []
+
+    def record(name):
+        def call(*args, **kw):
+            seen.append((name, threading.current_thread() is not loop_thread, args, kw))
+            return name
+        return call
+
+    for name in ("export", "unexport", "list_exports"):
+        monkeypatch.setattr(lio, name, record(name))
+    assert await lio.export_async(DEV, IQN, iter([INI_A]), chap=CHAP) == "export"
+    assert await lio.unexport_async(IQN) == "unexport"
+    assert await lio.list_exports_async() == "list_exports"
+    assert seen == [("export", True, (DEV, IQN, [INI_A]), {"chap": CHAP}), ("unexport", True, (IQN,), {}),
+                    ("list_exports", True, (), {})]
