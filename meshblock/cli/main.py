@@ -167,10 +167,11 @@ def down(home) -> None:
     asyncio.run(local.down(local.meshblock_home(home), log=click.echo))
 
 
-from . import admin  # noqa: E402  (admin imports this module's group)
+from . import admin, gateway  # noqa: E402  (admin imports this module's group)
 
 for _group in admin.COMMANDS:  # volume, node, cluster
     cli.add_command(_group)
+cli.add_command(gateway.gateway)
 
 from .csi import csi_command  # noqa: E402
 
