@@ -1,0 +1,72 @@
+"""A cluster (fake or real SPDK) with the CSI plugin process in front of it, on a Unix socket."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import grpc
+import pytest
+
+from meshblock.proto.csi.v1 import csi_pb2_grpc as csi_grpc
+from tests.support.cluster import Cluster
+
+HOST_NQN = "nqn.2014-08.org.nvmexpress:uuid:0f3c1b52-6a1e-4c35-9d7e-2b8c4a6f1e01"
+NODE_ID = "worker-1"
+
+
+class Plugin:
+    def __init__(self, cluster: Cluster, root):
+        self.socket = root / "csi.sock"
+        self.log = root / "csi.log"
+        argv = [sys.executable, "-m", "meshblock", "csi", "--endpoint", f"unix://{self.socket}", "--controller",
+                "--node", "--node-id", NODE_ID, "--host-nqn", HOST_NQN, "--admin-endpoint",
+                cluster.controller.listen, "--log-level", "DEBUG"]
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                         env=cluster.backend.env, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while not self.socket.exists():
+            assert self.proc.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, self.log.read_text()
+            time.sleep(0.05)
+        self.channel = grpc.aio.insecure_channel(f"unix:{self.socket}")
+        self.identity = csi_grpc.IdentityStub(self.channel)
+        self.controller = csi_grpc.ControllerStub(self.channel)
+        self.node = csi_grpc.NodeStub(self.channel)
+
+    async def close(self) -> None:
+        await self.channel.close()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+async def csi_cluster(backend, short_tmp):
+    c = Cluster(backend, short_tmp / "c", nodes=3)
+    plugin = None
+    try:
+        await c.start()
+        plugin = Plugin(c, short_tmp)
+        yield c, plugin
+    finally:
+        if plugin is not None:
+            await plugin.close()
+        await c.stop()
+
+
+def csi_sanity_binary() -> str | None:
+    import shutil
+
+    explicit = os.environ.get("MESHBLOCK_CSI_SANITY")
+    if explicit:
+        return explicit if os.access(explicit, os.X_OK) else None
+    return shutil.which("csi-sanity") or (
+        "/opt/csi-sanity/csi-sanity" if os.access("/opt/csi-sanity/csi-sanity", os.X_OK) else None)
