@@ -118,3 +118,10 @@ def server_tls(cert_file: str, key_file: str, client_ca_file: str) -> grpc.Serve
     return grpc.ssl_server_credentials([(Path(key_file).read_bytes(), Path(cert_file).read_bytes())],
                                        root_certificates=Path(client_ca_file).read_bytes(),
                                        require_client_auth=True)
+
+
+def client_tls(ca_file: str, cert_file: str, key_file: str) -> grpc.ChannelCredentials:
+    """Mutual-TLS client credentials from PEM files."""
+    return grpc.ssl_channel_credentials(root_certificates=Path(ca_file).read_bytes(),
+                                        private_key=Path(key_file).read_bytes(),
+                                        certificate_chain=Path(cert_file).read_bytes())

@@ -43,6 +43,12 @@ class AgentConfig:
     keep_target_on_exit: bool = False
     # controllers to register with (comma-separated endpoints; the leader answers)
     controller: str = ""
+    # mutual TLS for TCP: this node's certificate serves its API and identifies it to the controller;
+    # the CA checks the other side (the controller as client of the API, and as server of registration)
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
+    advertise: str = ""            # the endpoint the controller dials (default: the TCP listen address)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -52,6 +58,9 @@ class AgentConfig:
             self.listen = f"unix:{self.data_dir / 'agent.sock'}"
         if not self.spdk_socket:
             self.spdk_socket = str(self.data_dir / "spdk.sock")
+        if not self.advertise:
+            tcp = [a.strip() for a in self.listen.split(",") if a.strip() and not a.strip().startswith("unix:")]
+            self.advertise = tcp[0] if tcp else self.listen.split(",")[0].strip()
         if not self.head_port:
             self.head_port = self.nvmf_port + 1
 

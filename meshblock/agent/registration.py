@@ -8,6 +8,7 @@ import uuid
 
 import grpc
 
+from ..grpcutil import client_tls
 from ..proto.meshblock.v1 import admin_pb2 as pb
 from ..proto.meshblock.v1 import admin_pb2_grpc as pb_grpc
 from .node import NodeAgent
@@ -32,11 +33,14 @@ async def register_forever(agent: NodeAgent, endpoints: list[str], stop: asyncio
         endpoint = endpoints[i % len(endpoints)]
         i += 1
         try:
-            async with grpc.aio.insecure_channel(endpoint) as ch:
+            creds = None if endpoint.startswith("unix:") or not cfg.tls_cert else \
+                client_tls(cfg.tls_ca, cfg.tls_cert, cfg.tls_key)
+            channel = grpc.aio.secure_channel(endpoint, creds) if creds else grpc.aio.insecure_channel(endpoint)
+            async with channel as ch:
                 stub = pb_grpc.NodeRegistryStub(ch)
                 total, free, healthy = await _capacity(agent)
                 reply = await stub.Register(pb.RegisterRequest(
-                    node_id=agent.node_id, name=cfg.name, endpoint=cfg.listen, host_nqn=cfg.host_nqn,
+                    node_id=agent.node_id, name=cfg.name, endpoint=cfg.advertise, host_nqn=cfg.host_nqn,
                     nvmf_address=cfg.nvmf_address, nvmf_port=cfg.nvmf_port, labels=cfg.labels, total_bytes=total,
                     free_bytes=free, instance_id=instance), timeout=10)
                 interval = max(reply.heartbeat_interval_ms, 100) / 1000

@@ -9,7 +9,7 @@ import signal
 
 from prometheus_client import Gauge, start_http_server
 
-from ..grpcutil import make_server
+from ..grpcutil import client_tls, make_server, server_tls
 from ..proto.meshblock.v1 import agent_pb2_grpc
 from ..spdk import find_spdk
 from .config import AgentConfig
@@ -33,9 +33,10 @@ async def run_agent(config: AgentConfig, *, metrics_port: int = 0, stop: asyncio
     pid_file = config.data_dir / "agent.pid"
     pid_file.write_text(f"{os.getpid()}\n")
     await agent.start()
+    tls = server_tls(config.tls_cert, config.tls_key, config.tls_ca) if config.tls_cert else None
     server, _health = await make_server(
         config.listen, lambda s: agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(agent), s),
-        [SERVICE])
+        [SERVICE], tls=tls)
     if metrics_port:
         start_http_server(metrics_port, addr="127.0.0.1")
     log.info("agent ready node_id=%s name=%s listen=%s nvmf=%s:%d", agent.node_id, config.name, config.listen,

@@ -31,7 +31,8 @@ def cli() -> None:
 @click.option("--pool-size", type=SIZE, default="8GiB", show_default=True, help="Size of a pool file created here.")
 @click.option("--nvmf-address", default="127.0.0.1", show_default=True, help="NVMe/TCP listen address.")
 @click.option("--nvmf-port", type=int, default=4420, show_default=True)
-@click.option("--listen", default="", help="gRPC address, unix:/path (default DATA_DIR/agent.sock).")
+@click.option("--listen", default="", help="gRPC address(es), comma-separated: unix:/path (default "
+                                           "DATA_DIR/agent.sock) and/or host:port (mutual TLS).")
 @click.option("--spdk-socket", default="", help="RPC socket of the SPDK target.")
 @click.option("--spdk-external", is_flag=True, help="Adopt a target someone else runs at --spdk-socket.")
 @click.option("--cpumask", default="0x1", show_default=True, help="Cores of the data target.")
@@ -42,11 +43,16 @@ def cli() -> None:
               help="Let the replica target sleep when idle (AIO pools support it).")
 @click.option("--label", multiple=True, help="Node label key=value (zone, rack, ...).")
 @click.option("--controller", default="", help="Controller endpoint(s) to register with, comma-separated.")
+@click.option("--tls-cert", default="", help="This node's certificate (PEM): serves a TCP --listen and "
+                                              "identifies the node to a controller reached over TCP.")
+@click.option("--tls-key", default="", help="Key of --tls-cert.")
+@click.option("--tls-ca", default="", help="CA that signed the controller's certificates (PEM).")
+@click.option("--advertise", default="", help="Endpoint the controller dials (default: the TCP --listen address).")
 @click.option("--metrics-port", type=int, default=0, help="Serve Prometheus metrics on 127.0.0.1:PORT.")
 @click.option("--log-level", default="INFO", show_default=True)
 def agent(config_file, name, data_dir, pool_device, pool_size, nvmf_address, nvmf_port, listen, spdk_socket,
-          spdk_external, cpumask, head_cpumask, mem_size, interrupt_mode, label, controller, metrics_port,
-          log_level) -> None:
+          spdk_external, cpumask, head_cpumask, mem_size, interrupt_mode, label, controller, tls_cert, tls_key, tls_ca,
+          advertise, metrics_port, log_level) -> None:
     """Run a node agent: its SPDK target, pool, replicas and exports."""
     import socket
 
@@ -69,7 +75,13 @@ def agent(config_file, name, data_dir, pool_device, pool_size, nvmf_address, nvm
         cfg = AgentConfig(name=name or socket.gethostname(), data_dir=data_dir, pool_device=pool_device,
                           pool_size_bytes=pool_size, nvmf_address=nvmf_address, nvmf_port=nvmf_port, listen=listen,
                           spdk_socket=spdk_socket, spdk_external=spdk_external, cpumask=cpumask, head_cpumask=head_cpumask,
-                          mem_size_mb=mem_size, interrupt_mode=interrupt_mode, labels=labels, controller=controller)
+                          mem_size_mb=mem_size, interrupt_mode=interrupt_mode, labels=labels, controller=controller,
+                          tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca, advertise=advertise)
+    tcp = [a for a in cfg.listen.split(",") if a.strip() and not a.strip().startswith("unix:")]
+    remote = [e for e in cfg.controller.split(",") if e.strip() and not e.strip().startswith("unix:")]
+    if (tcp or remote) and not (cfg.tls_cert and cfg.tls_key and cfg.tls_ca):
+        raise click.UsageError("a TCP --listen or --controller needs --tls-cert, --tls-key and --tls-ca "
+                               "(agents and controllers talk over mutual TLS)")
     setup_logging(log_level, prefix=f"node={cfg.name}")
     try:
         asyncio.run(run_agent(cfg, metrics_port=metrics_port))

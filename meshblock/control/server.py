@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from prometheus_client import start_http_server
 
-from ..grpcutil import make_server, server_tls, set_serving
+from ..grpcutil import client_tls, make_server, server_tls, set_serving
 from ..proto.meshblock.v1 import admin_pb2_grpc as pb_grpc
 from ..store import open_leadership, open_store
 from .agents import AgentClients
@@ -64,7 +64,8 @@ async def run_controller(cfg: ControllerConfig, stop: asyncio.Event | None = Non
     await store.open()
     leadership = open_leadership(cfg.store_url, identity, ttl=cfg.leader_ttl)
     repo = Repo(store)
-    agents = AgentClients()
+    # the controller dials agents' TCP APIs with its own certificate as client identity
+    agents = AgentClients(client_tls(cfg.tls_client_ca, cfg.tls_cert, cfg.tls_key) if cfg.tls_cert else None)
     gate = Gate()
     liveness = Liveness(repo, timeout=cfg.node_timeout)
     reconciler = Reconciler(repo, agents, liveness, orphan_grace=cfg.orphan_grace)

@@ -100,3 +100,48 @@ async def test_tcp_needs_a_client_certificate(short_tmp):
                 await pb_grpc.ClusterServiceStub(ch).GetClusterStatus(pb.GetClusterStatusRequest(), timeout=5)
     finally:
         stop(p)
+
+
+async def test_agents_on_other_hosts_join_over_mutual_tls(short_tmp, tmp_path_factory):
+    """Nothing but TCP between controller and agents (as across machines): registration, heartbeats and
+    the controller's calls to the agents all go over mutual TLS, and a volume becomes available."""
+    from tests.support.agents import AgentProc
+    from tests.support.backends import fake_backend
+    from tests.support.cluster import ControllerProc
+
+    backend = fake_backend(tmp_path_factory.mktemp("fakespdk-registry"))
+    pki = make_pki(short_tmp)
+    tls = {"cert": str(pki / "server.pem"), "key": str(pki / "server.key"), "ca": str(pki / "ca.pem")}
+    port = free_port()
+    ctl = ControllerProc(backend, short_tmp / "ctl", listen=f"127.0.0.1:{port}",
+                         extra_args=("--tls-cert", tls["cert"], "--tls-key", tls["key"], "--tls-client-ca", tls["ca"]))
+    agents = []
+    for i in (1, 2):
+        a = AgentProc(backend, short_tmp / f"n{i}", f"n{i}", controller=f"localhost:{port}")
+        agent_port = free_port()
+        a.argv += ["--listen", f"{a.listen},127.0.0.1:{agent_port}", "--advertise", f"localhost:{agent_port}",
+                   "--tls-cert", tls["cert"], "--tls-key", tls["key"], "--tls-ca", tls["ca"]]
+        agents.append(a)
+    try:
+        ctl.start()
+        for a in agents:
+            a.start()
+            await a.wait_healthy()
+        await ctl.wait_nodes(2)
+        vols, nodes, _ = ctl.stubs()
+        listed = await nodes.ListNodes(pb.ListNodesRequest())
+        assert sorted(n.endpoint for n in listed.nodes) == sorted(a.argv[a.argv.index("--advertise") + 1]
+                                                                  for a in agents)
+        v = await vols.CreateVolume(pb.CreateVolumeRequest(name="over-tls", size_bytes=64 << 20, replicas=2))
+        assert v.state == "available" and len(v.replica_status) == 2
+    finally:
+        await ctl.stop()
+        for a in agents:
+            await a.stop()
+            a.kill_targets()
+
+
+def test_agent_refuses_tcp_without_tls(short_tmp):
+    r = subprocess.run([sys.executable, "-m", "meshblock", "agent", "--data-dir", str(short_tmp),
+                        "--listen", "127.0.0.1:7999"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--tls-cert" in r.stderr
