@@ -106,9 +106,12 @@ def agent(config_file, name, data_dir, pool_device, pool_size, nvmf_address, nvm
 @click.option("--tls-cert", default="")
 @click.option("--tls-key", default="")
 @click.option("--tls-client-ca", default="")
+@click.option("--agent-tls-name", default="", help="Name in the agents' certificates, when they share one "
+                                                   "(default: each agent's address is checked).")
 @click.option("--metrics-port", type=int, default=0, help="Serve Prometheus metrics on 127.0.0.1:PORT.")
 @click.option("--log-level", default="INFO", show_default=True)
 def controller(store_url, listen, identity, node_timeout, overcommit, orphan_grace, tls_cert, tls_key, tls_client_ca,
+               agent_tls_name,
                metrics_port, log_level) -> None:
     """Run a controller (one is active; others wait as standbys)."""
     from ..control.server import ControllerConfig, LeadershipLost, run_controller
@@ -124,7 +127,7 @@ def controller(store_url, listen, identity, node_timeout, overcommit, orphan_gra
                            listen=listen or f"unix:{home / 'controller.sock'}", identity=identity,
                            node_timeout=node_timeout, overcommit=overcommit, orphan_grace=orphan_grace,
                            tls_cert=tls_cert, tls_key=tls_key,
-                           tls_client_ca=tls_client_ca, metrics_port=metrics_port)
+                           tls_client_ca=tls_client_ca, metrics_port=metrics_port, agent_tls_name=agent_tls_name)
     if cfg.store_url.startswith("sqlite:///"):
         Path(cfg.store_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     setup_logging(log_level, prefix="controller")

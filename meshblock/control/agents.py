@@ -9,9 +9,11 @@ from ..proto.meshblock.v1 import agent_pb2_grpc
 
 
 class AgentClients:
-    def __init__(self, credentials: grpc.ChannelCredentials | None = None):
+    def __init__(self, credentials: grpc.ChannelCredentials | None = None, tls_name: str = ""):
         self._channels: dict[str, grpc.aio.Channel] = {}
         self.credentials = credentials
+        # agents may share one certificate issued to a name rather than to each node's address
+        self.options = [("grpc.ssl_target_name_override", tls_name)] if tls_name else []
 
     def stub(self, endpoint: str) -> agent_pb2_grpc.AgentServiceStub:
         if not endpoint:
@@ -21,7 +23,7 @@ class AgentClients:
             if endpoint.startswith("unix:") or self.credentials is None:
                 ch = grpc.aio.insecure_channel(endpoint)
             else:
-                ch = grpc.aio.secure_channel(endpoint, self.credentials)
+                ch = grpc.aio.secure_channel(endpoint, self.credentials, options=self.options)
             self._channels[endpoint] = ch
         return agent_pb2_grpc.AgentServiceStub(ch)
 

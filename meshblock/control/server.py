@@ -47,6 +47,7 @@ class ControllerConfig:
     tls_key: str = ""
     tls_client_ca: str = ""
     metrics_port: int = 0
+    agent_tls_name: str = ""       # the name agents' certificates are issued to (default: their address)
     leader_ttl: float = 3.0
 
 
@@ -65,7 +66,8 @@ async def run_controller(cfg: ControllerConfig, stop: asyncio.Event | None = Non
     leadership = open_leadership(cfg.store_url, identity, ttl=cfg.leader_ttl)
     repo = Repo(store)
     # the controller dials agents' TCP APIs with its own certificate as client identity
-    agents = AgentClients(client_tls(cfg.tls_client_ca, cfg.tls_cert, cfg.tls_key) if cfg.tls_cert else None)
+    agents = AgentClients(client_tls(cfg.tls_client_ca, cfg.tls_cert, cfg.tls_key) if cfg.tls_cert else None,
+                          tls_name=cfg.agent_tls_name)
     gate = Gate()
     liveness = Liveness(repo, timeout=cfg.node_timeout)
     reconciler = Reconciler(repo, agents, liveness, orphan_grace=cfg.orphan_grace)

@@ -281,8 +281,14 @@ def test_agent_exports_on_the_node_ip_and_registers_with_the_admin_service(rende
     for wl in (r.workload("csi-controller"), r.workload("csi-node")):
         assert flag(container(wl, "csi-plugin"), "--admin-endpoint") == address
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-    assert ports == {"nvmf": 4420, "nvmf-head": 4421}
+    assert ports == {"api": 7444, "nvmf": 4420, "nvmf-head": 4421}
     assert flag(c, "--nvmf-port") == "4420"
+    # the agent's API is reached across nodes over mutual TLS, with the client certificate that names
+    # the shared agent name the controller checks
+    assert flag(c, "--advertise") == "$(HOST_IP):7444"
+    assert "0.0.0.0:7444" in flag(c, "--listen").split(",")
+    assert flag(c, "--tls-cert").startswith("/etc/meshblock/client-tls/")
+    assert flag(container(r.workload("controller"), "controller"), "--agent-tls-name") == "meshblock-agent"
 
 
 def test_hugepages_pool_device_and_polling(rendered):
