@@ -9,7 +9,7 @@ import signal
 
 from prometheus_client import Gauge, start_http_server
 
-from ..grpcutil import client_tls, make_server, server_tls
+from ..grpcutil import make_server, server_tls
 from ..proto.meshblock.v1 import agent_pb2_grpc
 from ..spdk import find_spdk
 from .config import AgentConfig

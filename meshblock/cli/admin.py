@@ -33,7 +33,7 @@ READY_STATES = ("available", "degraded")
 
 # -- parameter types ---------------------------------------------------------------------------------------
 
-from .types import Size  # noqa: E402
+from .types import Size, parse_labels  # noqa: E402
 
 
 class Duration(click.ParamType):
@@ -56,14 +56,7 @@ SIZE = Size()
 DURATION = Duration()
 
 
-def _parse_labels(ctx: click.Context, param: click.Parameter, items: tuple[str, ...]) -> dict[str, str]:
-    labels: dict[str, str] = {}
-    for item in items:
-        k, sep, v = item.partition("=")
-        if not sep or not k.strip():
-            raise click.BadParameter(f"{item!r} is not key=value", ctx=ctx, param=param)
-        labels[k.strip()] = v.strip()
-    return labels
+
 
 
 # -- options every command takes -----------------------------------------------------------------------------
@@ -294,7 +287,7 @@ def volume() -> None:
               help="Copies of the data.")
 @click.option("--spread", default="", metavar="LABEL",
               help="A node label (zone, rack, ...) no two replicas may share; default: distinct nodes.")
-@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", callback=_parse_labels,
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", callback=parse_labels,
               help="A label on the volume (repeatable).")
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Wait until the volume is available (or degraded).")
@@ -314,7 +307,7 @@ def volume_create(inv: Invocation, name: str, size: int, replicas: int, spread: 
 
 
 @volume.command("list")
-@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", callback=_parse_labels,
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", callback=parse_labels,
               help="Only volumes with this label (repeatable: all must match).")
 @click.option("--state", type=click.Choice(VOLUME_STATES, case_sensitive=False), default=None,
               help="Only volumes in this state.")
@@ -483,7 +476,7 @@ def volume_connect(inv: Invocation, name: str, host_nqn: str) -> None:
 @click.option("--from-volume", "source", metavar="VOLUME", default=None, help="Clone this volume.")
 @click.option("--size", type=SIZE, default=None,
               help="Size of the clone (default: the source's; may be larger).")
-@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", callback=_parse_labels,
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", callback=parse_labels,
               help="A label on the new volume (repeatable).")
 @click.option("--replicas", type=click.IntRange(1, 5), default=1, show_default=True,
               help="Replicas of the clone; the others are rebuilt from the first, on the snapshot's node.")

@@ -7,6 +7,8 @@ import socket
 
 import click
 
+from .types import parse_labels
+
 
 @click.command("csi")
 @click.option("--endpoint", envvar="CSI_ENDPOINT", required=True, show_envvar=True,
@@ -23,7 +25,8 @@ import click
 @click.option("--key", envvar="MESHBLOCK_KEY", default="", show_envvar=True, help="Client key (PEM).")
 @click.option("--max-volumes", type=int, default=0, show_default=True,
               help="Volumes this node may attach (0: no limit).")
-@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Labels registered with this host.")
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", callback=parse_labels,
+              help="Labels registered with this host.")
 @click.option("--log-level", default="INFO", show_default=True)
 def csi_command(endpoint, controller_role, node_role, node_id, host_nqn, admin_endpoint, ca, cert, key, max_volumes,
                 labels, log_level) -> None:
@@ -35,12 +38,7 @@ def csi_command(endpoint, controller_role, node_role, node_id, host_nqn, admin_e
         raise click.UsageError("give --controller, --node or both")
     if controller_role and not admin_endpoint:
         raise click.UsageError("--controller needs --admin-endpoint (the controller's admin API)")
-    parsed = {}
-    for item in labels:
-        k, sep, v = item.partition("=")
-        if not sep or not k:
-            raise click.BadParameter(f"{item!r} is not key=value", param_hint="--label")
-        parsed[k] = v
+    parsed = labels
     cfg = PluginConfig(endpoint=endpoint, controller=controller_role, node=node_role,
                        node_id=node_id or socket.gethostname(), host_nqn=host_nqn or host_nqn_of_machine(),
                        admin_endpoint=admin_endpoint, ca=ca, cert=cert, key=key, max_volumes=max_volumes,

@@ -13,7 +13,7 @@ from .. import __version__
 from ..units import format_size
 
 
-from .types import SIZE  # noqa: E402
+from .types import SIZE, parse_labels  # noqa: E402
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,7 +41,7 @@ def cli() -> None:
 @click.option("--mem-size", type=int, default=1024, show_default=True, help="SPDK memory pool in MB.")
 @click.option("--interrupt-mode/--polling", default=True, show_default=True,
               help="Let the replica target sleep when idle (AIO pools support it).")
-@click.option("--label", multiple=True, help="Node label key=value (zone, rack, ...).")
+@click.option("--label", multiple=True, callback=parse_labels, help="Node label key=value (zone, rack, ...).")
 @click.option("--controller", default="", help="Controller endpoint(s) to register with, comma-separated.")
 @click.option("--tls-cert", default="", help="This node's certificate (PEM): serves a TCP --listen and "
                                               "identifies the node to a controller reached over TCP.")
@@ -66,12 +66,7 @@ def agent(config_file, name, data_dir, pool_device, pool_size, nvmf_address, nvm
     else:
         if data_dir is None:
             raise click.UsageError("--data-dir or --config is required")
-        labels = {}
-        for item in label:
-            k, sep, v = item.partition("=")
-            if not sep or not k:
-                raise click.BadParameter(f"{item!r} is not key=value", param_hint="--label")
-            labels[k] = v
+        labels = label
         cfg = AgentConfig(name=name or socket.gethostname(), data_dir=data_dir, pool_device=pool_device,
                           pool_size_bytes=pool_size, nvmf_address=nvmf_address, nvmf_port=nvmf_port, listen=listen,
                           spdk_socket=spdk_socket, spdk_external=spdk_external, cpumask=cpumask, head_cpumask=head_cpumask,

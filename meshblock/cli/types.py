@@ -22,3 +22,14 @@ class Size(click.ParamType):
 
 
 SIZE = Size()
+
+
+def parse_labels(ctx: click.Context, param: click.Parameter, items: tuple[str, ...]) -> dict[str, str]:
+    """Click callback: repeated KEY=VALUE options into a dict."""
+    labels: dict[str, str] = {}
+    for item in items:
+        k, sep, v = item.partition("=")
+        if not sep or not k.strip():
+            raise click.BadParameter(f"{item!r} is not key=value", ctx=ctx, param=param)
+        labels[k.strip()] = v.strip()
+    return labels

@@ -7,9 +7,7 @@ turned into the host NQN the volume's export must admit.
 
 from __future__ import annotations
 
-import re
-
-from ..errors import FailedPrecondition, InvalidArgument, NotFound
+from ..errors import FailedPrecondition, NotFound
 from ..grpcutil import rpc_method
 from ..model import Host
 from ..model.records import now
@@ -21,14 +19,7 @@ from .repo import Repo
 from .service import Gate
 
 HOST_SERVICE = "meshblock.v1.HostService"
-_HOST_ID = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$")
-
-
-def host_id(field: str, value: str) -> str:
-    if not _HOST_ID.match(value or ""):
-        raise InvalidArgument(field, f"{value!r} is not a valid host id: 1-253 letters, digits, '.', '_', '-', "
-                                     "starting and ending with a letter or digit")
-    return value
+host_id = validate.host_id
 
 
 def host_pb(h: Host) -> pb.Host:

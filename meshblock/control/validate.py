@@ -15,6 +15,17 @@ _LABEL_KEY_RE = re.compile(r"^([a-z0-9.-]{1,253}/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,
 _LABEL_VALUE_RE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$")
 
 
+_HOST_ID_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$")
+
+
+def host_id(field: str, value: str) -> str:
+    """Ids of hosts that attach volumes: Kubernetes node names and the like."""
+    if not _HOST_ID_RE.match(value or ""):
+        raise InvalidArgument(field, f"{value!r} is not a valid host id: 1-253 letters, digits, '.', '_', '-', "
+                                     "starting and ending with a letter or digit")
+    return value
+
+
 def name(field: str, value: str) -> str:
     if not _NAME_RE.match(value or ""):
         raise InvalidArgument(field, f"{value!r} is not a valid name: 1-128 letters, digits, '.', '_', '-', "

@@ -9,6 +9,7 @@ expand, read-only, raw block), and csi-sanity's Node specs run there too when cs
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import time
@@ -72,7 +73,7 @@ async def csi_guest(testbed, short_tmp):
         deadline = time.monotonic() + 180
         while g.run(f"test -S {SOCKET}").rc != 0:
             assert time.monotonic() < deadline, g.run("tail -30 /tmp/csi-plugin.log").stdout
-            time.sleep(1)
+            await asyncio.sleep(1)
         yield g, cluster, pythonpath
     finally:
         g.run("pkill -f 'meshblock csi'; for s in $(ls /sys/class/nvme-subsystem 2>/dev/null); do "
