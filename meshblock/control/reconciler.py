@@ -305,8 +305,8 @@ class Reconciler:
         assert head_node is not None
         # a whole, settled volume whose nodes have not restarted needs no agent calls every pass;
         # it is still re-checked every HEAD_RECHECK seconds (a leg can drop without a restart)
-        key = (self.liveness.instance(head_node.id), v.nqn, tuple(sorted(v.hosts)), v.replicas, v.size_bytes,
-               tuple(sorted((r.id, self.liveness.instance(r.node_id)) for r in active)))
+        key = (self.liveness.instance(head_node.id), v.nqn, v.target_iqn, tuple(sorted(v.hosts)), v.replicas,
+               v.size_bytes, tuple(sorted((r.id, self.liveness.instance(r.node_id)) for r in active)))
         whole = (v.state == VolumeState.AVAILABLE and len(active) == v.replicas
                  and all(r.state == ReplicaState.ONLINE for r in active))
         cached = self._head_ok.get(v.id)
@@ -325,9 +325,7 @@ class Reconciler:
             legs.append(apb.HeadLeg(replica_id=r.id, node_id=node.id, subsystem_nqn=e.nqn, address=e.address,
                                     port=e.port))
         crash_point("replicated.fenced")
-        spec = apb.HeadSpec(volume_id=v.id, nqn=v.nqn, namespace_uuid=v.namespace_uuid, legs=legs,
-                            allowed_host_nqns=sorted(v.hosts), in_sync_replica_ids=sorted(in_sync),
-                            replica_count=max(RAID_SLOTS, len(active)))
+        spec = head_spec(v, legs, in_sync_replica_ids=sorted(in_sync), replica_count=max(RAID_SLOTS, len(active)))
         try:
             st = await self._stub(head_node).EnsureHead(spec, timeout=self.call_timeout)
         except grpc.aio.AioRpcError as e:
@@ -438,11 +436,18 @@ class Reconciler:
 
     async def _converge_head(self, v: Volume, r: Replica, node: Node) -> bool:
         inst = self.liveness.instance(node.id) or ""
-        key = (inst, v.nqn, v.namespace_uuid, tuple(sorted(v.hosts)), r.id)
+        key = (inst, v.nqn, v.target_iqn, v.namespace_uuid, tuple(sorted(v.hosts)), r.id)
         if self._head_ok.get(v.id) == key and v.head_node_id == node.id:
             return True
-        spec = apb.HeadSpec(volume_id=v.id, nqn=v.nqn, namespace_uuid=v.namespace_uuid,
-                            legs=[apb.HeadLeg(replica_id=r.id, node_id=node.id)], allowed_host_nqns=sorted(v.hosts))
+        if v.protocol == "iscsi":
+            # iSCSI is served by the node's polling head target, which reaches the replica in the
+            # (sleeping) data target over NVMe/TCP on the node's own address
+            e = await self._stub(node).ExportReplica(apb.ExportReplicaRequest(
+                replica_id=r.id, allowed_host_nqns=[node.host_nqn]), timeout=self.call_timeout)
+            leg = apb.HeadLeg(replica_id=r.id, node_id=node.id, subsystem_nqn=e.nqn, address=e.address, port=e.port)
+            spec = head_spec(v, [leg], in_sync_replica_ids=[r.id], replica_count=1)
+        else:
+            spec = head_spec(v, [apb.HeadLeg(replica_id=r.id, node_id=node.id)])
         st = await self._stub(node).EnsureHead(spec, timeout=self.call_timeout)
         crash_point("create.exported")
         self._head_ok[v.id] = key
@@ -535,6 +540,17 @@ class Reconciler:
                         self._orphans.pop(key, None)
                     except grpc.aio.AioRpcError as e:
                         log.warning("orphan %s not deleted: %s", rep.replica_id, e.details())
+
+
+def head_spec(v: Volume, legs: list, **kw) -> apb.HeadSpec:
+    """What a head node is told about a volume: its legs and how (and to whom) it is exported."""
+    if v.protocol == "iscsi":
+        return apb.HeadSpec(volume_id=v.id, namespace_uuid=v.namespace_uuid, legs=legs, protocol="iscsi",
+                            iscsi=apb.IscsiExport(target_iqn=v.target_iqn, initiators=sorted(v.hosts),
+                                                  netmasks=v.iscsi_netmasks, chap_user=v.chap_user,
+                                                  chap_secret=v.chap_secret), **kw)
+    return apb.HeadSpec(volume_id=v.id, nqn=v.nqn, namespace_uuid=v.namespace_uuid, legs=legs,
+                        allowed_host_nqns=sorted(v.hosts), **kw)
 
 
 INTERNAL_SNAPSHOT_PREFIX = "clone-source-"
