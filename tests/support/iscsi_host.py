@@ -4,7 +4,8 @@
 ``libiscsi-bin`` package. It ships no tool that writes data of one's choosing (there is no
 ``iscsi-dd`` in it), so blocks are written and read back through the same library those
 tools use (``libiscsi.so.7``), called with ctypes in a worker thread: login with the given
-initiator name (and CHAP credentials), WRITE(16) and READ(16) of LUN 0.
+initiator name (and CHAP credentials), WRITE(16) and READ(16) of LUN 0 in its logical block
+size (from ``iscsi-readcapacity16``).
 """
 
 from __future__ import annotations
@@ -52,6 +53,15 @@ async def tool(*argv: str, timeout: float = 60.0) -> Result:
         out, _ = await p.communicate()
         return Result(-9, out.decode(errors="replace") + "\n(timed out)")
     return Result(p.returncode or 0, out.decode(errors="replace"))
+
+
+async def capacity(portal: str, target: str, initiator: str, **chap: str) -> tuple[int, int]:
+    """(size in bytes, logical block size) of LUN 0, from iscsi-readcapacity16."""
+    r = await tool("iscsi-readcapacity16", "-i", initiator, url(portal, target, **chap))
+    if r.returncode != 0:
+        raise IscsiError(f"iscsi-readcapacity16 failed: {r.output}")
+    fields = dict(line.split(":", 1) for line in r.output.splitlines() if ":" in line)
+    return int(fields["Total size"]), int(fields["LOGICAL BLOCK LENGTH IN BYTES"])
 
 
 _LIB: ctypes.CDLL | None = None
@@ -161,6 +171,10 @@ class Session:
 
 
 async def write(portal: str, target: str, initiator: str, offset: int, data: bytes, **kw) -> None:
+    if "block_size" not in kw:
+        kw["block_size"] = (await capacity(portal, target, initiator, user=kw.get("user", ""),
+                                           secret=kw.get("secret", "")))[1]
+
     def run() -> None:
         s = Session(portal, target, initiator, **kw)
         try:
@@ -171,6 +185,10 @@ async def write(portal: str, target: str, initiator: str, offset: int, data: byt
 
 
 async def read(portal: str, target: str, initiator: str, offset: int, length: int, **kw) -> bytes:
+    if "block_size" not in kw:
+        kw["block_size"] = (await capacity(portal, target, initiator, user=kw.get("user", ""),
+                                           secret=kw.get("secret", "")))[1]
+
     def run() -> bytes:
         s = Session(portal, target, initiator, **kw)
         try:
