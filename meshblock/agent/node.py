@@ -418,6 +418,9 @@ class NodeAgent:
                 removed = await self.iscsi.remove(target_iqn) or removed
             if self.head_rpc is not None and head is not None and not head.direct:
                 await RaidComposer(self.head_rpc, self.config.host_nqn).remove(volume_id, self._legs(head))
+            elif self.head_rpc is not None and head is None:
+                # told after an agent restart, before any EnsureHead: take what SPDK still holds
+                removed = await RaidComposer(self.head_rpc, self.config.host_nqn).remove_found(volume_id) or removed
             return removed or head is not None
 
     async def list_heads(self) -> list[HeadView]:

@@ -31,7 +31,8 @@ def cli() -> None:
 @click.option("--pool-size", type=SIZE, default="8GiB", show_default=True, help="Size of a pool file created here.")
 @click.option("--nvmf-address", default="127.0.0.1", show_default=True, help="NVMe/TCP listen address.")
 @click.option("--nvmf-port", type=int, default=4420, show_default=True)
-@click.option("--iscsi-address", default="", help="iSCSI portal address of this node's heads (default: --nvmf-address).")
+@click.option("--iscsi-address", default="",
+              help="iSCSI portal address of this node's heads (default: --nvmf-address).")
 @click.option("--iscsi-port", type=int, default=3260, show_default=True, help="iSCSI portal port.")
 @click.option("--listen", default="", help="gRPC address, unix:/path (default DATA_DIR/agent.sock).")
 @click.option("--spdk-socket", default="", help="RPC socket of the SPDK target.")

@@ -197,7 +197,8 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
             return pb.ConnectInfo(protocol="iscsi", target_iqn=v.target_iqn, initiator_iqn=host,
                                   chap_user=v.chap_user, paths=self.fc.paths.get(v.name, []),
                                   namespace_uuid=v.namespace_uuid, size_bytes=v.size_bytes)
-        return pb.ConnectInfo(protocol="nvmf", subnqn=v.nqn, host_nqn=request.host_nqn, paths=self.fc.paths.get(v.name, []),
+        return pb.ConnectInfo(protocol="nvmf", subnqn=v.nqn, host_nqn=request.host_nqn,
+                              paths=self.fc.paths.get(v.name, []),
                               namespace_uuid=v.namespace_uuid, size_bytes=v.size_bytes)
 
     def CreateSnapshot(self, request, context):

@@ -145,6 +145,20 @@ async def test_iscsi_head_survives_restarts(agent):
             return False
     await eventually(back)
 
+    # the agent restarts again and is told to delete the head before anything else: what SPDK
+    # holds of it (target node, groups, raid, the attached replica) goes all the same
+    await a.stop(signal.SIGKILL)
+    a.start()
+    await a.wait_healthy()
+    assert (await a.stub.DeleteHead(pb.DeleteHeadRequest(volume_id=vid))).existed
+    assert await iscsi_state(a) == ([], {}, {})
+    spdk = a.spdk("spdk-head.sock")
+    try:
+        assert await spdk.bdev_raid_get_bdevs("all") == []
+        assert await spdk.bdev_nvme_get_controllers() == []
+    finally:
+        await spdk.client.close()
+
 
 async def test_iscsi_head_input_is_checked(agent):
     a = agent
