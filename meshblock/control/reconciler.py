@@ -191,16 +191,23 @@ class Reconciler:
             await self._converge_replicated(v, active, nodes)
             return
         online = [r for r in active if r.state == ReplicaState.ONLINE]
-        head_ok = False
+        head_ok, reason = False, ""
         if online:
             head = online[0] if not v.head_node_id else next((r for r in online if r.node_id == v.head_node_id), None)
             if head is not None:
                 if v.state == VolumeState.CREATING:
                     await self._set_stage(v, "exporting")
-                head_ok = await self._converge_head(v, head, nodes[head.node_id])
-        await self._settle(v, head_ok, len(online), active)
+                try:
+                    head_ok = await self._converge_head(v, head, nodes[head.node_id])
+                except grpc.aio.AioRpcError as e:
+                    if e.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                        raise   # transient: the next pass tries again
+                    reason = e.details() or ""   # the node cannot export it (e.g. no iSCSI target)
+                    log.warning("volume %s: head on node %s refused: %s", v.name, head.node_id, reason)
+        await self._settle(v, head_ok, len(online), active, reason)
 
-    async def _settle(self, v: Volume, head_ok: bool, in_sync: int, active: list[Replica]) -> None:
+    async def _settle(self, v: Volume, head_ok: bool, in_sync: int, active: list[Replica],
+                      reason: str = "") -> None:
         """Record the volume's state from what the pass found."""
         if head_ok and in_sync >= v.replicas:
             new = VolumeState.AVAILABLE
@@ -210,7 +217,8 @@ class Reconciler:
             new = VolumeState.CREATING
         else:
             new = VolumeState.FAULTED
-        msg = "" if head_ok else ("no replica reachable" if not in_sync else "head not exported")
+        msg = "" if head_ok else ("no replica reachable" if not in_sync else
+                                  "head not exported" + (f": {reason}" if reason else ""))
         if new != v.state or (new != VolumeState.CREATING and v.stage) or msg != v.message:
             if new != v.state:
                 log.info("volume %s volume_id=%s %s -> %s", v.name, v.id, v.state.value, new.value)

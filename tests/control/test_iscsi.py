@@ -122,3 +122,15 @@ async def test_replicated_iscsi_head_moves_with_its_target_name(cluster):
     await wait_for(c, "r3", lambda x: x.state == "available")
     assert (await c.volumes.DeleteVolume(pb.DeleteVolumeRequest(ref="r3"))).existed
     assert await iscsi_targets(c, new.data_dir.joinpath("node-id").read_text().strip()) == {}
+
+
+async def test_node_without_iscsi_target_faults_the_volume_saying_why(backend, short_tmp):
+    c = Cluster(backend, short_tmp, nodes=1)
+    c.agents[0].argv += ["--head-app", "nvmf_tgt"]
+    try:
+        await c.start()
+        v = await c.volumes.CreateVolume(create("i1"))
+        assert v.state == "faulted" and "no iSCSI target" in v.message and "spdk_tgt" in v.message, v
+        assert (await c.volumes.DeleteVolume(pb.DeleteVolumeRequest(ref="i1"))).existed
+    finally:
+        await c.stop()
