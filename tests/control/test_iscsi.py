@@ -6,6 +6,8 @@ Debian's libiscsi tools) is in test_iscsi_host.py.
 
 from __future__ import annotations
 
+import signal
+
 import grpc
 import pytest
 
@@ -134,3 +136,20 @@ async def test_node_without_iscsi_target_faults_the_volume_saying_why(backend, s
         assert (await c.volumes.DeleteVolume(pb.DeleteVolumeRequest(ref="i1"))).existed
     finally:
         await c.stop()
+
+
+async def test_agent_restart_keeps_and_reapplies_the_export(cluster):
+    c = cluster
+    v = await c.volumes.CreateVolume(create("i1"))
+    await c.volumes.PublishVolume(pb.PublishVolumeRequest(ref="i1", initiator_iqn=INIT_A))
+    before = await iscsi_targets(c, v.head_node_id)
+    a = c.agent_by_id(v.head_node_id)
+    await a.stop(signal.SIGKILL)          # its SPDK targets keep running and keep serving
+    assert await iscsi_targets(c, v.head_node_id) == before
+    a.start()
+    await a.wait_healthy()
+    # the controller re-applies to the new agent instance; later changes reach SPDK as before
+    v = await c.volumes.PublishVolume(pb.PublishVolumeRequest(ref="i1", initiator_iqn=INIT_B))
+    targets = await iscsi_targets(c, v.head_node_id)
+    assert list(targets) == [v.target_iqn] and targets[v.target_iqn][0] == [INIT_A, INIT_B]
+    assert targets[v.target_iqn][1]["pg_ig_maps"] == before[v.target_iqn][1]["pg_ig_maps"]
