@@ -16,6 +16,11 @@ from .errors import InvalidArgument
 _NQN_RE = re.compile(r"^nqn\.\d{4}-\d{2}\.[a-z0-9.-]+(:[\x21-\x7e]+)?$|^nqn\.2014-08\.org\.nvmexpress:uuid:"
                      r"[0-9a-f-]{36}$", re.I)
 NQN_MAX = 223
+# RFC 3720 3.2.6.3: iqn.yyyy-mm.reversed.domain[:unique] and eui.<16 hex digits>; names are
+# compared without regard to case (SPDK does too), so meshblock keeps them in lower case
+_IQN_RE = re.compile(r"^iqn\.\d{4}-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*"
+                     r"(:[a-z0-9.:_-]+)?$|^eui\.[0-9a-f]{16}$")
+IQN_MAX = 223
 
 
 def check_uuid(field: str, value: str) -> str:
@@ -29,6 +34,30 @@ def check_nqn(field: str, value: str) -> str:
     if not value or len(value.encode()) > NQN_MAX or not _NQN_RE.match(value):
         raise InvalidArgument(field, f"{value!r} is not an NVMe qualified name (nqn.yyyy-mm.reverse.domain:...)")
     return value
+
+
+def check_iqn(field: str, value: str) -> str:
+    """An iSCSI name (iqn.yyyy-mm.reverse.domain[:id] or eui.<16 hex>), returned in lower case."""
+    low = (value or "").strip().lower()
+    if not low or len(low.encode()) > IQN_MAX or not _IQN_RE.match(low):
+        raise InvalidArgument(field, f"{value!r} is not an iSCSI name (iqn.yyyy-mm.reverse.domain[:id] or "
+                                     "eui. and 16 hex digits)")
+    return low
+
+
+def check_netmask(field: str, value: str) -> str:
+    """An initiator network in SPDK's form: ANY, a.b.c.d/n, or [v6]/n."""
+    import ipaddress
+
+    if (value or "").strip().upper() == "ANY":
+        return "ANY"
+    try:
+        net = ipaddress.ip_network(value.strip().strip("[]").replace("]/", "/"), strict=False)
+    except ValueError:
+        raise InvalidArgument(field, f"{value!r} is not ANY or a network (10.0.0.0/8, fd00::/8)") from None
+    if net.version == 6:
+        return f"[{net.network_address}]/{net.prefixlen}"
+    return str(net)
 
 
 class KeyedLock:

@@ -26,6 +26,9 @@ class AgentConfig:
     nvmf_address: str = "127.0.0.1"
     nvmf_port: int = 4420
     head_port: int = 0             # replicated heads listen here (default nvmf_port + 1)
+    # iSCSI exports (served by the head target)
+    iscsi_address: str = ""        # default: nvmf_address
+    iscsi_port: int = 3260
     # gRPC: "unix:/path" or "host:port"
     listen: str = ""
     labels: dict[str, str] = field(default_factory=dict)
@@ -37,7 +40,9 @@ class AgentConfig:
     mem_size_mb: int = 1024
     interrupt_mode: bool = True
     no_huge: bool = True
-    # SPDK target for attachments (bdev_nvme over TCP cannot run in interrupt mode)
+    # SPDK target for attachments (bdev_nvme over TCP cannot run in interrupt mode) and iSCSI
+    # exports; "" = spdk_tgt (NVMe-oF and iSCSI in one process) where the SPDK build has it
+    head_app: str = ""
     head_cpumask: str = "0x1"
     head_mem_size_mb: int = 1024
     keep_target_on_exit: bool = False
@@ -63,6 +68,8 @@ class AgentConfig:
             self.advertise = tcp[0] if tcp else self.listen.split(",")[0].strip()
         if not self.head_port:
             self.head_port = self.nvmf_port + 1
+        if not self.iscsi_address:
+            self.iscsi_address = self.nvmf_address
 
     @property
     def host_nqn(self) -> str:

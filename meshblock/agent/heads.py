@@ -177,6 +177,20 @@ class RaidComposer:
         for leg in legs:
             await self.attacher.remove("leg-" + leg.replica_id)
 
+    async def remove_found(self, volume_id: str) -> bool:
+        """Remove a volume's raid and its legs as SPDK shows them (an agent restarted since it made them)."""
+        raid = await self.raid(volume_id)
+        if raid is None:
+            return False
+        legs = []
+        for b in raid.get("base_bdevs_list", []):
+            name = b.get("name") or ""
+            if name.startswith("att-leg-") and name.endswith("n1"):
+                legs.append(Leg(replica_id=name[len("att-leg-"):-2], subsystem_nqn="", address="", port=0))
+        await self.remove(volume_id, legs)
+        log.info("raid of volume %s removed with %d leg(s) found in SPDK", volume_id, len(legs))
+        return True
+
     async def export(self, exporter: Exporter, nqn: str, volume_id: str, namespace_uuid: str, address: str,
                      port: int, hosts: frozenset[str]) -> None:
         raid = await self.raid(volume_id)

@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import __version__, nqn
+from .. import __version__, iqn, nqn
 from ..errors import FailedPrecondition, Unavailable
 from ..spdk import SpdkConnectionError, SpdkInstall, SpdkRpc, SpdkTimeout
 from ..spdk.supervisor import TargetConfig, TargetState, TargetSupervisor, pid_alive
@@ -22,7 +22,8 @@ from ..util import KeyedLock, check_nqn
 from .attachments import Attacher, AttachSpec, AttachState, check_attachment_id
 from .config import AgentConfig
 from .exports import Exporter, ExportSpec, ExportState
-from .heads import Leg, LegState, RaidComposer
+from .heads import Leg, LegState, RaidComposer, raid_name
+from .iscsi import IscsiExporter, IscsiTarget, iscsi_options
 from .pool import Pool
 from .replicas import REPLICA_PREFIX, SNAPSHOT_PREFIX, LvolInfo, ReplicaStore
 
@@ -31,8 +32,17 @@ log = logging.getLogger(__name__)
 
 # Zero-copy send (MSG_ZEROCOPY) on the target side cost single-request reads ~44 ms on loopback in
 # docs/performance/data-path.md (136 us without it) and a third of raid read throughput.
-SOCK_OPTIONS = {"subsystems": [{"subsystem": "sock", "config": [
-    {"method": "sock_impl_set_options", "params": {"impl_name": "posix", "enable_zerocopy_send_server": False}}]}]}
+SOCK_OPTIONS = {"subsystem": "sock", "config": [
+    {"method": "sock_impl_set_options", "params": {"impl_name": "posix", "enable_zerocopy_send_server": False}}]}
+ISCSI_APPS = ("spdk_tgt", "iscsi_tgt")
+
+
+def startup_config(app: str) -> dict:
+    """Options a target takes before init: sockets, and iSCSI pools that fit its memory (see iscsi.py)."""
+    subsystems = [SOCK_OPTIONS]
+    if app in ISCSI_APPS:
+        subsystems.append({"subsystem": "iscsi", "config": [iscsi_options()]})
+    return {"subsystems": subsystems}
 
 
 @dataclass
@@ -60,11 +70,15 @@ class Head:
     ana_state: str = "optimized"
     in_sync: frozenset[str] = frozenset()
     replica_count: int = 0
+    protocol: str = "nvmf"
+    iscsi: IscsiTarget | None = None
 
     @property
     def direct(self) -> bool:
-        """One replica on a node's own pool: exported straight from the data target."""
-        return len(self.legs) == 1 and not self.legs[0].subsystem_nqn and self.replica_count <= 1
+        """One replica on a node's own pool, over NVMe/TCP: exported straight from the data target.
+        (iSCSI heads always live in the polling head target: SPDK's iSCSI target cannot sleep.)"""
+        return (self.protocol == "nvmf" and len(self.legs) == 1 and not self.legs[0].subsystem_nqn
+                and self.replica_count <= 1)
 
 
 @dataclass
@@ -87,7 +101,7 @@ class NodeAgent:
             cpumask=config.cpumask, mem_size_mb=config.mem_size_mb, no_huge=config.no_huge,
             no_pci=config.no_huge, interrupt_mode=config.interrupt_mode,
             pid_file=config.data_dir / "spdk.pid", log_file=config.data_dir / "spdk.log",
-            startup_config=SOCK_OPTIONS),
+            startup_config=startup_config(config.spdk_app)),
             install, external=config.spdk_external)
         self.rpc = SpdkRpc(self.target.client)
         self.pool = Pool(self.rpc, config.pool_device, config.lvs_name, size_bytes=config.pool_size_bytes,
@@ -99,6 +113,7 @@ class NodeAgent:
         self.heads: dict[str, Head] = {}               # volume id -> head
         self.head: TargetSupervisor | None = None
         self.head_rpc: SpdkRpc | None = None
+        self.iscsi: IscsiExporter | None = None        # iSCSI exports of the head target
         self.locks = KeyedLock()
         self._head_lock = asyncio.Lock()
         self.target.on_ready(self._converge_data)
@@ -172,23 +187,33 @@ class NodeAgent:
             if self.head_rpc is not None:
                 return self.head_rpc
             if not self.config.interrupt_mode or self.config.spdk_external:
-                self.head, self.head_rpc = self.target, self.rpc
+                self.head, self.head_rpc, self.iscsi = self.target, self.rpc, IscsiExporter(self.rpc)
                 return self.rpc
+            app = self.head_app
             head = TargetSupervisor(TargetConfig(
-                rpc_socket=self.config.head_socket, app=self.config.spdk_app, cpumask=self.config.head_cpumask,
+                rpc_socket=self.config.head_socket, app=app, cpumask=self.config.head_cpumask,
                 mem_size_mb=self.config.head_mem_size_mb, no_huge=self.config.no_huge,
                 no_pci=self.config.no_huge, interrupt_mode=False,
                 pid_file=self.config.data_dir / "spdk-head.pid",
-                log_file=self.config.data_dir / "spdk-head.log", startup_config=SOCK_OPTIONS), self.install)
+                log_file=self.config.data_dir / "spdk-head.log", startup_config=startup_config(app)), self.install)
             rpc = SpdkRpc(head.client)
-            self.head, self.head_rpc = head, rpc
+            self.head, self.head_rpc, self.iscsi = head, rpc, IscsiExporter(rpc)
             head.on_ready(self._converge_head)
             try:
                 await head.start()
             except Exception:
-                self.head, self.head_rpc = None, None
+                self.head, self.head_rpc, self.iscsi = None, None, None
                 raise
             return rpc
+
+    @property
+    def head_app(self) -> str:
+        """The head target's program: spdk_tgt (NVMe-oF and iSCSI in one process) where the build has it."""
+        if self.config.head_app:
+            return self.config.head_app
+        if self.install is not None and self.install.has("spdk_tgt"):
+            return "spdk_tgt"
+        return self.config.spdk_app
 
     def _require_running(self) -> None:
         if self.target.state != TargetState.RUNNING or not self.pool.ready:
@@ -199,7 +224,7 @@ class NodeAgent:
         c = self.config
         return dict(node_id=self.node_id, name=c.name, host_nqn=c.host_nqn, nvmf_address=c.nvmf_address,
                     nvmf_port=c.nvmf_port, labels=dict(c.labels), spdk_version=self.target.version or "",
-                    agent_version=__version__)
+                    agent_version=__version__, iscsi_address=c.iscsi_address, iscsi_port=c.iscsi_port)
 
     async def pool_status(self) -> dict:
         self._require_running()
@@ -339,10 +364,24 @@ class NodeAgent:
         composer = RaidComposer(rpc, self.config.host_nqn)
         view = await composer.ensure(head.volume_id, self._legs(head), set(head.in_sync),
                                      slots=max(head.replica_count, len(head.legs)))
-        await composer.export(Exporter(rpc), head.nqn, head.volume_id, head.namespace_uuid,
-                              self.config.nvmf_address, self.config.head_port, head.hosts)
-        return HeadView(head, self.config.nvmf_address, self.config.head_port, view.size_bytes, view.legs,
-                        view.state)
+        if head.iscsi is not None:
+            assert self.iscsi is not None
+            # LUN 0 is the raid named after the volume on every head node, so SCSI identifiers
+            # (serial, NAA: SPDK derives both from the bdev name) stay the same when the head moves
+            await self.iscsi.ensure(head.iscsi.spec(raid_name(head.volume_id), self.config.iscsi_address,
+                                                    self.config.iscsi_port, alias=head.volume_id))
+        else:
+            await composer.export(Exporter(rpc), head.nqn, head.volume_id, head.namespace_uuid,
+                                  self.config.nvmf_address, self.config.head_port, head.hosts)
+        address, port = self._head_address(head)
+        return HeadView(head, address, port, view.size_bytes, view.legs, view.state)
+
+    def _head_address(self, head: Head) -> tuple[str, int]:
+        if head.iscsi is not None:
+            return self.config.iscsi_address, self.config.iscsi_port
+        if head.direct:
+            return self.config.nvmf_address, self.config.nvmf_port
+        return self.config.nvmf_address, self.config.head_port
 
     @staticmethod
     def _legs(head: Head) -> list[Leg]:
@@ -351,9 +390,10 @@ class NodeAgent:
 
     async def ensure_head(self, head: Head) -> HeadView:
         self._require_running()
-        for h in head.hosts:
-            check_nqn("allowed_host_nqns", h)
-        check_nqn("nqn", head.nqn)
+        if head.iscsi is None:
+            for h in head.hosts:
+                check_nqn("allowed_host_nqns", h)
+            check_nqn("nqn", head.nqn)
         async with self.locks("head:" + head.volume_id):
             old = self.heads.get(head.volume_id)
             if old is not None and not old.direct and self.head_rpc is not None:
@@ -373,8 +413,14 @@ class NodeAgent:
             removed = await self.exporter.remove(volume_nqn)
             if self.head_rpc is not None and self.head is not self.target:
                 removed = await Exporter(self.head_rpc).remove(volume_nqn) or removed
+            if self.iscsi is not None and (head is None or head.iscsi is not None):
+                target_iqn = head.iscsi.target_iqn if head is not None and head.iscsi else iqn("volume", volume_id)
+                removed = await self.iscsi.remove(target_iqn) or removed
             if self.head_rpc is not None and head is not None and not head.direct:
                 await RaidComposer(self.head_rpc, self.config.host_nqn).remove(volume_id, self._legs(head))
+            elif self.head_rpc is not None and head is None:
+                # told after an agent restart, before any EnsureHead: take what SPDK still holds
+                removed = await RaidComposer(self.head_rpc, self.config.host_nqn).remove_found(volume_id) or removed
             return removed or head is not None
 
     async def list_heads(self) -> list[HeadView]:
@@ -389,8 +435,8 @@ class NodeAgent:
                                     [LegState(head.legs[0].replica_id, "in_sync" if lv else "missing")]))
             elif self.head_rpc is not None:
                 view = await RaidComposer(self.head_rpc, self.config.host_nqn).view(head.volume_id, self._legs(head))
-                out.append(HeadView(head, self.config.nvmf_address, self.config.head_port, view.size_bytes,
-                                    view.legs, view.state))
+                address, port = self._head_address(head)
+                out.append(HeadView(head, address, port, view.size_bytes, view.legs, view.state))
         return out
 
     # --- health --------------------------------------------------------------------------------

@@ -8,9 +8,10 @@ from ..errors import InvalidArgument
 from ..grpcutil import rpc_method
 from ..proto.meshblock.v1 import agent_pb2 as pb
 from ..proto.meshblock.v1 import agent_pb2_grpc as pb_grpc
-from ..util import check_uuid
+from ..util import check_iqn, check_netmask, check_uuid
 from .attachments import AttachState
 from .exports import ExportState
+from .iscsi import IscsiTarget
 from .node import Head, HeadLeg, HeadView, NodeAgent, ReplicaView
 from .replicas import LvolInfo
 
@@ -46,11 +47,30 @@ def attachment_pb(a: AttachState) -> pb.Attachment:
 
 def head_pb(v: HeadView) -> pb.HeadStatus:
     h = v.head
-    return pb.HeadStatus(volume_id=h.volume_id, nqn=h.nqn, address=v.address, port=v.port, size_bytes=v.size_bytes,
-                         allowed_host_nqns=sorted(h.hosts), ana_state=h.ana_state, raid_state=v.raid_state,
-                         legs=[pb.LegStatus(replica_id=leg.replica_id, state=leg.state,
-                                            rebuild_percent=leg.rebuild_percent, rebuild_blocks=leg.rebuild_blocks)
-                               for leg in v.legs])
+    st = pb.HeadStatus(volume_id=h.volume_id, nqn=h.nqn, address=v.address, port=v.port, size_bytes=v.size_bytes,
+                       allowed_host_nqns=sorted(h.hosts), ana_state=h.ana_state, raid_state=v.raid_state,
+                       legs=[pb.LegStatus(replica_id=leg.replica_id, state=leg.state,
+                                          rebuild_percent=leg.rebuild_percent, rebuild_blocks=leg.rebuild_blocks)
+                             for leg in v.legs], protocol=h.protocol)
+    if h.iscsi is not None:
+        st.target_iqn = h.iscsi.target_iqn
+        st.allowed_initiators.extend(sorted(h.iscsi.initiators))
+    return st
+
+
+def iscsi_from_pb(spec: pb.HeadSpec) -> IscsiTarget | None:
+    protocol = spec.protocol or "nvmf"
+    if protocol not in ("nvmf", "iscsi"):
+        raise InvalidArgument("protocol", f"{spec.protocol!r} is not nvmf or iscsi")
+    if protocol == "nvmf":
+        return None
+    i = spec.iscsi
+    if bool(i.chap_user) != bool(i.chap_secret):
+        raise InvalidArgument("iscsi.chap_secret", "CHAP needs both a user and a secret")
+    return IscsiTarget(target_iqn=check_iqn("iscsi.target_iqn", i.target_iqn),
+                       initiators=frozenset(check_iqn("iscsi.initiators", x) for x in i.initiators),
+                       netmasks=tuple(dict.fromkeys(check_netmask("iscsi.netmasks", m) for m in i.netmasks))
+                       or ("ANY",), chap_user=i.chap_user, chap_secret=i.chap_secret)
 
 
 def head_from_pb(spec: pb.HeadSpec) -> Head:
@@ -62,11 +82,15 @@ def head_from_pb(spec: pb.HeadSpec) -> Head:
     ana = spec.ana_state or "optimized"
     if ana not in ("optimized", "non_optimized", "inaccessible"):
         raise InvalidArgument("ana_state", f"{ana!r} is not optimized, non_optimized or inaccessible")
-    if len(legs) > 1 and any(not leg.subsystem_nqn or not leg.address or not leg.port for leg in legs):
-        raise InvalidArgument("legs", "every replica of a replicated head needs its export (nqn, address, port)")
+    iscsi = iscsi_from_pb(spec)
+    if (len(legs) > 1 or iscsi is not None) and any(not leg.subsystem_nqn or not leg.address or not leg.port
+                                                    for leg in legs):
+        raise InvalidArgument("legs", "every replica of a replicated or iSCSI head needs its export "
+                                      "(nqn, address, port)")
     return Head(volume_id=vid, nqn=spec.nqn, namespace_uuid=check_uuid("namespace_uuid", spec.namespace_uuid),
                 legs=legs, hosts=frozenset(spec.allowed_host_nqns), ana_state=ana,
-                in_sync=frozenset(spec.in_sync_replica_ids), replica_count=spec.replica_count)
+                in_sync=frozenset(spec.in_sync_replica_ids), replica_count=spec.replica_count,
+                protocol="iscsi" if iscsi is not None else "nvmf", iscsi=iscsi)
 
 
 def _port(field: str, value: int) -> int:

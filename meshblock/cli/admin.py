@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import json
 import re
-import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -184,6 +183,14 @@ def _replica_summary(v: pb.Volume) -> str:
     return text
 
 
+def _export_rows(v: pb.Volume) -> list[tuple[str, Any]]:
+    if v.protocol == "iscsi":
+        return [("Target IQN", out.esc(v.target_iqn or "-")), ("LUN", "0"),
+                ("Networks", out.esc(", ".join(v.iscsi_netmasks) or "ANY")),
+                ("CHAP", f"user {out.esc(v.chap_user)}" if v.chap_user else "off")]
+    return [("NQN", out.esc(v.nqn or "-")), ("Namespace", out.esc(v.namespace_uuid or "-"))]
+
+
 def volume_view(v: pb.Volume) -> Group:
     nodes = {r.node_id: r.node_name for r in v.replica_status if r.node_id}
     head = nodes.get(v.head_node_id) or v.head_node_id
@@ -200,10 +207,12 @@ def volume_view(v: pb.Volume) -> Group:
         ("Size", f"{out.size(v.size_bytes)} ({v.size_bytes} bytes)"),
         ("Replicas", _replica_summary(v)),
         ("Labels", out.labels(v.labels)),
-        ("NQN", out.esc(v.nqn or "-")),
-        ("Namespace", out.esc(v.namespace_uuid or "-")),
+        ("Protocol", "iSCSI" if v.protocol == "iscsi" else "NVMe/TCP"),
+        *_export_rows(v),
         ("Head node", out.esc(head or "-")),
-        ("Hosts", "\n".join(out.esc(h) + (" (read-only)" if h in v.read_only_hosts else "") for h in v.hosts) or "- (no host may connect yet)"),
+        ("Initiators" if v.protocol == "iscsi" else "Hosts",
+         "\n".join(out.esc(h) + (" (read-only)" if h in v.read_only_hosts else "") for h in v.hosts)
+         or "- (no host may connect yet)"),
         ("Source", out.esc(source)),
         ("Created", f"{out.timestamp(v.created_at)} ({out.age(v.created_at)} ago)" if v.created_at else "-"),
     ]
@@ -216,10 +225,10 @@ def volume_view(v: pb.Volume) -> Group:
 
 
 def volumes_table(volumes: list[pb.Volume]) -> Table:
-    t = out.table("NAME", "STATE", "SIZE", "REPLICAS", "STAGE", "HOSTS", "LABELS", "AGE")
+    t = out.table("NAME", "STATE", "SIZE", "REPLICAS", "PROTOCOL", "STAGE", "HOSTS", "LABELS", "AGE")
     for v in volumes:
         replicas = f"{_online(v)}/{v.replicas}" if v.replica_status else str(v.replicas)
-        t.add_row(out.esc(v.name), out.state(v.state), out.size(v.size_bytes), replicas,
+        t.add_row(out.esc(v.name), out.state(v.state), out.size(v.size_bytes), replicas, v.protocol or "nvmf",
                   out.esc(v.stage or "-"), str(len(v.hosts)), out.labels(v.labels), out.age(v.created_at))
     return t
 
@@ -275,6 +284,33 @@ def wait_for_volume(c: AdminClient, v: pb.Volume, timeout: float, verb: str) -> 
 
 # -- volume commands ----------------------------------------------------------------------------------------
 
+_PROTOCOL_OPTIONS = (
+    click.option("--protocol", type=click.Choice(["nvmf", "iscsi"], case_sensitive=False), default="nvmf",
+                 show_default=True, help="How hosts reach the volume: NVMe/TCP, or iSCSI (LUN 0 of a target)."),
+    click.option("--iscsi-network", "iscsi_networks", multiple=True, metavar="CIDR",
+                 help="iSCSI: a network initiators may connect from (repeatable; default any)."),
+    click.option("--chap-user", default="", metavar="USER", help="iSCSI: require CHAP logins as USER."),
+    click.option("--chap-secret", default="", metavar="SECRET", envvar="MESHBLOCK_CHAP_SECRET", show_envvar=True,
+                 help="iSCSI: the CHAP secret (12-255 characters); the variable keeps it off the process list."),
+)
+
+
+def protocol_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_PROTOCOL_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+def iscsi_request(protocol: str, networks: tuple[str, ...], chap_user: str, chap_secret: str) -> pb.IscsiOptions | None:
+    protocol = protocol.lower()
+    if protocol != "iscsi":
+        if networks or chap_user or chap_secret:
+            raise click.UsageError("--iscsi-network, --chap-user and --chap-secret need --protocol iscsi")
+        return None
+    if bool(chap_user) != bool(chap_secret):
+        raise click.UsageError("CHAP needs both --chap-user and --chap-secret (or MESHBLOCK_CHAP_SECRET)")
+    return pb.IscsiOptions(netmasks=list(networks), chap_user=chap_user, chap_secret=chap_secret)
+
 @click.group()
 def volume() -> None:
     """Create, inspect, publish and delete volumes."""
@@ -289,18 +325,22 @@ def volume() -> None:
               help="A node label (zone, rack, ...) no two replicas may share; default: distinct nodes.")
 @click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", callback=parse_labels,
               help="A label on the volume (repeatable).")
+@protocol_options
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Wait until the volume is available (or degraded).")
 @timeout_option("120s")
 @admin_options
 def volume_create(inv: Invocation, name: str, size: int, replicas: int, spread: str, labels: dict[str, str],
-                  wait: bool, timeout: float) -> None:
-    """Create volume NAME."""
+                  protocol: str, iscsi_networks: tuple[str, ...], chap_user: str, chap_secret: str, wait: bool,
+                  timeout: float) -> None:
+    """Create volume NAME, exported over NVMe/TCP (default) or iSCSI."""
     if size <= 0:
         raise click.BadParameter("must be more than 0 bytes", param_hint="--size")
+    iscsi = iscsi_request(protocol, iscsi_networks, chap_user, chap_secret)
     with inv.client() as c:
         v = c.volumes.CreateVolume(pb.CreateVolumeRequest(name=name, size_bytes=size, replicas=replicas,
-                                                          spread=spread, labels=labels))
+                                                          spread=spread, labels=labels, protocol=protocol,
+                                                          iscsi=iscsi))
         if wait:
             v = wait_for_volume(c, v, timeout, "creating")
     show_volume(inv, v)
@@ -415,61 +455,6 @@ def volume_set_replicas(inv: Invocation, name: str, replicas: int) -> None:
                   f"`meshblock volume get {v.name or name} --watch` follows the rebuild")
 
 
-def _hosts_line(v: pb.Volume) -> str:
-    return ", ".join(v.hosts) if v.hosts else "none"
-
-
-@volume.command("publish")
-@click.argument("name")
-@click.option("--host-nqn", required=True, metavar="NQN", help="The host NQN to allow.")
-@admin_options
-def volume_publish(inv: Invocation, name: str, host_nqn: str) -> None:
-    """Allow host NQN to connect to volume NAME."""
-    with inv.client() as c:
-        v = c.volumes.PublishVolume(pb.PublishVolumeRequest(ref=name, host_nqn=host_nqn))
-    inv.report(v, f"volume {v.name or name} published to {host_nqn}; hosts allowed: {_hosts_line(v)}\n"
-                  f"connect with: meshblock volume connect {v.name or name} --host-nqn {host_nqn}")
-
-
-@volume.command("unpublish")
-@click.argument("name")
-@click.option("--host-nqn", required=True, metavar="NQN", help="The host NQN to deny.")
-@admin_options
-def volume_unpublish(inv: Invocation, name: str, host_nqn: str) -> None:
-    """Stop allowing host NQN to connect to volume NAME."""
-    with inv.client() as c:
-        v = c.volumes.UnpublishVolume(pb.UnpublishVolumeRequest(ref=name, host_nqn=host_nqn))
-    inv.report(v, f"volume {v.name or name} unpublished from {host_nqn}; hosts allowed: {_hosts_line(v)}")
-
-
-def nvme_connect_line(transport: str, traddr: str, trsvcid: str, subnqn: str, host_nqn: str) -> str:
-    return shlex.join(["nvme", "connect", "-t", transport, "-a", traddr, "-s", trsvcid, "-n", subnqn,
-                       "--hostnqn", host_nqn])
-
-
-@volume.command("connect")
-@click.argument("name")
-@click.option("--host-nqn", required=True, metavar="NQN", help="The NQN of the host that connects.")
-@admin_options
-def volume_connect(inv: Invocation, name: str, host_nqn: str) -> None:
-    """Print the `nvme connect` commands that attach volume NAME on a host, one per path."""
-    with inv.client() as c:
-        info = c.volumes.GetConnectInfo(pb.GetConnectInfoRequest(ref=name, host_nqn=host_nqn))
-    host = info.host_nqn or host_nqn
-    paths = [{"transport": p.transport or "tcp", "traddr": p.traddr, "trsvcid": p.trsvcid,
-              "ana_state": p.ana_state} for p in info.paths]
-    if inv.json:
-        out.print_json({"subnqn": info.subnqn, "host_nqn": host, "paths": paths})
-        return
-    if not paths:
-        raise click.ClickException(f"volume {name} has no path to connect to yet "
-                                   f"(see `meshblock volume get {name}`)")
-    for i, (p, raw) in enumerate(zip(paths, info.paths, strict=True), 1):
-        where = f"{p['traddr']}:{p['trsvcid']}" + (f" on node {raw.node_id}" if raw.node_id else "")
-        click.echo(f"# path {i} of {len(paths)}: {where}, ANA state {p['ana_state'] or 'unknown'}")
-        click.echo(nvme_connect_line(p["transport"], p["traddr"], p["trsvcid"], info.subnqn, host))
-
-
 @volume.command("clone")
 @click.argument("name")
 @click.option("--from-snapshot", "snapshot", metavar="SNAPSHOT", default=None, help="Clone this snapshot.")
@@ -480,19 +465,23 @@ def volume_connect(inv: Invocation, name: str, host_nqn: str) -> None:
               help="A label on the new volume (repeatable).")
 @click.option("--replicas", type=click.IntRange(1, 5), default=1, show_default=True,
               help="Replicas of the clone; the others are rebuilt from the first, on the snapshot's node.")
+@protocol_options
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Wait until the new volume is available (or degraded).")
 @timeout_option("120s")
 @admin_options
 def volume_clone(inv: Invocation, name: str, snapshot: str | None, source: str | None, size: int | None,
-                 labels: dict[str, str], replicas: int, wait: bool, timeout: float) -> None:
+                 labels: dict[str, str], replicas: int, protocol: str, iscsi_networks: tuple[str, ...],
+                 chap_user: str, chap_secret: str, wait: bool, timeout: float) -> None:
     """Create volume NAME from a snapshot or from another volume."""
     if bool(snapshot) == bool(source):
         raise click.UsageError("give exactly one of --from-snapshot and --from-volume")
+    iscsi = iscsi_request(protocol, iscsi_networks, chap_user, chap_secret)
     with inv.client() as c:
         v = c.volumes.CloneVolume(pb.CloneVolumeRequest(name=name, source_snapshot_ref=snapshot or "",
                                                         source_volume_ref=source or "", size_bytes=size or 0,
-                                                        labels=labels, replicas=replicas))
+                                                        labels=labels, replicas=replicas, protocol=protocol,
+                                                        iscsi=iscsi))
         if wait:
             v = wait_for_volume(c, v, timeout, "cloning")
     show_volume(inv, v)
@@ -567,208 +556,7 @@ def snapshot_delete(inv: Invocation, name: str) -> None:
         click.echo(f"snapshot {name} did not exist; nothing to delete")
 
 
-# -- nodes --------------------------------------------------------------------------------------------------
-
-@click.group()
-def node() -> None:
-    """Storage nodes: list, inspect, cordon and drain."""
-
-
-def _scheduling(n: pb.Node) -> str:
-    if n.draining:
-        return "[yellow]draining[/yellow]"
-    if n.cordoned:
-        return "[yellow]cordoned[/yellow]"
-    return "schedulable"
-
-
-def _drain_text(n: pb.Node) -> str:
-    d = n.drain
-    if not (n.draining or d.replicas_total or d.done):
-        return "-"
-    text = f"{d.replicas_moved} of {d.replicas_total} replicas moved"
-    return text + (", done" if d.done else "")
-
-
-def nodes_table(nodes: list[pb.Node]) -> Table:
-    t = out.table("NAME", "STATE", "SCHEDULING", "NVME/TCP", "CAPACITY", "FREE", "PROVISIONED", "REPLICAS",
-                  "LABELS", "LAST SEEN")
-    for n in nodes:
-        addr = f"{n.nvmf_address}:{n.nvmf_port}" if n.nvmf_address else "-"
-        t.add_row(out.esc(n.name), out.state(n.state), _scheduling(n), out.esc(addr), out.size(n.total_bytes),
-                  out.size(n.free_bytes), out.size(n.provisioned_bytes), str(n.replica_count),
-                  out.labels(n.labels), f"{out.age(n.last_seen)} ago" if n.last_seen else "-")
-    return t
-
-
-def node_view(n: pb.Node) -> Group:
-    rows: list[tuple[str, Any]] = [
-        ("Node", f"[bold]{out.esc(n.name)}[/bold]"),
-        ("ID", out.esc(n.id or "-")),
-        ("State", out.state(n.state)),
-        ("Scheduling", _scheduling(n)),
-        ("NVMe/TCP", out.esc(f"{n.nvmf_address}:{n.nvmf_port}" if n.nvmf_address else "-")),
-        ("Agent", out.esc(n.endpoint or "-")),
-        ("Host NQN", out.esc(n.host_nqn or "-")),
-        ("Capacity", out.size(n.total_bytes)),
-        ("Free", out.size(n.free_bytes)),
-        ("Provisioned", out.size(n.provisioned_bytes)),
-        ("Replicas", str(n.replica_count)),
-        ("Labels", out.labels(n.labels)),
-        ("Last seen", f"{out.timestamp(n.last_seen)} ({out.age(n.last_seen)} ago)" if n.last_seen else "-"),
-    ]
-    parts: list[Any] = [out.properties(rows)]
-    if n.draining or n.drain.replicas_total:
-        d = n.drain
-        g = Table.grid(padding=(0, 1))
-        moved = d.replicas_moved if d.replicas_total else 1
-        bar = ProgressBar(total=max(d.replicas_total, 1), completed=moved, width=24)
-        g.add_row("[bold]Drain[/bold]", bar, _drain_text(n))
-        parts.append(g)
-    return Group(*parts)
-
-
-def show_node(inv: Invocation, n: pb.Node) -> None:
-    if inv.json:
-        out.print_json(out.message_to_dict(n))
-    else:
-        out.console().print(node_view(n))
-
-
-@node.command("list")
-@admin_options
-def node_list(inv: Invocation) -> None:
-    """List the storage nodes."""
-    with inv.client() as c:
-        nodes = list(c.nodes.ListNodes(pb.ListNodesRequest()).nodes)
-    if inv.json:
-        out.print_json([out.message_to_dict(n) for n in nodes])
-    elif not nodes:
-        click.echo("No nodes have registered.")
-    else:
-        out.console().print(nodes_table(nodes))
-
-
-@node.command("get")
-@click.argument("name")
-@admin_options
-def node_get(inv: Invocation, name: str) -> None:
-    """Show node NAME in detail."""
-    with inv.client() as c:
-        n = c.nodes.GetNode(pb.GetNodeRequest(ref=name))
-    show_node(inv, n)
-
-
-@node.command("cordon")
-@click.argument("name")
-@admin_options
-def node_cordon(inv: Invocation, name: str) -> None:
-    """Place no new replicas on node NAME."""
-    with inv.client() as c:
-        n = c.nodes.CordonNode(pb.CordonNodeRequest(ref=name))
-    inv.report(n, f"node {n.name or name} cordoned: no new replicas will be placed on it")
-
-
-@node.command("uncordon")
-@click.argument("name")
-@admin_options
-def node_uncordon(inv: Invocation, name: str) -> None:
-    """Let node NAME take new replicas again."""
-    with inv.client() as c:
-        n = c.nodes.UncordonNode(pb.UncordonNodeRequest(ref=name))
-    inv.report(n, f"node {n.name or name} uncordoned: it takes new replicas again")
-
-
-@node.command("drain")
-@click.argument("name")
-@click.option("--wait/--no-wait", default=False, show_default=True,
-              help="Wait until every replica has moved off the node, with a progress bar.")
-@timeout_option(None)
-@admin_options
-def node_drain(inv: Invocation, name: str, wait: bool, timeout: float | None) -> None:
-    """Cordon node NAME and move every replica off it."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    with inv.client() as c:
-        n = c.nodes.DrainNode(pb.DrainNodeRequest(ref=name))
-        label = n.name or name
-        if wait and not n.drain.done:
-            deadline = time.monotonic() + timeout if timeout else None
-            delay = 0.1
-            progress = Progress(SpinnerColumn(), TextColumn(f"draining {out.esc(label)}"), BarColumn(),
-                                MofNCompleteColumn(), TextColumn("replicas moved"), TimeElapsedColumn(),
-                                console=out.console(stderr=True))
-            try:
-                with progress:
-                    task = progress.add_task("drain", total=n.drain.replicas_total or None,
-                                             completed=n.drain.replicas_moved)
-                    while not n.drain.done:
-                        if deadline is not None and time.monotonic() >= deadline:
-                            raise click.ClickException(
-                                f"timed out after {out.duration(timeout or 0)} waiting for node {label} "
-                                f"to drain ({_drain_text(n)}); the drain goes on")
-                        pause = delay if deadline is None else min(delay, max(deadline - time.monotonic(), 0))
-                        time.sleep(pause)
-                        delay = min(delay * 1.5, 1.0)
-                        n = c.nodes.GetNode(pb.GetNodeRequest(ref=n.id or name))
-                        progress.update(task, total=n.drain.replicas_total or None,
-                                        completed=n.drain.replicas_moved)
-            except KeyboardInterrupt:
-                raise _stopped_waiting(f"the drain of node {label}",
-                                       f"see `meshblock node get {label}`") from None
-    if inv.json:
-        out.print_json(out.message_to_dict(n))
-    elif n.drain.done:
-        click.echo(f"node {label} drained: {_drain_text(n)}")
-    else:
-        click.echo(f"node {label} is draining: {_drain_text(n)}; "
-                   f"follow with `meshblock node drain {label} --wait`")
-
-
-# -- cluster ------------------------------------------------------------------------------------------------
-
-@click.group()
-def cluster() -> None:
-    """The cluster as a whole."""
-
-
-def cluster_view(s: pb.ClusterStatus) -> Group:
-    used = max(s.total_bytes - s.free_bytes, 0)
-    used_pct = f", {used / s.total_bytes:.0%}" if s.total_bytes else ""
-    ratio = f"{s.provisioned_bytes / s.total_bytes:.2f}x of capacity" if s.total_bytes else "no capacity"
-    limit = f"; overcommit limit {s.overcommit_ratio:.2f}x" if s.overcommit_ratio else ""
-    total_volumes = sum(s.volumes_by_state.values())
-    by_state = ", ".join(f"{out.state(k)} {s.volumes_by_state[k]}" for k in sorted(s.volumes_by_state)
-                         if s.volumes_by_state[k])
-    rows: list[tuple[str, Any]] = [
-        ("Leader", out.esc(s.leader or "-")),
-        ("Nodes", f"[green]{s.nodes_up} up[/green], " + (f"[red]{s.nodes_down} down[/red]" if s.nodes_down
-                                                         else "0 down")),
-        ("Capacity", f"{out.size(s.total_bytes)} total, {out.size(s.free_bytes)} free "
-                     f"({out.size(used)} used{used_pct})"),
-        ("Provisioned", f"{out.size(s.provisioned_bytes)} ({ratio}{limit})"),
-        ("Volumes", f"{total_volumes}" + (f": {by_state}" if by_state else "")),
-    ]
-    return Group(out.properties(rows))
-
-
-@cluster.command("status")
-@admin_options
-def cluster_status(inv: Invocation) -> None:
-    """Nodes up and down, capacity, provisioning and volumes by state."""
-    with inv.client() as c:
-        s = c.cluster.GetClusterStatus(pb.GetClusterStatusRequest())
-    if inv.json:
-        out.print_json(out.message_to_dict(s))
-    else:
-        out.console().print(cluster_view(s))
-
+from . import publish  # noqa: E402,F401  (publish, unpublish and connect join the volume group)
+from .nodes import cluster, node  # noqa: E402  (they use the helpers above)
 
 COMMANDS = (volume, node, cluster)

@@ -31,13 +31,18 @@ def cli() -> None:
 @click.option("--pool-size", type=SIZE, default="8GiB", show_default=True, help="Size of a pool file created here.")
 @click.option("--nvmf-address", default="127.0.0.1", show_default=True, help="NVMe/TCP listen address.")
 @click.option("--nvmf-port", type=int, default=4420, show_default=True)
+@click.option("--iscsi-address", default="",
+              help="iSCSI portal address of this node's heads (default: --nvmf-address).")
+@click.option("--iscsi-port", type=int, default=3260, show_default=True, help="iSCSI portal port.")
 @click.option("--listen", default="", help="gRPC address(es), comma-separated: unix:/path (default "
                                            "DATA_DIR/agent.sock) and/or host:port (mutual TLS).")
 @click.option("--spdk-socket", default="", help="RPC socket of the SPDK target.")
 @click.option("--spdk-external", is_flag=True, help="Adopt a target someone else runs at --spdk-socket.")
 @click.option("--cpumask", default="0x1", show_default=True, help="Cores of the data target.")
 @click.option("--head-cpumask", default="0x1", show_default=True,
-              help="Cores of the (polling) head target, started when the node hosts replicated heads.")
+              help="Cores of the (polling) head target, started when the node hosts replicated or iSCSI heads.")
+@click.option("--head-app", default="", help="SPDK program of the head target (default: spdk_tgt where the build "
+                                             "has it, which serves NVMe/TCP and iSCSI; nvmf_tgt has no iSCSI).")
 @click.option("--mem-size", type=int, default=1024, show_default=True, help="SPDK memory pool in MB.")
 @click.option("--interrupt-mode/--polling", default=True, show_default=True,
               help="Let the replica target sleep when idle (AIO pools support it).")
@@ -50,9 +55,9 @@ def cli() -> None:
 @click.option("--advertise", default="", help="Endpoint the controller dials (default: the TCP --listen address).")
 @click.option("--metrics-port", type=int, default=0, help="Serve Prometheus metrics on 127.0.0.1:PORT.")
 @click.option("--log-level", default="INFO", show_default=True)
-def agent(config_file, name, data_dir, pool_device, pool_size, nvmf_address, nvmf_port, listen, spdk_socket,
-          spdk_external, cpumask, head_cpumask, mem_size, interrupt_mode, label, controller, tls_cert, tls_key, tls_ca,
-          advertise, metrics_port, log_level) -> None:
+def agent(config_file, name, data_dir, pool_device, pool_size, nvmf_address, nvmf_port, iscsi_address, iscsi_port,
+          listen, spdk_socket, spdk_external, cpumask, head_cpumask, head_app, mem_size, interrupt_mode, label,
+          controller, tls_cert, tls_key, tls_ca, advertise, metrics_port, log_level) -> None:
     """Run a node agent: its SPDK target, pool, replicas and exports."""
     import socket
 
@@ -68,8 +73,9 @@ def agent(config_file, name, data_dir, pool_device, pool_size, nvmf_address, nvm
             raise click.UsageError("--data-dir or --config is required")
         labels = label
         cfg = AgentConfig(name=name or socket.gethostname(), data_dir=data_dir, pool_device=pool_device,
-                          pool_size_bytes=pool_size, nvmf_address=nvmf_address, nvmf_port=nvmf_port, listen=listen,
-                          spdk_socket=spdk_socket, spdk_external=spdk_external, cpumask=cpumask, head_cpumask=head_cpumask,
+                          pool_size_bytes=pool_size, nvmf_address=nvmf_address, nvmf_port=nvmf_port,
+                          iscsi_address=iscsi_address, iscsi_port=iscsi_port, listen=listen, spdk_socket=spdk_socket,
+                          spdk_external=spdk_external, cpumask=cpumask, head_cpumask=head_cpumask, head_app=head_app,
                           mem_size_mb=mem_size, interrupt_mode=interrupt_mode, labels=labels, controller=controller,
                           tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca, advertise=advertise)
     tcp = [a for a in cfg.listen.split(",") if a.strip() and not a.strip().startswith("unix:")]

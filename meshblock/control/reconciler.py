@@ -191,16 +191,23 @@ class Reconciler:
             await self._converge_replicated(v, active, nodes)
             return
         online = [r for r in active if r.state == ReplicaState.ONLINE]
-        head_ok = False
+        head_ok, reason = False, ""
         if online:
             head = online[0] if not v.head_node_id else next((r for r in online if r.node_id == v.head_node_id), None)
             if head is not None:
                 if v.state == VolumeState.CREATING:
                     await self._set_stage(v, "exporting")
-                head_ok = await self._converge_head(v, head, nodes[head.node_id])
-        await self._settle(v, head_ok, len(online), active)
+                try:
+                    head_ok = await self._converge_head(v, head, nodes[head.node_id])
+                except grpc.aio.AioRpcError as e:
+                    if e.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                        raise   # transient: the next pass tries again
+                    reason = e.details() or ""   # the node cannot export it (e.g. no iSCSI target)
+                    log.warning("volume %s: head on node %s refused: %s", v.name, head.node_id, reason)
+        await self._settle(v, head_ok, len(online), active, reason)
 
-    async def _settle(self, v: Volume, head_ok: bool, in_sync: int, active: list[Replica]) -> None:
+    async def _settle(self, v: Volume, head_ok: bool, in_sync: int, active: list[Replica],
+                      reason: str = "") -> None:
         """Record the volume's state from what the pass found."""
         if head_ok and in_sync >= v.replicas:
             new = VolumeState.AVAILABLE
@@ -210,7 +217,8 @@ class Reconciler:
             new = VolumeState.CREATING
         else:
             new = VolumeState.FAULTED
-        msg = "" if head_ok else ("no replica reachable" if not in_sync else "head not exported")
+        msg = "" if head_ok else ("no replica reachable" if not in_sync else
+                                  "head not exported" + (f": {reason}" if reason else ""))
         if new != v.state or (new != VolumeState.CREATING and v.stage) or msg != v.message:
             if new != v.state:
                 log.info("volume %s volume_id=%s %s -> %s", v.name, v.id, v.state.value, new.value)
@@ -305,8 +313,8 @@ class Reconciler:
         assert head_node is not None
         # a whole, settled volume whose nodes have not restarted needs no agent calls every pass;
         # it is still re-checked every HEAD_RECHECK seconds (a leg can drop without a restart)
-        key = (self.liveness.instance(head_node.id), v.nqn, tuple(sorted(v.hosts)), v.replicas, v.size_bytes,
-               tuple(sorted((r.id, self.liveness.instance(r.node_id)) for r in active)))
+        key = (self.liveness.instance(head_node.id), v.nqn, v.target_iqn, tuple(sorted(v.hosts)), v.replicas,
+               v.size_bytes, tuple(sorted((r.id, self.liveness.instance(r.node_id)) for r in active)))
         whole = (v.state == VolumeState.AVAILABLE and len(active) == v.replicas
                  and all(r.state == ReplicaState.ONLINE for r in active))
         cached = self._head_ok.get(v.id)
@@ -325,9 +333,7 @@ class Reconciler:
             legs.append(apb.HeadLeg(replica_id=r.id, node_id=node.id, subsystem_nqn=e.nqn, address=e.address,
                                     port=e.port))
         crash_point("replicated.fenced")
-        spec = apb.HeadSpec(volume_id=v.id, nqn=v.nqn, namespace_uuid=v.namespace_uuid, legs=legs,
-                            allowed_host_nqns=sorted(v.hosts), in_sync_replica_ids=sorted(in_sync),
-                            replica_count=max(RAID_SLOTS, len(active)))
+        spec = head_spec(v, legs, in_sync_replica_ids=sorted(in_sync), replica_count=max(RAID_SLOTS, len(active)))
         try:
             st = await self._stub(head_node).EnsureHead(spec, timeout=self.call_timeout)
         except grpc.aio.AioRpcError as e:
@@ -438,11 +444,18 @@ class Reconciler:
 
     async def _converge_head(self, v: Volume, r: Replica, node: Node) -> bool:
         inst = self.liveness.instance(node.id) or ""
-        key = (inst, v.nqn, v.namespace_uuid, tuple(sorted(v.hosts)), r.id)
+        key = (inst, v.nqn, v.target_iqn, v.namespace_uuid, tuple(sorted(v.hosts)), r.id)
         if self._head_ok.get(v.id) == key and v.head_node_id == node.id:
             return True
-        spec = apb.HeadSpec(volume_id=v.id, nqn=v.nqn, namespace_uuid=v.namespace_uuid,
-                            legs=[apb.HeadLeg(replica_id=r.id, node_id=node.id)], allowed_host_nqns=sorted(v.hosts))
+        if v.protocol == "iscsi":
+            # iSCSI is served by the node's polling head target, which reaches the replica in the
+            # (sleeping) data target over NVMe/TCP on the node's own address
+            e = await self._stub(node).ExportReplica(apb.ExportReplicaRequest(
+                replica_id=r.id, allowed_host_nqns=[node.host_nqn]), timeout=self.call_timeout)
+            leg = apb.HeadLeg(replica_id=r.id, node_id=node.id, subsystem_nqn=e.nqn, address=e.address, port=e.port)
+            spec = head_spec(v, [leg], in_sync_replica_ids=[r.id], replica_count=1)
+        else:
+            spec = head_spec(v, [apb.HeadLeg(replica_id=r.id, node_id=node.id)])
         st = await self._stub(node).EnsureHead(spec, timeout=self.call_timeout)
         crash_point("create.exported")
         self._head_ok[v.id] = key
@@ -535,6 +548,17 @@ class Reconciler:
                         self._orphans.pop(key, None)
                     except grpc.aio.AioRpcError as e:
                         log.warning("orphan %s not deleted: %s", rep.replica_id, e.details())
+
+
+def head_spec(v: Volume, legs: list, **kw) -> apb.HeadSpec:
+    """What a head node is told about a volume: its legs and how (and to whom) it is exported."""
+    if v.protocol == "iscsi":
+        return apb.HeadSpec(volume_id=v.id, namespace_uuid=v.namespace_uuid, legs=legs, protocol="iscsi",
+                            iscsi=apb.IscsiExport(target_iqn=v.target_iqn, initiators=sorted(v.hosts),
+                                                  netmasks=v.iscsi_netmasks, chap_user=v.chap_user,
+                                                  chap_secret=v.chap_secret), **kw)
+    return apb.HeadSpec(volume_id=v.id, nqn=v.nqn, namespace_uuid=v.namespace_uuid, legs=legs,
+                        allowed_host_nqns=sorted(v.hosts), **kw)
 
 
 INTERNAL_SNAPSHOT_PREFIX = "clone-source-"

@@ -57,7 +57,8 @@ def volume_pb(v: Volume, reps: list[Replica], nodes: dict[str, Node], rebuild: d
         id=v.id, name=v.name, size_bytes=v.size_bytes, replicas=v.replicas, spread=v.spread, labels=v.labels,
         state=v.state.value, stage=v.stage, nqn=v.nqn, namespace_uuid=v.namespace_uuid, head_node_id=v.head_node_id,
         hosts=v.hosts, read_only_hosts=v.read_only_hosts, source_snapshot_id=v.source_snapshot_id, source_volume_id=v.source_volume_id,
-        created_at=v.created_at, message=v.message, replica_status=[status(r) for r in reps])
+        created_at=v.created_at, message=v.message, replica_status=[status(r) for r in reps],
+        protocol=v.protocol, target_iqn=v.target_iqn, iscsi_netmasks=v.iscsi_netmasks, chap_user=v.chap_user)
 
 
 def snapshot_pb(s: Snapshot) -> pb.Snapshot:
@@ -97,10 +98,37 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
                           replicas=validate.replicas("replicas", replicas), spread=spread,
                           labels=validate.labels("labels", dict(labels)))
 
+    @staticmethod
+    def _protocol(spec: VolumeSpec, request) -> VolumeSpec:
+        """The export protocol and, for iSCSI, its settings (CreateVolume and CloneVolume)."""
+        spec.protocol = validate.protocol("protocol", request.protocol)
+        i = request.iscsi
+        if spec.protocol != "iscsi":
+            if request.HasField("iscsi") and (i.netmasks or i.chap_user or i.chap_secret):
+                raise InvalidArgument("iscsi", "iSCSI settings need protocol iscsi")
+            return spec
+        spec.iscsi_netmasks = validate.netmasks("iscsi.netmasks", list(i.netmasks))
+        spec.chap_user, spec.chap_secret = validate.chap(i.chap_user, i.chap_secret)
+        return spec
+
+    async def _host(self, v: Volume, host_nqn: str, initiator_iqn: str) -> str:
+        """The host a publish, unpublish or connect call names: an NQN, or for iSCSI an IQN."""
+        if v.protocol == "iscsi":
+            if not initiator_iqn and not host_nqn:
+                raise InvalidArgument("initiator_iqn", f"required: volume {v.name!r} is exported over iSCSI")
+            got = validate.iqn("initiator_iqn" if initiator_iqn else "host_nqn", initiator_iqn or host_nqn)
+            if initiator_iqn and host_nqn and validate.iqn("host_nqn", host_nqn) != got:
+                raise InvalidArgument("host_nqn", "names another initiator than initiator_iqn; give one")
+            return got
+        if initiator_iqn:
+            raise InvalidArgument("initiator_iqn", f"volume {v.name!r} is exported over NVMe/TCP; give host_nqn")
+        return validate.host_nqn("host_nqn", host_nqn)
+
     @rpc_method(VOLUME_SERVICE)
     async def CreateVolume(self, request: pb.CreateVolumeRequest, context) -> pb.Volume:
         self.gate.check()
         spec = self._spec(request.name, request.size_bytes, request.replicas, request.spread, request.labels)
+        spec = self._protocol(spec, request)
         return await self._pb(await self.mgr.wait_ready(await self.mgr.create(spec)))
 
     @rpc_method(VOLUME_SERVICE)
@@ -156,29 +184,41 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
     @rpc_method(VOLUME_SERVICE)
     async def PublishVolume(self, request: pb.PublishVolumeRequest, context) -> pb.Volume:
         self.gate.check()
-        host = validate.host_nqn("host_nqn", request.host_nqn)
-        return await self._pb(await self.mgr.publish(validate.ref("ref", request.ref), host, request.read_only))
+        v = await self.mgr.require(validate.ref("ref", request.ref))
+        host = await self._host(v, request.host_nqn, request.initiator_iqn)
+        return await self._pb(await self.mgr.publish(v.id, host, request.read_only))
 
     @rpc_method(VOLUME_SERVICE)
     async def UnpublishVolume(self, request: pb.UnpublishVolumeRequest, context) -> pb.Volume:
         self.gate.check()
-        host = validate.host_nqn("host_nqn", request.host_nqn)
-        return await self._pb(await self.mgr.unpublish(validate.ref("ref", request.ref), host))
+        v = await self.mgr.require(validate.ref("ref", request.ref))
+        host = await self._host(v, request.host_nqn, request.initiator_iqn)
+        return await self._pb(await self.mgr.unpublish(v.id, host))
 
     @rpc_method(VOLUME_SERVICE)
     async def GetConnectInfo(self, request: pb.GetConnectInfoRequest, context) -> pb.ConnectInfo:
         self.gate.check()
-        host = validate.host_nqn("host_nqn", request.host_nqn)
         v = await self.mgr.require(validate.ref("ref", request.ref))
+        host = await self._host(v, request.host_nqn, request.initiator_iqn)
         if not v.head_node_id or v.state not in (VolumeState.AVAILABLE, VolumeState.DEGRADED):
             raise FailedPrecondition(f"volume {v.name!r} is {v.state.value} and not exported yet")
         node = await self.mgr.repo.get(Node, v.head_node_id)
         if node is None:
             raise Unavailable(f"the head node of volume {v.name!r} is unknown")
-        info = pb.ConnectInfo(subnqn=v.nqn, host_nqn=host, namespace_uuid=v.namespace_uuid, size_bytes=v.size_bytes,
-                              paths=[pb.Path(transport="tcp", traddr=v.export_address or node.nvmf_address,
-                                             trsvcid=str(v.export_port or node.nvmf_port), ana_state="optimized",
-                                             node_id=node.id)])
+        if v.protocol == "iscsi":
+            if not v.export_address:
+                raise FailedPrecondition(f"volume {v.name!r} has no iSCSI portal yet")
+            info = pb.ConnectInfo(protocol="iscsi", target_iqn=v.target_iqn, initiator_iqn=host,
+                                  chap_user=v.chap_user, namespace_uuid=v.namespace_uuid, size_bytes=v.size_bytes,
+                                  paths=[pb.Path(transport="iscsi", traddr=v.export_address,
+                                                 trsvcid=str(v.export_port), ana_state="optimized",
+                                                 node_id=node.id)])
+        else:
+            info = pb.ConnectInfo(protocol="nvmf", subnqn=v.nqn, host_nqn=host, namespace_uuid=v.namespace_uuid,
+                                  size_bytes=v.size_bytes,
+                                  paths=[pb.Path(transport="tcp", traddr=v.export_address or node.nvmf_address,
+                                                 trsvcid=str(v.export_port or node.nvmf_port),
+                                                 ana_state="optimized", node_id=node.id)])
         if host not in v.hosts:
             await context.send_initial_metadata((("meshblock-warning", "host is not published"),))
         return info
@@ -238,6 +278,7 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
                           if request.size_bytes else 0, replicas=validate.replicas("replicas", request.replicas),
                           spread=request.spread,
                           labels=validate.labels("labels", dict(request.labels)))
+        spec = self._protocol(spec, request)
         v = await self.mgr.clone(spec, snapshot_ref=request.source_snapshot_ref, volume_ref=request.source_volume_ref)
         return await self._pb(v)
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import re
 
 from ..errors import InvalidArgument
-from ..util import check_nqn
+from ..util import check_iqn, check_netmask, check_nqn
 
 MiB = 1 << 20
 MAX_VOLUME_BYTES = 1 << 50          # 1 PiB
 MAX_REPLICAS = 5
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _LABEL_KEY_RE = re.compile(r"^([a-z0-9.-]{1,253}/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
+_CHAP_RE = re.compile(r"^[\x21-\x7e]+$")
+PROTOCOLS = ("nvmf", "iscsi")
 _LABEL_VALUE_RE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$")
 
 
@@ -65,3 +67,34 @@ def ref(field: str, value: str) -> str:
     if not value:
         raise InvalidArgument(field, "required")
     return value
+
+
+def protocol(field: str, value: str) -> str:
+    p = (value or "nvmf").lower()
+    if p not in PROTOCOLS:
+        raise InvalidArgument(field, f"{value!r} is not nvmf or iscsi")
+    return p
+
+
+def iqn(field: str, value: str) -> str:
+    return check_iqn(field, value)
+
+
+def netmasks(field: str, values: list[str]) -> list[str]:
+    return list(dict.fromkeys(check_netmask(field, v) for v in values))
+
+
+def chap(user: str, secret: str) -> tuple[str, str]:
+    """One-way CHAP credentials: both or neither; the secret 12-255 printable characters (RFC 3720
+    asks for at least 96 bits where the link is not encrypted)."""
+    if not user and not secret:
+        return "", ""
+    if not user:
+        raise InvalidArgument("iscsi.chap_user", "required with a CHAP secret")
+    if not secret:
+        raise InvalidArgument("iscsi.chap_secret", "required with a CHAP user")
+    if len(user) > 255 or not _CHAP_RE.match(user):
+        raise InvalidArgument("iscsi.chap_user", "1-255 printable characters without spaces")
+    if not 12 <= len(secret) <= 255 or not _CHAP_RE.match(secret):
+        raise InvalidArgument("iscsi.chap_secret", "12-255 printable characters without spaces")
+    return user, secret

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from .. import nqn
+from .. import iqn, nqn
 from ..faults import crash_point
 from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from ..model import Node, NodeState, Replica, ReplicaState, Snapshot, SnapshotState, Volume, VolumeState
@@ -34,6 +34,10 @@ class VolumeSpec:
     replicas: int
     spread: str
     labels: dict[str, str]
+    protocol: str = "nvmf"
+    iscsi_netmasks: list[str] = field(default_factory=list)
+    chap_user: str = ""
+    chap_secret: str = ""
 
 
 class VolumeManager:
@@ -75,15 +79,17 @@ class VolumeManager:
 
     # --- create --------------------------------------------------------------------------------
     def _same(self, v: Volume, spec: VolumeSpec) -> bool:
-        return (v.size_bytes, v.replicas, v.spread, v.labels) == (spec.size_bytes, spec.replicas, spec.spread,
-                                                                 spec.labels)
+        return ((v.size_bytes, v.replicas, v.spread, v.labels, v.protocol, v.iscsi_netmasks, v.chap_user,
+                 v.chap_secret) == (spec.size_bytes, spec.replicas, spec.spread, spec.labels, spec.protocol,
+                                    spec.iscsi_netmasks, spec.chap_user, spec.chap_secret))
 
     async def create(self, spec: VolumeSpec, *, source: Snapshot | None = None) -> Volume:
         existing = await self.repo.by_name(Volume, spec.name)
         if existing is not None:
             if not self._same(existing, spec) or (source and existing.source_snapshot_id != source.id):
                 raise AlreadyExists(f"volume {spec.name!r} exists with different parameters (size "
-                                    f"{existing.size_bytes}, replicas {existing.replicas}, spread {existing.spread!r})")
+                                    f"{existing.size_bytes}, replicas {existing.replicas}, spread {existing.spread!r}, "
+                                    f"protocol {existing.protocol})")
             return existing
         vid = str(uuid.uuid4())
         if source is not None:
@@ -97,9 +103,12 @@ class VolumeManager:
             node_ids = place(spec.size_bytes, spec.replicas, cands, spread=spec.spread,
                              overcommit=self.overcommit).node_ids
         v = Volume(id=vid, name=spec.name, size_bytes=spec.size_bytes, replicas=spec.replicas, spread=spec.spread,
-                   labels=spec.labels, state=VolumeState.CREATING, stage="placed", nqn=nqn("volume", vid),
+                   labels=spec.labels, state=VolumeState.CREATING, stage="placed",
+                   nqn=nqn("volume", vid) if spec.protocol == "nvmf" else "",
                    namespace_uuid=vid, created_at=now(), source_snapshot_id=source.id if source else "",
-                   source_volume_id=source.volume_id if source else "")
+                   source_volume_id=source.volume_id if source else "", protocol=spec.protocol,
+                   target_iqn=iqn("volume", vid) if spec.protocol == "iscsi" else "",
+                   iscsi_netmasks=list(spec.iscsi_netmasks), chap_user=spec.chap_user, chap_secret=spec.chap_secret)
         reps = [Replica(id=str(uuid.uuid4()), volume_id=vid, node_id=n, size_bytes=spec.size_bytes,
                         state=ReplicaState.CREATING, created_at=now(),
                         source_snapshot_replica=source.id if source else "") for n in node_ids]
@@ -109,8 +118,8 @@ class VolumeManager:
         except NameTaken:
             return await self.create(spec, source=source)   # lost a race with the same name: compare again
         crash_point("create.recorded")
-        log.info("volume created name=%s volume_id=%s size=%d replicas=%d nodes=%s", v.name, v.id, v.size_bytes,
-                 v.replicas, ",".join(node_ids))
+        log.info("volume created name=%s volume_id=%s size=%d replicas=%d protocol=%s nodes=%s", v.name, v.id,
+                 v.size_bytes, v.replicas, v.protocol, ",".join(node_ids))
         self.reconciler.kick()
         return v
 

@@ -130,8 +130,13 @@ class Volume(Record):
     export_port: int = 0
     nqn: str = ""
     namespace_uuid: str = ""
-    hosts: list[str] = field(default_factory=list)      # host NQNs allowed to connect
+    hosts: list[str] = field(default_factory=list)      # host NQNs (iSCSI: initiator IQNs) allowed to connect
     read_only_hosts: list[str] = field(default_factory=list)  # those of them published read-only
+    protocol: str = "nvmf"           # nvmf | iscsi
+    target_iqn: str = ""             # iscsi: the target node's name
+    iscsi_netmasks: list[str] = field(default_factory=list)
+    chap_user: str = ""              # iscsi: CHAP user ("" = no CHAP)
+    chap_secret: str = ""            # iscsi: CHAP secret; kept here, never returned by the API
     source_snapshot_id: str = ""
     source_volume_id: str = ""
     created_at: float = 0.0

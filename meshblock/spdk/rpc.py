@@ -267,6 +267,44 @@ class SpdkRpc:
                                 disable_chap=disable_chap or None, require_chap=require_chap or None,
                                 mutual_chap=mutual_chap or None, chap_group=chap_group)
 
+    async def iscsi_get_portal_groups(self) -> list[dict]:
+        return await self._call("iscsi_get_portal_groups")
+
+    async def iscsi_get_initiator_groups(self) -> list[dict]:
+        return await self._call("iscsi_get_initiator_groups")
+
+    async def iscsi_initiator_group_add_initiators(self, tag: int, initiators: list[str] | None = None,
+                                                   netmasks: list[str] | None = None) -> bool:
+        return await self._call("iscsi_initiator_group_add_initiators", tag=tag, initiators=initiators or None,
+                                netmasks=netmasks or None)
+
+    async def iscsi_initiator_group_remove_initiators(self, tag: int, initiators: list[str] | None = None,
+                                                      netmasks: list[str] | None = None) -> bool:
+        return await self._call("iscsi_initiator_group_remove_initiators", tag=tag,
+                                initiators=initiators or None, netmasks=netmasks or None)
+
+    async def iscsi_delete_auth_group(self, tag: int) -> bool:
+        return await self._call("iscsi_delete_auth_group", tag=tag)
+
+    async def iscsi_get_auth_groups(self) -> list[dict]:
+        return await self._call("iscsi_get_auth_groups")
+
+    async def iscsi_target_node_add_lun(self, name: str, bdev_name: str, lun_id: int | None = None) -> bool:
+        return await self._call("iscsi_target_node_add_lun", name=name, bdev_name=bdev_name, lun_id=lun_id)
+
+    async def iscsi_target_node_set_auth(self, name: str, chap_group: int | None = None,
+                                         disable_chap: bool | None = None, require_chap: bool | None = None,
+                                         mutual_chap: bool | None = None) -> bool:
+        return await self._call("iscsi_target_node_set_auth", name=name, chap_group=chap_group,
+                                disable_chap=disable_chap or None, require_chap=require_chap or None,
+                                mutual_chap=mutual_chap or None)
+
+    async def iscsi_target_node_request_logout(self, name: str, pg_tag: int | None = None) -> bool:
+        return await self._call("iscsi_target_node_request_logout", name=name, pg_tag=pg_tag)
+
+    async def iscsi_get_connections(self) -> list[dict]:
+        return await self._call("iscsi_get_connections")
+
     async def iscsi_delete_target_node(self, name: str) -> bool:
         return await self._call("iscsi_delete_target_node", name=name)
 

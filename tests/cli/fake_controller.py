@@ -31,6 +31,7 @@ class FakeController:
         self.snapshots: dict[str, pb.Snapshot] = {}
         self.nodes: dict[str, pb.Node] = {}
         self.paths: dict[str, list[pb.Path]] = {}
+        self.chap_secrets: dict[str, str] = {}
         # volume name -> updates applied one per GetVolume call (dicts of fields, or callables)
         self.volume_script: dict[str, list[dict[str, Any] | Callable[[pb.Volume], None]]] = defaultdict(list)
         self.page_size = 2
@@ -114,6 +115,12 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
                                    replicas=request.replicas or 1, spread=request.spread,
                                    labels=dict(request.labels))
             v.created_at = time.time()
+            if request.protocol == "iscsi":
+                v.protocol, v.nqn = "iscsi", ""
+                v.target_iqn = f"iqn.2026-11.io.meshblock:volume:{v.id}"
+                v.chap_user = request.iscsi.chap_user
+                v.iscsi_netmasks.extend(request.iscsi.netmasks)
+                self.fc.chap_secrets[v.name] = request.iscsi.chap_secret
             return v
 
     def GetVolume(self, request, context):
@@ -166,14 +173,15 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
     def PublishVolume(self, request, context):
         self._log("PublishVolume", request)
         v = self._find(request.ref, context)
-        if request.host_nqn not in v.hosts:
-            v.hosts.append(request.host_nqn)
+        host = request.initiator_iqn or request.host_nqn
+        if host not in v.hosts:
+            v.hosts.append(host)
         return v
 
     def UnpublishVolume(self, request, context):
         self._log("UnpublishVolume", request)
         v = self._find(request.ref, context)
-        hosts = [h for h in v.hosts if h != request.host_nqn]
+        hosts = [h for h in v.hosts if h != (request.initiator_iqn or request.host_nqn)]
         del v.hosts[:]
         v.hosts.extend(hosts)
         return v
@@ -181,10 +189,16 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
     def GetConnectInfo(self, request, context):
         self._log("GetConnectInfo", request)
         v = self._find(request.ref, context)
-        if request.host_nqn not in v.hosts:
+        host = request.initiator_iqn or request.host_nqn
+        if host not in v.hosts:
             context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                          f'host {request.host_nqn} is not allowed on volume "{v.name}"; publish it first')
-        return pb.ConnectInfo(subnqn=v.nqn, host_nqn=request.host_nqn, paths=self.fc.paths.get(v.name, []),
+                          f'host {host} is not allowed on volume "{v.name}"; publish it first')
+        if v.protocol == "iscsi":
+            return pb.ConnectInfo(protocol="iscsi", target_iqn=v.target_iqn, initiator_iqn=host,
+                                  chap_user=v.chap_user, paths=self.fc.paths.get(v.name, []),
+                                  namespace_uuid=v.namespace_uuid, size_bytes=v.size_bytes)
+        return pb.ConnectInfo(protocol="nvmf", subnqn=v.nqn, host_nqn=request.host_nqn,
+                              paths=self.fc.paths.get(v.name, []),
                               namespace_uuid=v.namespace_uuid, size_bytes=v.size_bytes)
 
     def CreateSnapshot(self, request, context):

@@ -296,6 +296,7 @@ def test_connect_json_shape(mb, fc):
     r = mb("volume", "connect", "db", "--host-nqn", HOST, "-o", "json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout) == {
+        "protocol": "nvmf",
         "subnqn": v.nqn,
         "host_nqn": HOST,
         "paths": [

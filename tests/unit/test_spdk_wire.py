@@ -3,7 +3,7 @@
 Each case pairs a call of ours with the `rpc.py` command line that means the
 same; SPDK's parser builds its request with a recording client and the two
 requests must match (flags left at their defaults, which rpc.py sends as
-false, are ignored).
+false, and list options it sends empty, are ignored).
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ RPC_PY_DEFAULTS = {("c2h_success", True)}
 def _normal(params: dict) -> dict:
     out = {}
     for k, v in params.items():
-        if v is None or v is False or (isinstance(v, bool) and (k, v) in RPC_PY_DEFAULTS):
+        # rpc.py sends an omitted list option as []; SPDK decodes that like an absent key
+        if v is None or v is False or v == [] or (isinstance(v, bool) and (k, v) in RPC_PY_DEFAULTS):
             continue
         out[k] = _normal(v) if isinstance(v, dict) else v
     return out
@@ -60,6 +61,8 @@ def spdk_request(argv: list[str]) -> tuple[str, dict]:
 
 
 NQN = "nqn.2026-11.io.meshblock:replica:1"
+IQN = "iqn.2026-11.io.meshblock:volume:1"
+INITIATOR = "iqn.1993-08.org.debian:01:abc"
 CASES = [
     (lambda r: r.bdev_aio_create("/d/pool.img", "base", block_size=4096),
      ["bdev_aio_create", "/d/pool.img", "base", "4096"]),
@@ -136,6 +139,29 @@ CASES = [
                                           [{"pg_tag": 1, "ig_tag": 2}], 64, disable_chap=True),
      ["iscsi_create_target_node", "disk1", "disk1", "b0:0", "1:2", "64", "-d"]),
     (lambda r: r.iscsi_delete_target_node("iqn.x"), ["iscsi_delete_target_node", "iqn.x"]),
+    (lambda r: r.iscsi_create_target_node(IQN, "v1", [{"bdev_name": "vol-1", "lun_id": 0}],
+                                          [{"pg_tag": 1, "ig_tag": 7}], 64, require_chap=True, chap_group=7),
+     ["iscsi_create_target_node", IQN, "v1", "vol-1:0", "1:7", "64", "-r", "-g", "7"]),
+    (lambda r: r.iscsi_get_portal_groups(), ["iscsi_get_portal_groups"]),
+    (lambda r: r.iscsi_get_initiator_groups(), ["iscsi_get_initiator_groups"]),
+    (lambda r: r.iscsi_initiator_group_add_initiators(7, [INITIATOR]),
+     ["iscsi_initiator_group_add_initiators", "7", "-n", INITIATOR]),
+    (lambda r: r.iscsi_initiator_group_add_initiators(7, netmasks=["10.0.0.0/8"]),
+     ["iscsi_initiator_group_add_initiators", "7", "-m", "10.0.0.0/8"]),
+    (lambda r: r.iscsi_initiator_group_remove_initiators(7, [INITIATOR], ["ANY"]),
+     ["iscsi_initiator_group_remove_initiators", "7", "-n", INITIATOR, "-m", "ANY"]),
+    (lambda r: r.iscsi_create_auth_group(7, [{"user": "u1", "secret": "s1"}]),
+     ["iscsi_create_auth_group", "7", "-c", "user:u1 secret:s1"]),
+    (lambda r: r.iscsi_delete_auth_group(7), ["iscsi_delete_auth_group", "7"]),
+    (lambda r: r.iscsi_get_auth_groups(), ["iscsi_get_auth_groups"]),
+    (lambda r: r.iscsi_target_node_add_lun(IQN, "vol-1", lun_id=0),
+     ["iscsi_target_node_add_lun", IQN, "vol-1", "-i", "0"]),
+    (lambda r: r.iscsi_target_node_set_auth(IQN, chap_group=7, require_chap=True),
+     ["iscsi_target_node_set_auth", IQN, "-g", "7", "-r"]),
+    (lambda r: r.iscsi_target_node_set_auth(IQN, disable_chap=True),
+     ["iscsi_target_node_set_auth", IQN, "-d"]),
+    (lambda r: r.iscsi_target_node_request_logout(IQN), ["iscsi_target_node_request_logout", IQN]),
+    (lambda r: r.iscsi_get_connections(), ["iscsi_get_connections"]),
 ]
 
 
@@ -159,5 +185,5 @@ def test_every_typed_call_is_covered():
     # application-level calls that rpc.py exposes with no parameters worth comparing
     trivial = {"spdk_get_version", "framework_wait_init", "rpc_get_methods", "spdk_kill_instance",
                "bdev_wait_for_examine", "iscsi_get_target_nodes", "iscsi_delete_portal_group",
-               "iscsi_delete_initiator_group", "iscsi_create_auth_group"}
+               "iscsi_delete_initiator_group"}
     assert calls - trivial <= covered, sorted(calls - trivial - covered)

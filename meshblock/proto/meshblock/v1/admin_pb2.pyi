@@ -23,7 +23,7 @@ class ReplicaStatus(_message.Message):
     def __init__(self, replica_id: _Optional[str] = ..., node_id: _Optional[str] = ..., node_name: _Optional[str] = ..., state: _Optional[str] = ..., rebuild_progress: _Optional[float] = ..., rebuild_eta_seconds: _Optional[int] = ...) -> None: ...
 
 class Volume(_message.Message):
-    __slots__ = ("id", "name", "size_bytes", "replicas", "spread", "labels", "state", "stage", "nqn", "namespace_uuid", "head_node_id", "hosts", "replica_status", "source_snapshot_id", "source_volume_id", "created_at", "message", "read_only_hosts")
+    __slots__ = ("id", "name", "size_bytes", "replicas", "spread", "labels", "state", "stage", "nqn", "namespace_uuid", "head_node_id", "hosts", "replica_status", "source_snapshot_id", "source_volume_id", "created_at", "message", "read_only_hosts", "protocol", "target_iqn", "iscsi_netmasks", "chap_user")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +49,10 @@ class Volume(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     READ_ONLY_HOSTS_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    TARGET_IQN_FIELD_NUMBER: _ClassVar[int]
+    ISCSI_NETMASKS_FIELD_NUMBER: _ClassVar[int]
+    CHAP_USER_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     size_bytes: int
@@ -67,10 +71,24 @@ class Volume(_message.Message):
     created_at: float
     message: str
     read_only_hosts: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., replicas: _Optional[int] = ..., spread: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., state: _Optional[str] = ..., stage: _Optional[str] = ..., nqn: _Optional[str] = ..., namespace_uuid: _Optional[str] = ..., head_node_id: _Optional[str] = ..., hosts: _Optional[_Iterable[str]] = ..., replica_status: _Optional[_Iterable[_Union[ReplicaStatus, _Mapping]]] = ..., source_snapshot_id: _Optional[str] = ..., source_volume_id: _Optional[str] = ..., created_at: _Optional[float] = ..., message: _Optional[str] = ..., read_only_hosts: _Optional[_Iterable[str]] = ...) -> None: ...
+    protocol: str
+    target_iqn: str
+    iscsi_netmasks: _containers.RepeatedScalarFieldContainer[str]
+    chap_user: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., replicas: _Optional[int] = ..., spread: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., state: _Optional[str] = ..., stage: _Optional[str] = ..., nqn: _Optional[str] = ..., namespace_uuid: _Optional[str] = ..., head_node_id: _Optional[str] = ..., hosts: _Optional[_Iterable[str]] = ..., replica_status: _Optional[_Iterable[_Union[ReplicaStatus, _Mapping]]] = ..., source_snapshot_id: _Optional[str] = ..., source_volume_id: _Optional[str] = ..., created_at: _Optional[float] = ..., message: _Optional[str] = ..., read_only_hosts: _Optional[_Iterable[str]] = ..., protocol: _Optional[str] = ..., target_iqn: _Optional[str] = ..., iscsi_netmasks: _Optional[_Iterable[str]] = ..., chap_user: _Optional[str] = ...) -> None: ...
+
+class IscsiOptions(_message.Message):
+    __slots__ = ("netmasks", "chap_user", "chap_secret")
+    NETMASKS_FIELD_NUMBER: _ClassVar[int]
+    CHAP_USER_FIELD_NUMBER: _ClassVar[int]
+    CHAP_SECRET_FIELD_NUMBER: _ClassVar[int]
+    netmasks: _containers.RepeatedScalarFieldContainer[str]
+    chap_user: str
+    chap_secret: str
+    def __init__(self, netmasks: _Optional[_Iterable[str]] = ..., chap_user: _Optional[str] = ..., chap_secret: _Optional[str] = ...) -> None: ...
 
 class CreateVolumeRequest(_message.Message):
-    __slots__ = ("name", "size_bytes", "replicas", "spread", "labels")
+    __slots__ = ("name", "size_bytes", "replicas", "spread", "labels", "protocol", "iscsi")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -83,12 +101,16 @@ class CreateVolumeRequest(_message.Message):
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
     SPREAD_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    ISCSI_FIELD_NUMBER: _ClassVar[int]
     name: str
     size_bytes: int
     replicas: int
     spread: str
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., replicas: _Optional[int] = ..., spread: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    protocol: str
+    iscsi: IscsiOptions
+    def __init__(self, name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., replicas: _Optional[int] = ..., spread: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., protocol: _Optional[str] = ..., iscsi: _Optional[_Union[IscsiOptions, _Mapping]] = ...) -> None: ...
 
 class GetVolumeRequest(_message.Message):
     __slots__ = ("ref",)
@@ -146,30 +168,36 @@ class ResizeVolumeRequest(_message.Message):
     def __init__(self, ref: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
 
 class PublishVolumeRequest(_message.Message):
-    __slots__ = ("ref", "host_nqn", "read_only")
+    __slots__ = ("ref", "host_nqn", "read_only", "initiator_iqn")
     REF_FIELD_NUMBER: _ClassVar[int]
     HOST_NQN_FIELD_NUMBER: _ClassVar[int]
     READ_ONLY_FIELD_NUMBER: _ClassVar[int]
+    INITIATOR_IQN_FIELD_NUMBER: _ClassVar[int]
     ref: str
     host_nqn: str
     read_only: bool
-    def __init__(self, ref: _Optional[str] = ..., host_nqn: _Optional[str] = ..., read_only: _Optional[bool] = ...) -> None: ...
+    initiator_iqn: str
+    def __init__(self, ref: _Optional[str] = ..., host_nqn: _Optional[str] = ..., read_only: _Optional[bool] = ..., initiator_iqn: _Optional[str] = ...) -> None: ...
 
 class UnpublishVolumeRequest(_message.Message):
-    __slots__ = ("ref", "host_nqn")
+    __slots__ = ("ref", "host_nqn", "initiator_iqn")
     REF_FIELD_NUMBER: _ClassVar[int]
     HOST_NQN_FIELD_NUMBER: _ClassVar[int]
+    INITIATOR_IQN_FIELD_NUMBER: _ClassVar[int]
     ref: str
     host_nqn: str
-    def __init__(self, ref: _Optional[str] = ..., host_nqn: _Optional[str] = ...) -> None: ...
+    initiator_iqn: str
+    def __init__(self, ref: _Optional[str] = ..., host_nqn: _Optional[str] = ..., initiator_iqn: _Optional[str] = ...) -> None: ...
 
 class GetConnectInfoRequest(_message.Message):
-    __slots__ = ("ref", "host_nqn")
+    __slots__ = ("ref", "host_nqn", "initiator_iqn")
     REF_FIELD_NUMBER: _ClassVar[int]
     HOST_NQN_FIELD_NUMBER: _ClassVar[int]
+    INITIATOR_IQN_FIELD_NUMBER: _ClassVar[int]
     ref: str
     host_nqn: str
-    def __init__(self, ref: _Optional[str] = ..., host_nqn: _Optional[str] = ...) -> None: ...
+    initiator_iqn: str
+    def __init__(self, ref: _Optional[str] = ..., host_nqn: _Optional[str] = ..., initiator_iqn: _Optional[str] = ...) -> None: ...
 
 class Path(_message.Message):
     __slots__ = ("transport", "traddr", "trsvcid", "ana_state", "node_id")
@@ -186,18 +214,26 @@ class Path(_message.Message):
     def __init__(self, transport: _Optional[str] = ..., traddr: _Optional[str] = ..., trsvcid: _Optional[str] = ..., ana_state: _Optional[str] = ..., node_id: _Optional[str] = ...) -> None: ...
 
 class ConnectInfo(_message.Message):
-    __slots__ = ("subnqn", "host_nqn", "paths", "namespace_uuid", "size_bytes")
+    __slots__ = ("subnqn", "host_nqn", "paths", "namespace_uuid", "size_bytes", "protocol", "target_iqn", "initiator_iqn", "chap_user")
     SUBNQN_FIELD_NUMBER: _ClassVar[int]
     HOST_NQN_FIELD_NUMBER: _ClassVar[int]
     PATHS_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_UUID_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    TARGET_IQN_FIELD_NUMBER: _ClassVar[int]
+    INITIATOR_IQN_FIELD_NUMBER: _ClassVar[int]
+    CHAP_USER_FIELD_NUMBER: _ClassVar[int]
     subnqn: str
     host_nqn: str
     paths: _containers.RepeatedCompositeFieldContainer[Path]
     namespace_uuid: str
     size_bytes: int
-    def __init__(self, subnqn: _Optional[str] = ..., host_nqn: _Optional[str] = ..., paths: _Optional[_Iterable[_Union[Path, _Mapping]]] = ..., namespace_uuid: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+    protocol: str
+    target_iqn: str
+    initiator_iqn: str
+    chap_user: str
+    def __init__(self, subnqn: _Optional[str] = ..., host_nqn: _Optional[str] = ..., paths: _Optional[_Iterable[_Union[Path, _Mapping]]] = ..., namespace_uuid: _Optional[str] = ..., size_bytes: _Optional[int] = ..., protocol: _Optional[str] = ..., target_iqn: _Optional[str] = ..., initiator_iqn: _Optional[str] = ..., chap_user: _Optional[str] = ...) -> None: ...
 
 class Snapshot(_message.Message):
     __slots__ = ("id", "name", "volume_id", "size_bytes", "state", "created_at")
@@ -260,7 +296,7 @@ class DeleteSnapshotReply(_message.Message):
     def __init__(self, existed: _Optional[bool] = ...) -> None: ...
 
 class CloneVolumeRequest(_message.Message):
-    __slots__ = ("name", "source_snapshot_ref", "source_volume_ref", "size_bytes", "labels", "replicas", "spread")
+    __slots__ = ("name", "source_snapshot_ref", "source_volume_ref", "size_bytes", "labels", "replicas", "spread", "protocol", "iscsi")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -275,6 +311,8 @@ class CloneVolumeRequest(_message.Message):
     LABELS_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
     SPREAD_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    ISCSI_FIELD_NUMBER: _ClassVar[int]
     name: str
     source_snapshot_ref: str
     source_volume_ref: str
@@ -282,7 +320,9 @@ class CloneVolumeRequest(_message.Message):
     labels: _containers.ScalarMap[str, str]
     replicas: int
     spread: str
-    def __init__(self, name: _Optional[str] = ..., source_snapshot_ref: _Optional[str] = ..., source_volume_ref: _Optional[str] = ..., size_bytes: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., replicas: _Optional[int] = ..., spread: _Optional[str] = ...) -> None: ...
+    protocol: str
+    iscsi: IscsiOptions
+    def __init__(self, name: _Optional[str] = ..., source_snapshot_ref: _Optional[str] = ..., source_volume_ref: _Optional[str] = ..., size_bytes: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., replicas: _Optional[int] = ..., spread: _Optional[str] = ..., protocol: _Optional[str] = ..., iscsi: _Optional[_Union[IscsiOptions, _Mapping]] = ...) -> None: ...
 
 class SetReplicasRequest(_message.Message):
     __slots__ = ("ref", "replicas")

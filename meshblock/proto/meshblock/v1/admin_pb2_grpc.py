@@ -141,14 +141,14 @@ class VolumeServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PublishVolume(self, request, context):
-        """allow a host NQN
+        """allow a host NQN (iSCSI: an initiator IQN)
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def UnpublishVolume(self, request, context):
-        """deny a host NQN
+        """deny it again
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

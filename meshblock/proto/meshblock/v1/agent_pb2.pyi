@@ -11,7 +11,7 @@ class GetNodeInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class NodeInfo(_message.Message):
-    __slots__ = ("node_id", "name", "host_nqn", "nvmf_address", "nvmf_port", "labels", "spdk_version", "agent_version")
+    __slots__ = ("node_id", "name", "host_nqn", "nvmf_address", "nvmf_port", "labels", "spdk_version", "agent_version", "iscsi_address", "iscsi_port")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -27,6 +27,8 @@ class NodeInfo(_message.Message):
     LABELS_FIELD_NUMBER: _ClassVar[int]
     SPDK_VERSION_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ISCSI_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    ISCSI_PORT_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     name: str
     host_nqn: str
@@ -35,7 +37,9 @@ class NodeInfo(_message.Message):
     labels: _containers.ScalarMap[str, str]
     spdk_version: str
     agent_version: str
-    def __init__(self, node_id: _Optional[str] = ..., name: _Optional[str] = ..., host_nqn: _Optional[str] = ..., nvmf_address: _Optional[str] = ..., nvmf_port: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., spdk_version: _Optional[str] = ..., agent_version: _Optional[str] = ...) -> None: ...
+    iscsi_address: str
+    iscsi_port: int
+    def __init__(self, node_id: _Optional[str] = ..., name: _Optional[str] = ..., host_nqn: _Optional[str] = ..., nvmf_address: _Optional[str] = ..., nvmf_port: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., spdk_version: _Optional[str] = ..., agent_version: _Optional[str] = ..., iscsi_address: _Optional[str] = ..., iscsi_port: _Optional[int] = ...) -> None: ...
 
 class HealthRequest(_message.Message):
     __slots__ = ()
@@ -308,7 +312,7 @@ class HeadLeg(_message.Message):
     def __init__(self, replica_id: _Optional[str] = ..., node_id: _Optional[str] = ..., subsystem_nqn: _Optional[str] = ..., address: _Optional[str] = ..., port: _Optional[int] = ...) -> None: ...
 
 class HeadSpec(_message.Message):
-    __slots__ = ("volume_id", "nqn", "namespace_uuid", "legs", "allowed_host_nqns", "ana_state", "in_sync_replica_ids", "replica_count")
+    __slots__ = ("volume_id", "nqn", "namespace_uuid", "legs", "allowed_host_nqns", "ana_state", "in_sync_replica_ids", "replica_count", "protocol", "iscsi")
     VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
     NQN_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_UUID_FIELD_NUMBER: _ClassVar[int]
@@ -317,6 +321,8 @@ class HeadSpec(_message.Message):
     ANA_STATE_FIELD_NUMBER: _ClassVar[int]
     IN_SYNC_REPLICA_IDS_FIELD_NUMBER: _ClassVar[int]
     REPLICA_COUNT_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    ISCSI_FIELD_NUMBER: _ClassVar[int]
     volume_id: str
     nqn: str
     namespace_uuid: str
@@ -325,7 +331,23 @@ class HeadSpec(_message.Message):
     ana_state: str
     in_sync_replica_ids: _containers.RepeatedScalarFieldContainer[str]
     replica_count: int
-    def __init__(self, volume_id: _Optional[str] = ..., nqn: _Optional[str] = ..., namespace_uuid: _Optional[str] = ..., legs: _Optional[_Iterable[_Union[HeadLeg, _Mapping]]] = ..., allowed_host_nqns: _Optional[_Iterable[str]] = ..., ana_state: _Optional[str] = ..., in_sync_replica_ids: _Optional[_Iterable[str]] = ..., replica_count: _Optional[int] = ...) -> None: ...
+    protocol: str
+    iscsi: IscsiExport
+    def __init__(self, volume_id: _Optional[str] = ..., nqn: _Optional[str] = ..., namespace_uuid: _Optional[str] = ..., legs: _Optional[_Iterable[_Union[HeadLeg, _Mapping]]] = ..., allowed_host_nqns: _Optional[_Iterable[str]] = ..., ana_state: _Optional[str] = ..., in_sync_replica_ids: _Optional[_Iterable[str]] = ..., replica_count: _Optional[int] = ..., protocol: _Optional[str] = ..., iscsi: _Optional[_Union[IscsiExport, _Mapping]] = ...) -> None: ...
+
+class IscsiExport(_message.Message):
+    __slots__ = ("target_iqn", "initiators", "netmasks", "chap_user", "chap_secret")
+    TARGET_IQN_FIELD_NUMBER: _ClassVar[int]
+    INITIATORS_FIELD_NUMBER: _ClassVar[int]
+    NETMASKS_FIELD_NUMBER: _ClassVar[int]
+    CHAP_USER_FIELD_NUMBER: _ClassVar[int]
+    CHAP_SECRET_FIELD_NUMBER: _ClassVar[int]
+    target_iqn: str
+    initiators: _containers.RepeatedScalarFieldContainer[str]
+    netmasks: _containers.RepeatedScalarFieldContainer[str]
+    chap_user: str
+    chap_secret: str
+    def __init__(self, target_iqn: _Optional[str] = ..., initiators: _Optional[_Iterable[str]] = ..., netmasks: _Optional[_Iterable[str]] = ..., chap_user: _Optional[str] = ..., chap_secret: _Optional[str] = ...) -> None: ...
 
 class LegStatus(_message.Message):
     __slots__ = ("replica_id", "state", "rebuild_percent", "rebuild_blocks")
@@ -340,7 +362,7 @@ class LegStatus(_message.Message):
     def __init__(self, replica_id: _Optional[str] = ..., state: _Optional[str] = ..., rebuild_percent: _Optional[float] = ..., rebuild_blocks: _Optional[int] = ...) -> None: ...
 
 class HeadStatus(_message.Message):
-    __slots__ = ("volume_id", "nqn", "address", "port", "size_bytes", "allowed_host_nqns", "ana_state", "legs", "raid_state")
+    __slots__ = ("volume_id", "nqn", "address", "port", "size_bytes", "allowed_host_nqns", "ana_state", "legs", "raid_state", "protocol", "target_iqn", "allowed_initiators")
     VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
     NQN_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -350,6 +372,9 @@ class HeadStatus(_message.Message):
     ANA_STATE_FIELD_NUMBER: _ClassVar[int]
     LEGS_FIELD_NUMBER: _ClassVar[int]
     RAID_STATE_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    TARGET_IQN_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_INITIATORS_FIELD_NUMBER: _ClassVar[int]
     volume_id: str
     nqn: str
     address: str
@@ -359,7 +384,10 @@ class HeadStatus(_message.Message):
     ana_state: str
     legs: _containers.RepeatedCompositeFieldContainer[LegStatus]
     raid_state: str
-    def __init__(self, volume_id: _Optional[str] = ..., nqn: _Optional[str] = ..., address: _Optional[str] = ..., port: _Optional[int] = ..., size_bytes: _Optional[int] = ..., allowed_host_nqns: _Optional[_Iterable[str]] = ..., ana_state: _Optional[str] = ..., legs: _Optional[_Iterable[_Union[LegStatus, _Mapping]]] = ..., raid_state: _Optional[str] = ...) -> None: ...
+    protocol: str
+    target_iqn: str
+    allowed_initiators: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, volume_id: _Optional[str] = ..., nqn: _Optional[str] = ..., address: _Optional[str] = ..., port: _Optional[int] = ..., size_bytes: _Optional[int] = ..., allowed_host_nqns: _Optional[_Iterable[str]] = ..., ana_state: _Optional[str] = ..., legs: _Optional[_Iterable[_Union[LegStatus, _Mapping]]] = ..., raid_state: _Optional[str] = ..., protocol: _Optional[str] = ..., target_iqn: _Optional[str] = ..., allowed_initiators: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DeleteHeadRequest(_message.Message):
     __slots__ = ("volume_id",)

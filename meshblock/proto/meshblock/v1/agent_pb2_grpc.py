@@ -246,8 +246,9 @@ class AgentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def EnsureHead(self, request, context):
-        """A volume's head on this node: its replicas composed into one namespace and
-        exported under the volume's NQN to the volume's hosts.
+        """A volume's head on this node: its replicas composed into one block device and
+        exported to the volume's hosts, under the volume's NQN (NVMe/TCP) or as LUN 0 of
+        the volume's iSCSI target node.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
