@@ -23,7 +23,8 @@ host_id = validate.host_id
 
 
 def host_pb(h: Host) -> pb.Host:
-    return pb.Host(id=h.id, host_nqn=h.host_nqn, labels=h.labels, registered_at=h.registered_at)
+    return pb.Host(id=h.id, host_nqn=h.host_nqn, labels=h.labels, registered_at=h.registered_at,
+                   max_volumes=h.max_volumes)
 
 
 class HostServicer(pb_grpc.HostServiceServicer):
@@ -39,9 +40,9 @@ class HostServicer(pb_grpc.HostServiceServicer):
         labels = validate.labels("labels", dict(request.labels))
         for _ in range(20):
             cur = await self.repo.get(Host, hid)
-            if cur is not None and cur.host_nqn == nqn and cur.labels == labels:
+            if cur is not None and (cur.host_nqn, cur.labels, cur.max_volumes) == (nqn, labels, request.max_volumes):
                 return host_pb(cur)
-            h = Host(id=hid, host_nqn=nqn, labels=labels, registered_at=now())
+            h = Host(id=hid, host_nqn=nqn, labels=labels, registered_at=now(), max_volumes=request.max_volumes)
             try:
                 if cur is None:
                     await self.repo.commit(create=[h])

@@ -13,7 +13,7 @@ import uuid
 
 import grpc
 
-from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from ..proto.csi.v1 import csi_pb2 as csi
 from ..proto.csi.v1 import csi_pb2_grpc as csi_grpc
 from ..proto.meshblock.v1 import admin_pb2 as admin
@@ -204,6 +204,8 @@ class ControllerServicer(csi_grpc.ControllerServicer):
             raise
         async with self._lock("id:" + v.id):
             if host.host_nqn not in v.hosts or (host.host_nqn in v.read_only_hosts) != request.readonly:
+                if host.host_nqn not in v.hosts and host.max_volumes:
+                    await self._check_limit(host)
                 if host.host_nqn not in v.hosts and caps.single_node([request.volume_capability]):
                     others = await self._published_nodes(v)
                     if others:
@@ -217,6 +219,17 @@ class ControllerServicer(csi_grpc.ControllerServicer):
         return csi.ControllerPublishVolumeResponse(publish_context={
             "nqn": info.subnqn, "namespaceUUID": info.namespace_uuid, "paths": paths,
             "readonly": "true" if request.readonly else "false"})
+
+    async def _check_limit(self, host: admin.Host) -> None:
+        count, token = 0, ""
+        while True:
+            page = await self.admin.volumes.ListVolumes(admin.ListVolumesRequest(page_size=1000, page_token=token))
+            count += sum(1 for v in page.volumes if host.host_nqn in v.hosts)
+            token = page.next_page_token
+            if not token:
+                break
+        if count >= host.max_volumes:
+            raise ResourceExhausted(f"node {host.id} has {count} volumes published, its limit")
 
     async def _published_nodes(self, v: admin.Volume) -> list[str]:
         by_nqn = await self._host_nqns()

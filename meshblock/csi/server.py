@@ -62,8 +62,8 @@ async def register_host(client: AdminClient, cfg: PluginConfig, stop: asyncio.Ev
     """Tell the controller this node's id and host NQN; retried until it answers."""
     while not stop.is_set():
         try:
-            await client.hosts.RegisterHost(admin.RegisterHostRequest(id=cfg.node_id, host_nqn=cfg.host_nqn,
-                                                                      labels=cfg.labels), timeout=10)
+            await client.hosts.RegisterHost(admin.RegisterHostRequest(
+                id=cfg.node_id, host_nqn=cfg.host_nqn, labels=cfg.labels, max_volumes=cfg.max_volumes), timeout=10)
             log.info("registered host id=%s host_nqn=%s", cfg.node_id, cfg.host_nqn)
             return
         except grpc.aio.AioRpcError as e:

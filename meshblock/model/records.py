@@ -190,6 +190,7 @@ class Host(Record):
     host_nqn: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     registered_at: float = 0.0
+    max_volumes: int = 0             # 0: no limit
 
 
 _ENUMS = {"NodeState": NodeState, "VolumeState": VolumeState, "ReplicaState": ReplicaState,

@@ -422,7 +422,7 @@ class DrainNodeRequest(_message.Message):
     def __init__(self, ref: _Optional[str] = ...) -> None: ...
 
 class Host(_message.Message):
-    __slots__ = ("id", "host_nqn", "labels", "registered_at")
+    __slots__ = ("id", "host_nqn", "labels", "registered_at", "max_volumes")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -434,14 +434,16 @@ class Host(_message.Message):
     HOST_NQN_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     REGISTERED_AT_FIELD_NUMBER: _ClassVar[int]
+    MAX_VOLUMES_FIELD_NUMBER: _ClassVar[int]
     id: str
     host_nqn: str
     labels: _containers.ScalarMap[str, str]
     registered_at: float
-    def __init__(self, id: _Optional[str] = ..., host_nqn: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., registered_at: _Optional[float] = ...) -> None: ...
+    max_volumes: int
+    def __init__(self, id: _Optional[str] = ..., host_nqn: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., registered_at: _Optional[float] = ..., max_volumes: _Optional[int] = ...) -> None: ...
 
 class RegisterHostRequest(_message.Message):
-    __slots__ = ("id", "host_nqn", "labels")
+    __slots__ = ("id", "host_nqn", "labels", "max_volumes")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -452,10 +454,12 @@ class RegisterHostRequest(_message.Message):
     ID_FIELD_NUMBER: _ClassVar[int]
     HOST_NQN_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    MAX_VOLUMES_FIELD_NUMBER: _ClassVar[int]
     id: str
     host_nqn: str
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, id: _Optional[str] = ..., host_nqn: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    max_volumes: int
+    def __init__(self, id: _Optional[str] = ..., host_nqn: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., max_volumes: _Optional[int] = ...) -> None: ...
 
 class GetHostRequest(_message.Message):
     __slots__ = ("id",)
