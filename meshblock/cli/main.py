@@ -143,8 +143,10 @@ def controller(store_url, listen, identity, node_timeout, overcommit, orphan_gra
 @click.option("--home", default=None, help="Data directory (default $MESHBLOCK_HOME or ~/.meshblock).")
 @click.option("--pool-size", type=SIZE, default="8GiB", show_default=True, help="Sparse pool file per node.")
 @click.option("--port", type=int, default=4420, show_default=True, help="NVMe/TCP port of every node.")
+@click.option("--node-timeout", type=click.FloatRange(0.5, 300), default=5.0, show_default=True,
+              help="Seconds without a heartbeat before a node counts as down (and its heads fail over).")
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
-def up(nodes, home, pool_size, port, output) -> None:
+def up(nodes, home, pool_size, port, node_timeout, output) -> None:
     """Start a local cluster in the background: N nodes, each an agent with its own SPDK target."""
     import time
 
@@ -154,7 +156,7 @@ def up(nodes, home, pool_size, port, output) -> None:
     h = local.meshblock_home(home)
     t0 = time.monotonic()
     try:
-        procs = asyncio.run(local.up(h, nodes, pool_size, port=port))
+        procs = asyncio.run(local.up(h, nodes, pool_size, port=port, node_timeout=node_timeout))
     except (SpdkNotFoundError, local.ClusterError) as e:
         raise click.ClickException(str(e))
     took = time.monotonic() - t0

@@ -46,13 +46,17 @@ def cluster_pids(home: Path) -> list[int]:
 async def test_up_serves_replicas_and_down_leaves_nothing(backend, tmp_path):
     home = tmp_path / "home"
     env = dict(backend.env, MESHBLOCK_HOME=str(home))
-    p = meshblock(["up", "--nodes", "3", "--pool-size", "1GiB", "--port", "4420", "-o", "json"], env)
+    p = meshblock(["up", "--nodes", "3", "--pool-size", "1GiB", "--port", "4420", "--node-timeout", "2", "-o",
+                   "json"], env)
     assert p.returncode == 0, p.stderr + p.stdout
     try:
         out = json.loads(p.stdout)
         assert [n["name"] for n in out["nodes"]] == ["controller", "node-1", "node-2", "node-3"]
         assert [n["nvmf_address"] for n in out["nodes"][1:]] == ["127.0.0.11", "127.0.0.12", "127.0.0.13"]
         pids = cluster_pids(home)
+        # the failure detector's timeout reaches the controller
+        argv = open(f"/proc/{out['nodes'][0]['pid']}/cmdline", "rb").read().split(b"\0")
+        assert argv[argv.index(b"--node-timeout") + 1] == b"2.0"
         assert len(pids) == 7 and all(pid_alive(x) for x in pids)  # controller, 3 agents, 3 targets
         # a second `up` refuses rather than starting a second cluster on the same files
         again = meshblock(["up", "--nodes", "3"], env)
