@@ -12,12 +12,13 @@ import time
 import uuid
 
 import grpc
+from google.protobuf.wrappers_pb2 import Int64Value
 
-from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, Unavailable
+from ..errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from ..proto.csi.v1 import csi_pb2 as csi
 from ..proto.csi.v1 import csi_pb2_grpc as csi_grpc
 from ..proto.meshblock.v1 import admin_pb2 as admin
-from . import caps
+from . import TOPOLOGY_NODE_KEY, caps
 from .admin import AdminClient, csi_method, is_code
 from .snapshots import SnapshotOps
 
@@ -294,7 +295,6 @@ class ControllerServicer(csi_grpc.ControllerServicer):
                 page_size=page, page_token=request.starting_token))
         except grpc.aio.AioRpcError as e:
             if is_code(e, grpc.StatusCode.INVALID_ARGUMENT) and request.starting_token:
-                from ..errors import Aborted
                 raise Aborted(f"starting_token {request.starting_token!r} is not valid") from None
             raise
         vols = list(reply.volumes)
@@ -321,9 +321,6 @@ class ControllerServicer(csi_grpc.ControllerServicer):
 
     @csi_method(SERVICE)
     async def GetCapacity(self, request: csi.GetCapacityRequest, context) -> csi.GetCapacityResponse:
-        from google.protobuf.wrappers_pb2 import Int64Value
-
-        from . import TOPOLOGY_NODE_KEY
         for cap in request.volume_capabilities:
             if caps.check_capability(cap, "volume_capabilities"):
                 return csi.GetCapacityResponse(available_capacity=0)

@@ -10,13 +10,12 @@ expand, read-only, raw block), and csi-sanity's Node specs run there too when cs
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.csi.conftest import csi_sanity_binary
 from tests.support.backends import real_backend, real_spdk
 from tests.support.cluster import Cluster
 from tests.support.pki import make_pki
@@ -37,14 +36,6 @@ def guest_pythonpath() -> str:
     if not site:
         pytest.skip("no .venv in the checkout: the guest runs the plugin from it (run scripts/setup)")
     return f"/meshblock:/meshblock/{site[0].relative_to(REPO)}"
-
-
-def find_csi_sanity() -> str | None:
-    explicit = os.environ.get(SANITY_ENV)
-    if explicit:
-        return explicit if os.access(explicit, os.X_OK) else None
-    return shutil.which("csi-sanity") or (
-        "/opt/csi-sanity/csi-sanity" if os.access("/opt/csi-sanity/csi-sanity", os.X_OK) else None)
 
 
 @pytest.fixture
@@ -100,7 +91,7 @@ async def test_volume_life_on_a_real_kernel(csi_guest):
 
 
 async def test_csi_sanity_node_specs(csi_guest):
-    binary = find_csi_sanity()
+    binary = csi_sanity_binary()
     if binary is None:
         pytest.skip(f"csi-sanity not found (set {SANITY_ENV} or put it on PATH; it is built from "
                     "kubernetes-csi/csi-test)")
