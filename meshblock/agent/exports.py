@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from ..errors import FailedPrecondition, NotFound
 from ..spdk import SpdkExists, SpdkNotFound, SpdkRpc
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,9 @@ class ExportSpec:
     port: int
     hosts: frozenset[str] = field(default_factory=frozenset)
     serial: str = ""
+    # volume exports report ANA states, so their writes can be held (see Exporter.set_ana_state);
+    # SPDK fixes this when it creates the subsystem
+    ana_reporting: bool = False
 
 
 @dataclass
@@ -58,7 +62,8 @@ class Exporter:
         if sub is None:
             serial = (spec.serial or spec.namespace_uuid.replace("-", ""))[:20]
             try:
-                await self.rpc.nvmf_create_subsystem(spec.nqn, serial_number=serial, model_number=MODEL)
+                await self.rpc.nvmf_create_subsystem(spec.nqn, serial_number=serial, model_number=MODEL,
+                                                     ana_reporting=spec.ana_reporting)
                 sub = {}   # new and empty: no need to read it back
                 log.info("subsystem created nqn=%s", spec.nqn)
             except SpdkExists:
@@ -86,6 +91,35 @@ class Exporter:
         return ExportState(nqn=spec.nqn, address=spec.address, port=spec.port, hosts=sorted(spec.hosts),
                            namespace_uuid=spec.namespace_uuid)
 
+    async def set_ana_state(self, nqn: str, state: str, required: bool = True) -> int:
+        """Put every listener of ``nqn`` in ANA state ``state``; returns how many changed.
+
+        SPDK pauses the subsystem around the change, so when the call returns every I/O that was in
+        flight has completed, and while the state is inaccessible no I/O completes through it: hosts
+        get an ANA Inaccessible status, and a host with native multipath queues the I/O until the
+        state is optimized again (which SPDK announces with an ANA change event)."""
+        sub = await self.get(nqn)
+        if sub is None:
+            raise NotFound(f"subsystem {nqn} does not exist")
+        if not ana_reporting(sub):
+            if not required:
+                return 0
+            raise FailedPrecondition(f"subsystem {nqn} was created without ANA reporting, so its writes "
+                                     "cannot be held; it gains it when the volume's head is created again")
+        changed = 0
+        lst = await self.rpc.nvmf_subsystem_get_listeners(nqn)
+        for la in sub.get("listen_addresses") or []:
+            cur = next((x for x in lst if _same_address(x.get("address") or {}, la)), None)
+            if cur is not None and all(a.get("ana_state") == state for a in cur.get("ana_states") or []):
+                continue
+            await self.rpc.nvmf_subsystem_listener_set_ana_state(nqn, state, la["traddr"], la["trsvcid"],
+                                                                 trtype=la.get("trtype", "TCP"),
+                                                                 adrfam=la.get("adrfam"))
+            changed += 1
+        if changed:
+            log.info("ANA state set nqn=%s state=%s listeners=%d", nqn, state, changed)
+        return changed
+
     async def remove(self, nqn: str) -> bool:
         try:
             await self.rpc.nvmf_delete_subsystem(nqn)
@@ -96,3 +130,13 @@ class Exporter:
 
     async def nqns(self) -> set[str]:
         return {s["nqn"] for s in await self.rpc.nvmf_get_subsystems() if s.get("subtype") != "Discovery"}
+
+
+def ana_reporting(sub: dict) -> bool:
+    """Whether a subsystem (as nvmf_get_subsystems shows it) reports ANA states: SPDK lists an
+    ANA group id with each namespace only then."""
+    return any("anagrpid" in ns for ns in sub.get("namespaces") or [])
+
+
+def _same_address(a: dict, b: dict) -> bool:
+    return a.get("traddr") == b.get("traddr") and str(a.get("trsvcid")) == str(b.get("trsvcid"))

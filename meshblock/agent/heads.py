@@ -198,4 +198,4 @@ class RaidComposer:
             raise Unavailable(f"raid of volume {volume_id} is missing")
         await exporter.ensure(ExportSpec(nqn=nqn, bdev_name=raid_name(volume_id), namespace_uuid=namespace_uuid,
                                          address=address, port=port, hosts=hosts,
-                                         serial=volume_id.replace("-", "")))
+                                         serial=volume_id.replace("-", ""), ana_reporting=True))

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .. import __version__, iqn, nqn
-from ..errors import FailedPrecondition, Unavailable
+from ..errors import FailedPrecondition, NotFound, Unavailable
 from ..spdk import SpdkConnectionError, SpdkInstall, SpdkRpc, SpdkTimeout
 from ..spdk.supervisor import TargetConfig, TargetState, TargetSupervisor, pid_alive
 from ..util import KeyedLock, check_nqn
@@ -111,6 +111,7 @@ class NodeAgent:
         self.exports: dict[str, frozenset[str]] = {}   # replica id -> allowed host NQNs
         self.attachments: dict[str, AttachSpec] = {}   # attachment id -> spec
         self.heads: dict[str, Head] = {}               # volume id -> head
+        self._holds: dict[str, asyncio.TimerHandle] = {}  # volume id -> end of a write hold
         self.head: TargetSupervisor | None = None
         self.head_rpc: SpdkRpc | None = None
         self.iscsi: IscsiExporter | None = None        # iSCSI exports of the head target
@@ -357,7 +358,8 @@ class NodeAgent:
             await self.exporter.ensure(ExportSpec(nqn=head.nqn, bdev_name=lv.uuid,
                                                   namespace_uuid=head.namespace_uuid,
                                                   address=self.config.nvmf_address, port=self.config.nvmf_port,
-                                                  hosts=head.hosts, serial=head.volume_id.replace("-", "")))
+                                                  hosts=head.hosts, serial=head.volume_id.replace("-", ""),
+                                                  ana_reporting=True))
             return HeadView(head, self.config.nvmf_address, self.config.nvmf_port, lv.size_bytes,
                             [LegState(leg.replica_id, "in_sync")])
         rpc = await self._head()
@@ -401,14 +403,63 @@ class NodeAgent:
                 composer = RaidComposer(self.head_rpc, self.config.host_nqn)
                 for rid in sorted(gone):
                     await composer.drop_leg(rid)
+            if old is not None and old.direct == head.direct:
+                head = replace(head, ana_state=old.ana_state)   # access is changed by set_head_access only
             view = await self._apply_head(head)
+            if old is None and head.iscsi is None:
+                # first word of this head since the agent started: a hold a previous agent left
+                # (it died between holding and releasing the writes) must not outlive it
+                await self._exporter_of(head).set_ana_state(head.nqn, head.ana_state, required=False)
             self.heads[head.volume_id] = head
             return view
+
+    def _exporter_of(self, head: Head) -> Exporter:
+        if head.direct:
+            return self.exporter
+        assert self.head_rpc is not None
+        return Exporter(self.head_rpc)
+
+    async def set_head_access(self, volume_id: str, state: str, hold_s: float = 0.0) -> HeadView:
+        """Hold (``inaccessible``) or release (``optimized``) the writes of a volume this node heads.
+
+        A hold ends by itself after ``hold_s`` seconds when nobody releases it, so hosts never wait
+        on a controller that died in the middle of a group snapshot."""
+        self._require_running()
+        async with self.locks("head:" + volume_id):
+            head = self.heads.get(volume_id)
+            if head is None:
+                raise NotFound(f"this node does not head volume {volume_id}")
+            if head.iscsi is not None:
+                raise FailedPrecondition(f"volume {volume_id} is exported over iSCSI, which has no ANA states "
+                                         "to hold its writes with")
+            await self._exporter_of(head).set_ana_state(head.nqn, state)
+            self.heads[volume_id] = replace(head, ana_state=state)
+            timer = self._holds.pop(volume_id, None)
+            if timer is not None:
+                timer.cancel()
+            if state == "inaccessible" and hold_s > 0:
+                self._holds[volume_id] = asyncio.get_running_loop().call_later(
+                    hold_s, lambda: asyncio.ensure_future(self._hold_expired(volume_id, hold_s)))
+        return next(v for v in await self.list_heads() if v.head.volume_id == volume_id)
+
+    async def _hold_expired(self, volume_id: str, hold_s: float) -> None:
+        self._holds.pop(volume_id, None)
+        head = self.heads.get(volume_id)
+        if head is None or head.ana_state != "inaccessible":
+            return
+        log.warning("writes of volume %s released: nobody released them within %.1f s", volume_id, hold_s)
+        try:
+            await self.set_head_access(volume_id, "optimized")
+        except Exception as e:  # noqa: BLE001 - the next EnsureHead after a restart resets it too
+            log.error("releasing the writes of volume %s failed: %s", volume_id, e)
 
     async def delete_head(self, volume_id: str) -> bool:
         self._require_running()
         async with self.locks("head:" + volume_id):
             head = self.heads.pop(volume_id, None)
+            timer = self._holds.pop(volume_id, None)
+            if timer is not None:
+                timer.cancel()
             volume_nqn = head.nqn if head else nqn("volume", volume_id)
             removed = await self.exporter.remove(volume_nqn)
             if self.head_rpc is not None and self.head is not self.target:

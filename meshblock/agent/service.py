@@ -16,6 +16,7 @@ from .node import Head, HeadLeg, HeadView, NodeAgent, ReplicaView
 from .replicas import LvolInfo
 
 SERVICE = "meshblock.v1.AgentService"
+MAX_HOLD_MS = 60_000   # hosts must not wait longer than this on a held volume
 method = rpc_method(SERVICE)
 
 
@@ -199,6 +200,16 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
     @method
     async def DeleteHead(self, request: pb.DeleteHeadRequest, context: grpc.aio.ServicerContext) -> pb.DeleteHeadReply:
         return pb.DeleteHeadReply(existed=await self.agent.delete_head(check_uuid("volume_id", request.volume_id)))
+
+    @method
+    async def SetHeadAccess(self, request: pb.SetHeadAccessRequest,
+                            context: grpc.aio.ServicerContext) -> pb.HeadStatus:
+        vid = check_uuid("volume_id", request.volume_id)
+        if request.ana_state not in ("inaccessible", "optimized"):
+            raise InvalidArgument("ana_state", f"{request.ana_state!r} is not inaccessible or optimized")
+        if request.ana_state == "inaccessible" and not 0 < request.hold_ms <= MAX_HOLD_MS:
+            raise InvalidArgument("hold_ms", f"a hold needs a limit between 1 and {MAX_HOLD_MS} ms")
+        return head_pb(await self.agent.set_head_access(vid, request.ana_state, request.hold_ms / 1000))
 
     @method
     async def ListHeads(self, request: pb.ListHeadsRequest, context: grpc.aio.ServicerContext) -> pb.ListHeadsReply:

@@ -389,6 +389,16 @@ class HeadStatus(_message.Message):
     allowed_initiators: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, volume_id: _Optional[str] = ..., nqn: _Optional[str] = ..., address: _Optional[str] = ..., port: _Optional[int] = ..., size_bytes: _Optional[int] = ..., allowed_host_nqns: _Optional[_Iterable[str]] = ..., ana_state: _Optional[str] = ..., legs: _Optional[_Iterable[_Union[LegStatus, _Mapping]]] = ..., raid_state: _Optional[str] = ..., protocol: _Optional[str] = ..., target_iqn: _Optional[str] = ..., allowed_initiators: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class SetHeadAccessRequest(_message.Message):
+    __slots__ = ("volume_id", "ana_state", "hold_ms")
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    ANA_STATE_FIELD_NUMBER: _ClassVar[int]
+    HOLD_MS_FIELD_NUMBER: _ClassVar[int]
+    volume_id: str
+    ana_state: str
+    hold_ms: int
+    def __init__(self, volume_id: _Optional[str] = ..., ana_state: _Optional[str] = ..., hold_ms: _Optional[int] = ...) -> None: ...
+
 class DeleteHeadRequest(_message.Message):
     __slots__ = ("volume_id",)
     VOLUME_ID_FIELD_NUMBER: _ClassVar[int]

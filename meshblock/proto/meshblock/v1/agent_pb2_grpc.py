@@ -134,6 +134,11 @@ class AgentServiceStub:
                 request_serializer=meshblock_dot_v1_dot_agent__pb2.ListHeadsRequest.SerializeToString,
                 response_deserializer=meshblock_dot_v1_dot_agent__pb2.ListHeadsReply.FromString,
                 _registered_method=True)
+        self.SetHeadAccess = channel.unary_unary(
+                '/meshblock.v1.AgentService/SetHeadAccess',
+                request_serializer=meshblock_dot_v1_dot_agent__pb2.SetHeadAccessRequest.SerializeToString,
+                response_deserializer=meshblock_dot_v1_dot_agent__pb2.HeadStatus.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -266,6 +271,16 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetHeadAccess(self, request, context):
+        """Holds or releases a volume's writes (NVMe/TCP heads): every listener of the head's
+        subsystem turns ANA inaccessible or optimized. The call returns once SPDK has drained the
+        I/O in flight, so when it returns for every volume of a group nothing completes on any of
+        them: their snapshots then agree on one instant.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -368,6 +383,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.ListHeads,
                     request_deserializer=meshblock_dot_v1_dot_agent__pb2.ListHeadsRequest.FromString,
                     response_serializer=meshblock_dot_v1_dot_agent__pb2.ListHeadsReply.SerializeToString,
+            ),
+            'SetHeadAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetHeadAccess,
+                    request_deserializer=meshblock_dot_v1_dot_agent__pb2.SetHeadAccessRequest.FromString,
+                    response_serializer=meshblock_dot_v1_dot_agent__pb2.HeadStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -910,6 +930,33 @@ class AgentService:
             '/meshblock.v1.AgentService/ListHeads',
             meshblock_dot_v1_dot_agent__pb2.ListHeadsRequest.SerializeToString,
             meshblock_dot_v1_dot_agent__pb2.ListHeadsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetHeadAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshblock.v1.AgentService/SetHeadAccess',
+            meshblock_dot_v1_dot_agent__pb2.SetHeadAccessRequest.SerializeToString,
+            meshblock_dot_v1_dot_agent__pb2.HeadStatus.FromString,
             options,
             channel_credentials,
             insecure,
