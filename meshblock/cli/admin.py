@@ -556,7 +556,7 @@ def snapshot_delete(inv: Invocation, name: str) -> None:
         click.echo(f"snapshot {name} did not exist; nothing to delete")
 
 
-from . import publish  # noqa: E402,F401  (publish, unpublish and connect join the volume group)
+from . import groups, publish  # noqa: E402,F401  (their commands join the volume and snapshot groups)
 from .nodes import cluster, node  # noqa: E402  (they use the helpers above)
 
 COMMANDS = (volume, node, cluster)

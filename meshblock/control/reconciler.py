@@ -22,10 +22,11 @@ import grpc
 from prometheus_client import Counter, Gauge
 
 from ..faults import crash_point
-from ..model import Node, Replica, ReplicaState, Snapshot, SnapshotState, Volume, VolumeState
+from ..model import GroupSnapshot, Node, Replica, ReplicaState, Snapshot, SnapshotState, Volume, VolumeState
 from ..proto.meshblock.v1 import agent_pb2 as apb
 from ..store.base import Conflict
 from .agents import AgentClients
+from .groups import GroupSnapshotter
 from .liveness import Liveness
 from .repo import Repo
 
@@ -53,6 +54,11 @@ class Reconciler:
     rebuild: dict[str, "RebuildProgress"] = field(default_factory=dict)    # replica id -> progress
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _pass_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    group_hold_limit: float = 10.0    # seconds a group snapshot may hold its volumes' writes
+    groups: GroupSnapshotter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.groups = GroupSnapshotter(self, self.group_hold_limit)
 
     def kick(self) -> None:
         self.wake.set()
@@ -120,7 +126,18 @@ class Reconciler:
                 if vid not in live_ids and await self.repo.get(Volume, vid) is None:
                     for r in rs:
                         await self._delete_replica(r, nodes)
-            for s in await self.repo.list(Snapshot):
+            snaps = await self.repo.list(Snapshot)
+            for g in await self.repo.list(GroupSnapshot):
+                try:
+                    await self.groups.reconcile(g, nodes, snaps, reps)
+                except Conflict:
+                    self.kick()
+                except Exception as e:  # noqa: BLE001
+                    ERRORS.labels("group_snapshot").inc()
+                    log.warning("group snapshot %s not reconciled: %s", g.name, e)
+            for s in snaps:
+                if s.group_id and s.state == SnapshotState.CREATING:
+                    continue   # its group takes it
                 try:
                     await self.reconcile_snapshot(s, nodes, reps.get(s.volume_id, []))
                 except Conflict:

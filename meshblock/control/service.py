@@ -8,7 +8,7 @@ from typing import Callable
 
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from ..grpcutil import rpc_method
-from ..model import Node, NodeState, Replica, Snapshot, Volume, VolumeState
+from ..model import GroupSnapshot, Node, NodeState, Replica, Snapshot, Volume, VolumeState
 from ..proto.meshblock.v1 import admin_pb2 as pb
 from ..proto.meshblock.v1 import admin_pb2_grpc as pb_grpc
 from . import validate
@@ -22,6 +22,8 @@ CLUSTER_SERVICE = "meshblock.v1.ClusterService"
 REGISTRY_SERVICE = "meshblock.v1.NodeRegistry"
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
+MAX_GROUP_VOLUMES = 64
+MAX_GROUP_NAME = 120
 
 
 def _token(value: str) -> str:
@@ -63,7 +65,7 @@ def volume_pb(v: Volume, reps: list[Replica], nodes: dict[str, Node], rebuild: d
 
 def snapshot_pb(s: Snapshot) -> pb.Snapshot:
     return pb.Snapshot(id=s.id, name=s.name, volume_id=s.volume_id, size_bytes=s.size_bytes, state=s.state.value,
-                       created_at=s.created_at)
+                       created_at=s.created_at, group_snapshot_id=s.group_id)
 
 
 class Gate:
@@ -258,6 +260,52 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
     async def DeleteSnapshot(self, request: pb.DeleteSnapshotRequest, context) -> pb.DeleteSnapshotReply:
         self.gate.check()
         return pb.DeleteSnapshotReply(existed=await self.mgr.delete_snapshot(validate.ref("ref", request.ref)))
+
+    @rpc_method(VOLUME_SERVICE)
+    async def CreateGroupSnapshot(self, request: pb.CreateGroupSnapshotRequest, context) -> pb.GroupSnapshot:
+        self.gate.check()
+        name = validate.name("name", request.name)
+        if len(name) > MAX_GROUP_NAME:
+            raise InvalidArgument("name", f"group snapshot names are at most {MAX_GROUP_NAME} characters "
+                                          "(member snapshots are named after them)")
+        if not 1 <= len(request.volume_refs) <= MAX_GROUP_VOLUMES:
+            raise InvalidArgument("volume_refs", f"give 1 to {MAX_GROUP_VOLUMES} volumes")
+        refs = [validate.ref("volume_refs", r) for r in request.volume_refs]
+        return await self._group_pb(await self.mgr.create_group_snapshot(name, refs))
+
+    @rpc_method(VOLUME_SERVICE)
+    async def GetGroupSnapshot(self, request: pb.GetGroupSnapshotRequest, context) -> pb.GroupSnapshot:
+        self.gate.check()
+        g = await self.mgr.find_group_snapshot(validate.ref("ref", request.ref))
+        if g is None:
+            raise NotFound(f"group snapshot {request.ref!r} not found")
+        return await self._group_pb(g)
+
+    @rpc_method(VOLUME_SERVICE)
+    async def ListGroupSnapshots(self, request: pb.ListGroupSnapshotsRequest, context) -> pb.ListGroupSnapshotsReply:
+        self.gate.check()
+        size = request.page_size or DEFAULT_PAGE
+        if size > MAX_PAGE:
+            raise InvalidArgument("page_size", f"at most {MAX_PAGE}")
+        groups = await self.mgr.repo.list(GroupSnapshot, index="name")
+        after = _untoken(request.page_token)
+        if after:
+            groups = [g for g in groups if g.name > after]
+        page = groups[:size]
+        return pb.ListGroupSnapshotsReply(group_snapshots=[await self._group_pb(g) for g in page],
+                                          next_page_token=_token(page[-1].name) if len(groups) > size else "")
+
+    @rpc_method(VOLUME_SERVICE)
+    async def DeleteGroupSnapshot(self, request: pb.DeleteGroupSnapshotRequest,
+                                  context) -> pb.DeleteGroupSnapshotReply:
+        self.gate.check()
+        return pb.DeleteGroupSnapshotReply(
+            existed=await self.mgr.delete_group_snapshot(validate.ref("ref", request.ref)))
+
+    async def _group_pb(self, g: GroupSnapshot) -> pb.GroupSnapshot:
+        return pb.GroupSnapshot(id=g.id, name=g.name, volume_ids=g.volume_ids, state=g.state.value,
+                                created_at=g.created_at, hold_ms=g.hold_ms, message=g.message,
+                                snapshots=[snapshot_pb(s) for s in await self.mgr.group_members(g)])
 
     @rpc_method(VOLUME_SERVICE)
     async def SetReplicas(self, request: pb.SetReplicasRequest, context) -> pb.Volume:

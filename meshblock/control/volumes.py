@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from .. import iqn, nqn
 from ..faults import crash_point
 from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from ..model import Node, NodeState, Replica, ReplicaState, Snapshot, SnapshotState, Volume, VolumeState
+from ..model import (GroupSnapshot, GroupSnapshotState, Node, NodeState, Replica, ReplicaState, Snapshot,
+                     SnapshotState, Volume, VolumeState)
 from ..model.records import now
 from ..store.base import Conflict, NameTaken
 from .liveness import Liveness
@@ -263,6 +264,11 @@ class VolumeManager:
         s = await self.find_snapshot(ref)
         if s is None:
             return False
+        if s.group_id:
+            g = await self.repo.get(GroupSnapshot, s.group_id)
+            if g is not None:
+                raise FailedPrecondition(f"snapshot {s.name!r} belongs to group snapshot {g.name!r}; "
+                                         "delete the group snapshot")
         users = [v for v in await self.repo.list(Volume) if v.source_snapshot_id == s.id]
         if users:
             raise FailedPrecondition(f"snapshot {s.name!r} has {len(users)} clone volume(s) "
@@ -274,6 +280,109 @@ class VolumeManager:
 
         async def gone() -> bool:
             return await self.repo.get(Snapshot, s.id) is None
+
+        await self.reconciler.wait_for(gone, self.wait_timeout)
+        return True
+
+    # --- group snapshots -----------------------------------------------------------------------
+    async def find_group_snapshot(self, ref: str) -> GroupSnapshot | None:
+        g = await self.repo.by_name(GroupSnapshot, ref)
+        if g is None:
+            try:
+                g = await self.repo.get(GroupSnapshot, str(uuid.UUID(ref)))
+            except ValueError:
+                g = None
+        return g
+
+    async def group_members(self, g: GroupSnapshot) -> list[Snapshot]:
+        out = []
+        for sid in g.snapshot_ids:
+            s = await self.repo.get(Snapshot, sid)
+            if s is not None:
+                out.append(s)
+        return out
+
+    async def create_group_snapshot(self, name: str, volume_refs: list[str]) -> GroupSnapshot:
+        """Snapshots of ``volume_refs`` at one instant (see control/groups.py); waits until taken."""
+        volumes: list[Volume] = []
+        for ref in volume_refs:
+            v = await self.require(ref)
+            if any(v.id == x.id for x in volumes):
+                raise InvalidArgument("volume_refs", f"volume {v.name!r} is given twice")
+            volumes.append(v)
+        ids = [v.id for v in volumes]
+        g = await self.repo.by_name(GroupSnapshot, name)
+        if g is not None and g.state == GroupSnapshotState.DELETING:
+            gid_ = g.id
+
+            async def deleted() -> bool:
+                return await self.repo.get(GroupSnapshot, gid_) is None
+
+            if not await self.reconciler.wait_for(deleted, self.wait_timeout):
+                raise FailedPrecondition(f"group snapshot {name!r} is being deleted; try again shortly")
+            g = None
+        if g is not None:
+            if sorted(g.volume_ids) != sorted(ids):
+                raise AlreadyExists(f"group snapshot {name!r} exists with other volumes")
+            if g.state == GroupSnapshotState.FAILED:   # asked again: try again
+                g.state, g.message = GroupSnapshotState.CREATING, ""
+                await self.repo.commit(put=[g])
+        else:
+            for v in volumes:
+                if v.state not in (VolumeState.AVAILABLE, VolumeState.DEGRADED):
+                    raise FailedPrecondition(f"volume {v.name!r} is {v.state.value}; snapshots need a serving volume")
+                if v.protocol != "nvmf":
+                    raise FailedPrecondition(f"volume {v.name!r} is exported over {v.protocol}: group snapshots "
+                                             "hold writes with NVMe ANA states, which iSCSI does not have")
+            gid = str(uuid.uuid4())
+            members = [Snapshot(id=str(uuid.uuid4()), name=f"{name}.{i + 1:03d}", volume_id=v.id,
+                                size_bytes=v.size_bytes, state=SnapshotState.CREATING, created_at=now(), group_id=gid)
+                       for i, v in enumerate(volumes)]
+            g = GroupSnapshot(id=gid, name=name, volume_ids=ids, snapshot_ids=[m.id for m in members],
+                              state=GroupSnapshotState.CREATING, created_at=now())
+            try:
+                await self.repo.commit(create=[g, *members], check=volumes)
+            except (NameTaken, Conflict):
+                if await self.repo.by_name(GroupSnapshot, name) is None:
+                    taken = [m.name for m in members if await self.repo.by_name(Snapshot, m.name) is not None]
+                    if taken:
+                        raise AlreadyExists(f"snapshot name(s) {', '.join(taken)} of the group's members are "
+                                            "taken by other snapshots; choose another group name") from None
+                return await self.create_group_snapshot(name, volume_refs)
+        self.reconciler.kick()
+
+        async def settled() -> bool:
+            cur = await self.repo.get(GroupSnapshot, g.id)
+            return cur is None or cur.state != GroupSnapshotState.CREATING
+
+        await self.reconciler.wait_for(settled, self.wait_timeout)
+        cur = await self.repo.get(GroupSnapshot, g.id) or g
+        if cur.state == GroupSnapshotState.FAILED:
+            # nothing of it is kept: asking again starts afresh
+            cur.state = GroupSnapshotState.DELETING
+            try:
+                await self.repo.commit(put=[cur])
+                self.reconciler.kick()
+            except Conflict:
+                pass
+            raise FailedPrecondition(f"group snapshot {name!r} was not taken: {cur.message}")
+        return cur
+
+    async def delete_group_snapshot(self, ref: str) -> bool:
+        g = await self.find_group_snapshot(ref)
+        if g is None:
+            return False
+        users = [v for v in await self.repo.list(Volume) if v.source_snapshot_id in g.snapshot_ids]
+        if users:
+            raise FailedPrecondition(f"group snapshot {g.name!r} has {len(users)} clone volume(s) "
+                                     f"({', '.join(sorted(u.name for u in users))}); delete them first")
+        if g.state != GroupSnapshotState.DELETING:
+            g.state = GroupSnapshotState.DELETING
+            await self.repo.commit(put=[g])
+        self.reconciler.kick()
+
+        async def gone() -> bool:
+            return await self.repo.get(GroupSnapshot, g.id) is None
 
         await self.reconciler.wait_for(gone, self.wait_timeout)
         return True

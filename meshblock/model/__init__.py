@@ -1,7 +1,7 @@
 """Typed records of the cluster state and their state machines."""
 
-from .records import (Host, InvalidTransition, Node, NodeState, Record, Replica, ReplicaState, Snapshot, SnapshotState,
-                      Volume, VolumeState)
+from .records import (GroupSnapshot, GroupSnapshotState, Host, InvalidTransition, Node, NodeState, Record, Replica,
+                      ReplicaState, Snapshot, SnapshotState, Volume, VolumeState)
 
-__all__ = ["Host", "InvalidTransition", "Node", "NodeState", "Record", "Replica", "ReplicaState", "Snapshot",
-           "SnapshotState", "Volume", "VolumeState"]
+__all__ = ["GroupSnapshot", "GroupSnapshotState", "Host", "InvalidTransition", "Node", "NodeState", "Record",
+           "Replica", "ReplicaState", "Snapshot", "SnapshotState", "Volume", "VolumeState"]

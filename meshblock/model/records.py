@@ -177,6 +177,32 @@ class Snapshot(Record):
     # per node: the agent-level snapshot id taken of that node's replica
     parts: dict[str, str] = field(default_factory=dict)
     created_at: float = 0.0
+    group_id: str = ""               # a member of this group snapshot (taken with it, deleted with it)
+
+    @property
+    def name_key(self) -> str | None:
+        return self.name
+
+
+class GroupSnapshotState(str, enum.Enum):
+    CREATING = "creating"
+    READY = "ready"
+    FAILED = "failed"
+    DELETING = "deleting"
+
+
+@dataclass
+class GroupSnapshot(Record):
+    """Snapshots of several volumes taken at one instant: their writes are held while they are taken."""
+    KIND: ClassVar[str] = "group_snapshot"
+    name: str = ""
+    volume_ids: list[str] = field(default_factory=list)
+    snapshot_ids: list[str] = field(default_factory=list)    # the member snapshots, in volume order
+    state: GroupSnapshotState = GroupSnapshotState.CREATING
+    created_at: float = 0.0
+    attempts: int = 0                # tries started (a controller may die during one)
+    hold_ms: int = 0                 # how long the volumes' writes were held
+    message: str = ""                # why the last try failed
 
     @property
     def name_key(self) -> str | None:
@@ -194,4 +220,4 @@ class Host(Record):
 
 
 _ENUMS = {"NodeState": NodeState, "VolumeState": VolumeState, "ReplicaState": ReplicaState,
-          "SnapshotState": SnapshotState}
+          "SnapshotState": SnapshotState, "GroupSnapshotState": GroupSnapshotState}

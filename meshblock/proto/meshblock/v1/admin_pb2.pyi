@@ -236,20 +236,22 @@ class ConnectInfo(_message.Message):
     def __init__(self, subnqn: _Optional[str] = ..., host_nqn: _Optional[str] = ..., paths: _Optional[_Iterable[_Union[Path, _Mapping]]] = ..., namespace_uuid: _Optional[str] = ..., size_bytes: _Optional[int] = ..., protocol: _Optional[str] = ..., target_iqn: _Optional[str] = ..., initiator_iqn: _Optional[str] = ..., chap_user: _Optional[str] = ...) -> None: ...
 
 class Snapshot(_message.Message):
-    __slots__ = ("id", "name", "volume_id", "size_bytes", "state", "created_at")
+    __slots__ = ("id", "name", "volume_id", "size_bytes", "state", "created_at", "group_snapshot_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    GROUP_SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     volume_id: str
     size_bytes: int
     state: str
     created_at: float
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., volume_id: _Optional[str] = ..., size_bytes: _Optional[int] = ..., state: _Optional[str] = ..., created_at: _Optional[float] = ...) -> None: ...
+    group_snapshot_id: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., volume_id: _Optional[str] = ..., size_bytes: _Optional[int] = ..., state: _Optional[str] = ..., created_at: _Optional[float] = ..., group_snapshot_id: _Optional[str] = ...) -> None: ...
 
 class CreateSnapshotRequest(_message.Message):
     __slots__ = ("volume_ref", "name")
@@ -290,6 +292,68 @@ class DeleteSnapshotRequest(_message.Message):
     def __init__(self, ref: _Optional[str] = ...) -> None: ...
 
 class DeleteSnapshotReply(_message.Message):
+    __slots__ = ("existed",)
+    EXISTED_FIELD_NUMBER: _ClassVar[int]
+    existed: bool
+    def __init__(self, existed: _Optional[bool] = ...) -> None: ...
+
+class GroupSnapshot(_message.Message):
+    __slots__ = ("id", "name", "volume_ids", "snapshots", "state", "created_at", "hold_ms", "message")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_IDS_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOTS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    HOLD_MS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    volume_ids: _containers.RepeatedScalarFieldContainer[str]
+    snapshots: _containers.RepeatedCompositeFieldContainer[Snapshot]
+    state: str
+    created_at: float
+    hold_ms: int
+    message: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., volume_ids: _Optional[_Iterable[str]] = ..., snapshots: _Optional[_Iterable[_Union[Snapshot, _Mapping]]] = ..., state: _Optional[str] = ..., created_at: _Optional[float] = ..., hold_ms: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class CreateGroupSnapshotRequest(_message.Message):
+    __slots__ = ("name", "volume_refs")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_REFS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    volume_refs: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., volume_refs: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetGroupSnapshotRequest(_message.Message):
+    __slots__ = ("ref",)
+    REF_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    def __init__(self, ref: _Optional[str] = ...) -> None: ...
+
+class ListGroupSnapshotsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListGroupSnapshotsReply(_message.Message):
+    __slots__ = ("group_snapshots", "next_page_token")
+    GROUP_SNAPSHOTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    group_snapshots: _containers.RepeatedCompositeFieldContainer[GroupSnapshot]
+    next_page_token: str
+    def __init__(self, group_snapshots: _Optional[_Iterable[_Union[GroupSnapshot, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class DeleteGroupSnapshotRequest(_message.Message):
+    __slots__ = ("ref",)
+    REF_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    def __init__(self, ref: _Optional[str] = ...) -> None: ...
+
+class DeleteGroupSnapshotReply(_message.Message):
     __slots__ = ("existed",)
     EXISTED_FIELD_NUMBER: _ClassVar[int]
     existed: bool

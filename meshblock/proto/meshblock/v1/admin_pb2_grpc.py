@@ -94,6 +94,26 @@ class VolumeServiceStub:
                 request_serializer=meshblock_dot_v1_dot_admin__pb2.DeleteSnapshotRequest.SerializeToString,
                 response_deserializer=meshblock_dot_v1_dot_admin__pb2.DeleteSnapshotReply.FromString,
                 _registered_method=True)
+        self.CreateGroupSnapshot = channel.unary_unary(
+                '/meshblock.v1.VolumeService/CreateGroupSnapshot',
+                request_serializer=meshblock_dot_v1_dot_admin__pb2.CreateGroupSnapshotRequest.SerializeToString,
+                response_deserializer=meshblock_dot_v1_dot_admin__pb2.GroupSnapshot.FromString,
+                _registered_method=True)
+        self.GetGroupSnapshot = channel.unary_unary(
+                '/meshblock.v1.VolumeService/GetGroupSnapshot',
+                request_serializer=meshblock_dot_v1_dot_admin__pb2.GetGroupSnapshotRequest.SerializeToString,
+                response_deserializer=meshblock_dot_v1_dot_admin__pb2.GroupSnapshot.FromString,
+                _registered_method=True)
+        self.ListGroupSnapshots = channel.unary_unary(
+                '/meshblock.v1.VolumeService/ListGroupSnapshots',
+                request_serializer=meshblock_dot_v1_dot_admin__pb2.ListGroupSnapshotsRequest.SerializeToString,
+                response_deserializer=meshblock_dot_v1_dot_admin__pb2.ListGroupSnapshotsReply.FromString,
+                _registered_method=True)
+        self.DeleteGroupSnapshot = channel.unary_unary(
+                '/meshblock.v1.VolumeService/DeleteGroupSnapshot',
+                request_serializer=meshblock_dot_v1_dot_admin__pb2.DeleteGroupSnapshotRequest.SerializeToString,
+                response_deserializer=meshblock_dot_v1_dot_admin__pb2.DeleteGroupSnapshotReply.FromString,
+                _registered_method=True)
         self.CloneVolume = channel.unary_unary(
                 '/meshblock.v1.VolumeService/CloneVolume',
                 request_serializer=meshblock_dot_v1_dot_admin__pb2.CloneVolumeRequest.SerializeToString,
@@ -184,6 +204,33 @@ class VolumeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateGroupSnapshot(self, request, context):
+        """Snapshots of several volumes at one instant (crash-consistent together): the volumes'
+        writes are held while their replicas are snapshotted. NVMe/TCP volumes only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetGroupSnapshot(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListGroupSnapshots(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteGroupSnapshot(self, request, context):
+        """Deletes the group snapshot with its member snapshots (members are not deleted alone).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CloneVolume(self, request, context):
         """A new volume from a snapshot or from another volume.
         """
@@ -260,6 +307,26 @@ def add_VolumeServiceServicer_to_server(servicer, server):
                     servicer.DeleteSnapshot,
                     request_deserializer=meshblock_dot_v1_dot_admin__pb2.DeleteSnapshotRequest.FromString,
                     response_serializer=meshblock_dot_v1_dot_admin__pb2.DeleteSnapshotReply.SerializeToString,
+            ),
+            'CreateGroupSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateGroupSnapshot,
+                    request_deserializer=meshblock_dot_v1_dot_admin__pb2.CreateGroupSnapshotRequest.FromString,
+                    response_serializer=meshblock_dot_v1_dot_admin__pb2.GroupSnapshot.SerializeToString,
+            ),
+            'GetGroupSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetGroupSnapshot,
+                    request_deserializer=meshblock_dot_v1_dot_admin__pb2.GetGroupSnapshotRequest.FromString,
+                    response_serializer=meshblock_dot_v1_dot_admin__pb2.GroupSnapshot.SerializeToString,
+            ),
+            'ListGroupSnapshots': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListGroupSnapshots,
+                    request_deserializer=meshblock_dot_v1_dot_admin__pb2.ListGroupSnapshotsRequest.FromString,
+                    response_serializer=meshblock_dot_v1_dot_admin__pb2.ListGroupSnapshotsReply.SerializeToString,
+            ),
+            'DeleteGroupSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteGroupSnapshot,
+                    request_deserializer=meshblock_dot_v1_dot_admin__pb2.DeleteGroupSnapshotRequest.FromString,
+                    response_serializer=meshblock_dot_v1_dot_admin__pb2.DeleteGroupSnapshotReply.SerializeToString,
             ),
             'CloneVolume': grpc.unary_unary_rpc_method_handler(
                     servicer.CloneVolume,
@@ -596,6 +663,114 @@ class VolumeService:
             '/meshblock.v1.VolumeService/DeleteSnapshot',
             meshblock_dot_v1_dot_admin__pb2.DeleteSnapshotRequest.SerializeToString,
             meshblock_dot_v1_dot_admin__pb2.DeleteSnapshotReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateGroupSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshblock.v1.VolumeService/CreateGroupSnapshot',
+            meshblock_dot_v1_dot_admin__pb2.CreateGroupSnapshotRequest.SerializeToString,
+            meshblock_dot_v1_dot_admin__pb2.GroupSnapshot.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetGroupSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshblock.v1.VolumeService/GetGroupSnapshot',
+            meshblock_dot_v1_dot_admin__pb2.GetGroupSnapshotRequest.SerializeToString,
+            meshblock_dot_v1_dot_admin__pb2.GroupSnapshot.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListGroupSnapshots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshblock.v1.VolumeService/ListGroupSnapshots',
+            meshblock_dot_v1_dot_admin__pb2.ListGroupSnapshotsRequest.SerializeToString,
+            meshblock_dot_v1_dot_admin__pb2.ListGroupSnapshotsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteGroupSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshblock.v1.VolumeService/DeleteGroupSnapshot',
+            meshblock_dot_v1_dot_admin__pb2.DeleteGroupSnapshotRequest.SerializeToString,
+            meshblock_dot_v1_dot_admin__pb2.DeleteGroupSnapshotReply.FromString,
             options,
             channel_credentials,
             insecure,
