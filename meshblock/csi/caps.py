@@ -32,10 +32,10 @@ SIDECAR_PREFIX = "csi.storage.k8s.io/"
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
-def object_name(csi_name: str) -> str:
+def object_name(csi_name: str, max_len: int = 128) -> str:
     """The admin-API name of a CSI object name: itself when it is a valid meshblock name, else a digest
     (CSI names are free-form up to 128 characters; the mapping is stable, so retries find the object)."""
-    if _NAME_OK.match(csi_name):
+    if _NAME_OK.match(csi_name) and len(csi_name) <= max_len:
         return csi_name
     return "csi-" + hashlib.sha256(csi_name.encode()).hexdigest()[:48]
 

@@ -30,7 +30,7 @@ class IdentityServicer(csi_grpc.IdentityServicer):
         caps = []
         if self.controller:
             caps += [csi.PluginCapability(service=Svc(type=t)) for t in
-                     (Svc.CONTROLLER_SERVICE, Svc.VOLUME_ACCESSIBILITY_CONSTRAINTS)]
+                     (Svc.CONTROLLER_SERVICE, Svc.VOLUME_ACCESSIBILITY_CONSTRAINTS, Svc.GROUP_CONTROLLER_SERVICE)]
         caps.append(csi.PluginCapability(volume_expansion=csi.PluginCapability.VolumeExpansion(
             type=csi.PluginCapability.VolumeExpansion.ONLINE)))
         return csi.GetPluginCapabilitiesResponse(capabilities=caps)

@@ -16,6 +16,7 @@ from ..proto.csi.v1 import csi_pb2_grpc as csi_grpc
 from ..proto.meshblock.v1 import admin_pb2 as admin
 from .admin import AdminClient
 from .controller import ControllerServicer
+from .groups import GroupControllerServicer
 from .identity import IdentityServicer
 from .node import NodeConfig, NodeServicer
 
@@ -96,7 +97,8 @@ async def run_plugin(cfg: PluginConfig, stop: asyncio.Event | None = None) -> No
         if cfg.controller:
             assert client is not None
             csi_grpc.add_ControllerServicer_to_server(ControllerServicer(client), server)
-            names.append("csi.v1.Controller")
+            csi_grpc.add_GroupControllerServicer_to_server(GroupControllerServicer(client), server)
+            names.extend(["csi.v1.Controller", "csi.v1.GroupController"])
         if cfg.node:
             node_cfg = NodeConfig(node_id=cfg.node_id, host_nqn=cfg.host_nqn, max_volumes=cfg.max_volumes,
                                   labels=cfg.labels)

@@ -23,11 +23,16 @@ def _uuid(value: str) -> str | None:
         return None
 
 
-def to_csi_snapshot(s: admin.Snapshot, group_id: str = "") -> csi.Snapshot:
+def timestamp(t: float) -> Timestamp:
     ts = Timestamp()
-    ts.FromNanoseconds(int(s.created_at * 1e9))
+    ts.FromNanoseconds(int(t * 1e9))
+    return ts
+
+
+def to_csi_snapshot(s: admin.Snapshot) -> csi.Snapshot:
     return csi.Snapshot(snapshot_id=s.id, source_volume_id=s.volume_id, size_bytes=s.size_bytes,
-                        creation_time=ts, ready_to_use=s.state == "ready", group_snapshot_id=group_id)
+                        creation_time=timestamp(s.created_at), ready_to_use=s.state == "ready",
+                        group_snapshot_id=s.group_snapshot_id)
 
 
 class SnapshotOps:
@@ -83,6 +88,10 @@ class SnapshotOps:
             raise InvalidArgument("snapshot_id", "required")
         sid = _uuid(request.snapshot_id)
         if sid is not None:
+            s = await self.find(sid)
+            if s is not None and s.group_snapshot_id:
+                raise InvalidArgument("snapshot_id", f"snapshot {sid} is part of group snapshot "
+                                                     f"{s.group_snapshot_id}: delete the group snapshot")
             try:
                 await self.admin.volumes.DeleteSnapshot(admin.DeleteSnapshotRequest(ref=sid))
             except grpc.aio.AioRpcError as e:

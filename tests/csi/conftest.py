@@ -37,6 +37,7 @@ class Plugin:
         self.identity = csi_grpc.IdentityStub(self.channel)
         self.controller = csi_grpc.ControllerStub(self.channel)
         self.node = csi_grpc.NodeStub(self.channel)
+        self.groups = csi_grpc.GroupControllerStub(self.channel)
 
     async def close(self) -> None:
         await self.channel.close()
