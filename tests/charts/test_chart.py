@@ -18,7 +18,7 @@ from tests.charts.chartkit import (  # noqa: E402
 KUBE_VERSIONS = ["1.31", "1.37"]
 # Kinds from CRDs, which the bundled core schemas cannot describe. ServiceMonitor (Prometheus Operator) is
 # not validated; VolumeSnapshotClass is checked against the snapshot API's fields in its own test.
-CRD_KINDS = {"ServiceMonitor", "VolumeSnapshotClass"}
+CRD_KINDS = {"ServiceMonitor", "VolumeSnapshotClass", "VolumeGroupSnapshotClass"}
 
 
 @pytest.fixture(scope="module")
@@ -76,14 +76,16 @@ def test_every_manifest_is_valid_kubernetes(rendered, variant, kube):
             path = ".".join(str(p) for p in e.path)
             problems.append(f"{source}: {obj['kind']}/{obj['metadata']['name']}: {path}: {e.message[:300]}")
     assert not problems, f"not valid for Kubernetes {kube}:\n" + "\n".join(problems)
-    expected = {"VolumeSnapshotClass"} | ({"ServiceMonitor"} if variant == "service-monitor" else set())
+    expected = ({"VolumeSnapshotClass"} | ({"ServiceMonitor"} if variant == "service-monitor" else set())
+                | ({"VolumeGroupSnapshotClass"} if variant == "group-snapshots" else set()))
     assert skipped == expected
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_objects_are_unique_and_namespaced_in_the_release(rendered, variant):
     seen = set()
-    cluster_scoped = {"ClusterRole", "ClusterRoleBinding", "CSIDriver", "StorageClass", "VolumeSnapshotClass"}
+    cluster_scoped = {"ClusterRole", "ClusterRoleBinding", "CSIDriver", "StorageClass", "VolumeSnapshotClass",
+                      "VolumeGroupSnapshotClass"}
     for obj in rendered[variant].objects:
         key = (obj["kind"], obj["metadata"]["name"])
         assert key not in seen, f"{key} rendered twice"
@@ -427,6 +429,11 @@ def test_group_snapshots_flag_follows_the_value(rendered):
     off = container(rendered["default"].workload("csi-controller"), "csi-snapshotter")
     assert flag(on, "--feature-gates") == "CSIVolumeGroupSnapshot=true"
     assert flag(off, "--feature-gates") is None
+    cls = rendered["group-snapshots"].one("VolumeGroupSnapshotClass")
+    assert cls["apiVersion"] == "groupsnapshot.storage.k8s.io/v1beta2"
+    assert (cls["metadata"]["name"], cls["driver"], cls["deletionPolicy"]) == \
+        ("meshblock-group-snapshots", DRIVER, "Delete")
+    assert not rendered["default"].of_kind("VolumeGroupSnapshotClass")
 
 
 def test_sidecar_images_are_pinned_upstream_releases(rendered):
