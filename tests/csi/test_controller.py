@@ -274,6 +274,7 @@ async def test_csi_sanity_controller_specs(csi_cluster, tmp_path):
         "--csi.testnodevolumeattachlimit", "--ginkgo.skip", "Node Service", "--ginkgo.no-color"], capture_output=True, text=True, timeout=900,
         cwd=tmp_path)
     tail = "\n".join(res.stdout.splitlines()[-15:])
+    print(tail)   # ginkgo's totals, for the record (pytest -s)
     assert res.returncode == 0, res.stdout[-8000:]
     assert "SUCCESS!" in tail and " 0 Failed" in tail, tail
     # skipped: the Node specs (they run in a guest, tests/vm/test_csi_node.py); nothing else
