@@ -25,6 +25,11 @@ class ExportSpec:
     # volume exports report ANA states, so their writes can be held (see Exporter.set_ana_state);
     # SPDK fixes this when it creates the subsystem
     ana_reporting: bool = False
+    ana_state: str = "optimized"      # what a new listener starts with (ana_reporting only)
+    # controller ids this node hands out for the subsystem: nodes that export the same subsystem
+    # (a volume's active and standby heads) must not overlap, or a host with a path to each
+    # refuses the second controller
+    cntlid_range: tuple[int, int] | None = None
 
 
 @dataclass
@@ -62,8 +67,9 @@ class Exporter:
         if sub is None:
             serial = (spec.serial or spec.namespace_uuid.replace("-", ""))[:20]
             try:
+                lo, hi = spec.cntlid_range or (None, None)
                 await self.rpc.nvmf_create_subsystem(spec.nqn, serial_number=serial, model_number=MODEL,
-                                                     ana_reporting=spec.ana_reporting)
+                                                     ana_reporting=spec.ana_reporting, min_cntlid=lo, max_cntlid=hi)
                 sub = {}   # new and empty: no need to read it back
                 log.info("subsystem created nqn=%s", spec.nqn)
             except SpdkExists:
@@ -85,7 +91,9 @@ class Exporter:
         if not any(la.get("traddr") == spec.address and str(la.get("trsvcid")) == str(spec.port)
                    for la in listeners):
             try:
-                await self.rpc.nvmf_subsystem_add_listener(spec.nqn, spec.address, spec.port)
+                await self.rpc.nvmf_subsystem_add_listener(
+                    spec.nqn, spec.address, spec.port,
+                    ana_state=spec.ana_state if spec.ana_reporting and spec.ana_state != "optimized" else None)
             except SpdkExists:
                 pass
         return ExportState(nqn=spec.nqn, address=spec.address, port=spec.port, hosts=sorted(spec.hosts),

@@ -76,8 +76,13 @@ class RaidComposer:
             return None
         return st.bdev_names[0] if st.bdev_names else None
 
-    async def ensure(self, volume_id: str, legs: list[Leg], in_sync: set[str], slots: int = 0) -> RaidView:
-        """Make the raid hold every reachable leg; ``in_sync`` says which may seed a new raid."""
+    async def ensure(self, volume_id: str, legs: list[Leg], in_sync: set[str], slots: int = 0,
+                     standby: bool = False) -> RaidView:
+        """Make the raid hold every reachable leg; ``in_sync`` says which may seed a new raid.
+
+        A standby raid (a head that serves no I/O until it is promoted) never writes: it is made
+        from every reachable leg at once, so nothing is rebuilt, and legs that come later wait for
+        the promotion (see ``reseed``)."""
         bdevs: dict[str, str] = {}
         for leg in legs:
             b = await self._attach(leg)
@@ -89,14 +94,22 @@ class RaidComposer:
             await self.rpc.bdev_raid_delete(raid_name(volume_id))
             raid = None
         if raid is None:
-            seeds = [rid for rid in sorted(bdevs) if rid in in_sync]
+            seeds = sorted(bdevs) if standby else [rid for rid in sorted(bdevs) if rid in in_sync]
             if not seeds:
+                if standby:
+                    return await self.view(volume_id, legs)
                 raise Unavailable(f"no in-sync replica of volume {volume_id} is reachable "
                                   f"(reachable: {sorted(bdevs) or 'none'}, in sync: {sorted(in_sync) or 'none'})")
             await self._create(volume_id, [bdevs[rid] for rid in seeds], max(slots, len(legs)))
-            log.info("raid created volume_id=%s from in-sync replicas %s", volume_id, ",".join(seeds))
+            log.info("raid created volume_id=%s from %s replicas %s", volume_id, "reachable" if standby else "in-sync",
+                     ",".join(seeds))
             raid = await self.raid(volume_id)
             assert raid is not None
+        if not standby:
+            await self._add_missing(volume_id, raid, bdevs)
+        return await self.view(volume_id, legs)
+
+    async def _add_missing(self, volume_id: str, raid: dict, bdevs: dict[str, str]) -> None:
         members = {b.get("name") for b in raid.get("base_bdevs_list", []) if b.get("name")}
         for rid, b in sorted(bdevs.items()):
             if b not in members:
@@ -105,7 +118,24 @@ class RaidComposer:
                     log.info("replica added to raid volume_id=%s replica_id=%s (rebuild starts)", volume_id, rid)
                 except SpdkError as e:
                     log.warning("adding replica %s to raid of %s failed: %s", rid, volume_id, e)
-        return await self.view(volume_id, legs)
+
+    async def reseed(self, volume_id: str, legs: list[Leg], in_sync: set[str]) -> None:
+        """A standby raid becomes the volume's head: members the controller does not know to be in
+        sync (the old head may have died with writes on some replicas only) leave the raid and come
+        back, which rebuilds them from the in-sync ones; the raid bdev, and so the exported
+        namespace, stays."""
+        raid = await self.raid(volume_id)
+        if raid is None:
+            return
+        configured = {b.get("name") for b in raid.get("base_bdevs_list", []) if b.get("name") and b.get("is_configured")}
+        by_bdev = {"att-leg-" + leg.replica_id + "n1": leg.replica_id for leg in legs}
+        if not any(by_bdev.get(b) in in_sync for b in configured):
+            raise Unavailable(f"the standby raid of volume {volume_id} holds no in-sync replica")
+        for b in sorted(configured):
+            rid = by_bdev.get(b)
+            if rid is not None and rid not in in_sync:
+                await self.rpc.bdev_raid_remove_base_bdev(b)
+                log.info("replica %s of volume %s leaves the promoted raid to be rebuilt", rid, volume_id)
 
     async def _create(self, volume_id: str, members: list[str], slots: int) -> None:
         """Create the raid1 with a slot for every replica, from the in-sync members only.
@@ -192,10 +222,15 @@ class RaidComposer:
         return True
 
     async def export(self, exporter: Exporter, nqn: str, volume_id: str, namespace_uuid: str, address: str,
-                     port: int, hosts: frozenset[str]) -> None:
+                     port: int, hosts: frozenset[str], ana_state: str = "optimized",
+                     cntlid_range: tuple[int, int] | None = None) -> bool:
         raid = await self.raid(volume_id)
         if raid is None:
+            if ana_state == "inaccessible":
+                return False    # a standby that reaches no replica yet exports nothing
             raise Unavailable(f"raid of volume {volume_id} is missing")
         await exporter.ensure(ExportSpec(nqn=nqn, bdev_name=raid_name(volume_id), namespace_uuid=namespace_uuid,
                                          address=address, port=port, hosts=hosts,
-                                         serial=volume_id.replace("-", ""), ana_reporting=True))
+                                         serial=volume_id.replace("-", ""), ana_reporting=True, ana_state=ana_state,
+                                         cntlid_range=cntlid_range))
+        return True

@@ -72,6 +72,8 @@ class Head:
     replica_count: int = 0
     protocol: str = "nvmf"
     iscsi: IscsiTarget | None = None
+    standby: bool = False              # exported ANA inaccessible; serves once promoted
+    cntlid_range: tuple[int, int] | None = None
 
     @property
     def direct(self) -> bool:
@@ -365,7 +367,7 @@ class NodeAgent:
         rpc = await self._head()
         composer = RaidComposer(rpc, self.config.host_nqn)
         view = await composer.ensure(head.volume_id, self._legs(head), set(head.in_sync),
-                                     slots=max(head.replica_count, len(head.legs)))
+                                     slots=max(head.replica_count, len(head.legs)), standby=head.standby)
         if head.iscsi is not None:
             assert self.iscsi is not None
             # LUN 0 is the raid named after the volume on every head node, so SCSI identifiers
@@ -374,7 +376,8 @@ class NodeAgent:
                                                     self.config.iscsi_port, alias=head.volume_id))
         else:
             await composer.export(Exporter(rpc), head.nqn, head.volume_id, head.namespace_uuid,
-                                  self.config.nvmf_address, self.config.head_port, head.hosts)
+                                  self.config.nvmf_address, self.config.head_port, head.hosts,
+                                  ana_state=head.ana_state, cntlid_range=head.cntlid_range)
         address, port = self._head_address(head)
         return HeadView(head, address, port, view.size_bytes, view.legs, view.state)
 
@@ -403,15 +406,28 @@ class NodeAgent:
                 composer = RaidComposer(self.head_rpc, self.config.host_nqn)
                 for rid in sorted(gone):
                     await composer.drop_leg(rid)
-            if old is not None and old.direct == head.direct:
+            role_changed = old is not None and old.standby != head.standby
+            if old is not None and old.direct == head.direct and not role_changed:
                 head = replace(head, ana_state=old.ana_state)   # access is changed by set_head_access only
+            if role_changed and head.standby:
+                # demoted (another node heads the volume now): stop serving before anything else
+                await self._set_ana(head, "inaccessible")
+            if role_changed and not head.standby and self.head_rpc is not None:
+                await RaidComposer(self.head_rpc, self.config.host_nqn).reseed(
+                    head.volume_id, self._legs(head), set(head.in_sync))
             view = await self._apply_head(head)
-            if old is None and head.iscsi is None:
-                # first word of this head since the agent started: a hold a previous agent left
-                # (it died between holding and releasing the writes) must not outlive it
-                await self._exporter_of(head).set_ana_state(head.nqn, head.ana_state, required=False)
+            if (old is None or role_changed) and head.iscsi is None:
+                # first word of this head since the agent started (a hold a previous agent left, or
+                # the role it had, must not outlive it), or a promotion: the head's state is the spec's
+                await self._set_ana(head, head.ana_state)
             self.heads[head.volume_id] = head
             return view
+
+    async def _set_ana(self, head: Head, state: str) -> None:
+        try:
+            await self._exporter_of(head).set_ana_state(head.nqn, state, required=False)
+        except NotFound:
+            pass   # nothing exported yet (a standby that reaches no replica)
 
     def _exporter_of(self, head: Head) -> Exporter:
         if head.direct:
@@ -432,6 +448,9 @@ class NodeAgent:
             if head.iscsi is not None:
                 raise FailedPrecondition(f"volume {volume_id} is exported over iSCSI, which has no ANA states "
                                          "to hold its writes with")
+            if head.standby:
+                raise FailedPrecondition(f"this node is a standby head of volume {volume_id}; its access "
+                                         "changes when it is promoted")
             await self._exporter_of(head).set_ana_state(head.nqn, state)
             self.heads[volume_id] = replace(head, ana_state=state)
             timer = self._holds.pop(volume_id, None)

@@ -52,7 +52,7 @@ def head_pb(v: HeadView) -> pb.HeadStatus:
                        allowed_host_nqns=sorted(h.hosts), ana_state=h.ana_state, raid_state=v.raid_state,
                        legs=[pb.LegStatus(replica_id=leg.replica_id, state=leg.state,
                                           rebuild_percent=leg.rebuild_percent, rebuild_blocks=leg.rebuild_blocks)
-                             for leg in v.legs], protocol=h.protocol)
+                             for leg in v.legs], protocol=h.protocol, standby=h.standby)
     if h.iscsi is not None:
         st.target_iqn = h.iscsi.target_iqn
         st.allowed_initiators.extend(sorted(h.iscsi.initiators))
@@ -80,10 +80,19 @@ def head_from_pb(spec: pb.HeadSpec) -> Head:
         raise InvalidArgument("legs", "a head needs at least one replica")
     legs = tuple(HeadLeg(replica_id=check_uuid("legs.replica_id", leg.replica_id), node_id=leg.node_id,
                          subsystem_nqn=leg.subsystem_nqn, address=leg.address, port=leg.port) for leg in spec.legs)
-    ana = spec.ana_state or "optimized"
+    ana = spec.ana_state or ("inaccessible" if spec.standby else "optimized")
     if ana not in ("optimized", "non_optimized", "inaccessible"):
         raise InvalidArgument("ana_state", f"{ana!r} is not optimized, non_optimized or inaccessible")
+    if spec.standby and ana != "inaccessible":
+        raise InvalidArgument("ana_state", "a standby head is inaccessible until it is promoted")
+    cntlids = None
+    if spec.cntlid_min or spec.cntlid_max:
+        if not 1 <= spec.cntlid_min <= spec.cntlid_max <= 0xFFEF:
+            raise InvalidArgument("cntlid_min", "controller ids are a range within 1-65519")
+        cntlids = (spec.cntlid_min, spec.cntlid_max)
     iscsi = iscsi_from_pb(spec)
+    if spec.standby and (iscsi is not None or len(legs) < 2 and spec.replica_count < 2):
+        raise InvalidArgument("standby", "standby heads are for replicated NVMe/TCP volumes")
     if (len(legs) > 1 or iscsi is not None) and any(not leg.subsystem_nqn or not leg.address or not leg.port
                                                     for leg in legs):
         raise InvalidArgument("legs", "every replica of a replicated or iSCSI head needs its export "
@@ -91,7 +100,8 @@ def head_from_pb(spec: pb.HeadSpec) -> Head:
     return Head(volume_id=vid, nqn=spec.nqn, namespace_uuid=check_uuid("namespace_uuid", spec.namespace_uuid),
                 legs=legs, hosts=frozenset(spec.allowed_host_nqns), ana_state=ana,
                 in_sync=frozenset(spec.in_sync_replica_ids), replica_count=spec.replica_count,
-                protocol="iscsi" if iscsi is not None else "nvmf", iscsi=iscsi)
+                protocol="iscsi" if iscsi is not None else "nvmf", iscsi=iscsi, standby=spec.standby,
+                cntlid_range=cntlids)
 
 
 def _port(field: str, value: int) -> int:

@@ -108,3 +108,83 @@ async def test_raid1_head_serves_and_survives_a_replica_crash(nodes, real_only, 
     assert not (await nodes[0].stub.ListHeads(pb.ListHeadsRequest())).heads
     for a, rid in zip(nodes, rids):
         assert await read_replica(a, rid, host, short_tmp / f"r-{rid}.bin", 16 * MiB) == expected, a.name
+
+
+async def test_a_standby_head_is_inaccessible_until_promoted_then_rebuilds_from_the_seed(nodes, real_only, short_tmp):
+    """Node 1 exports the volume as a standby (same NQN and namespace, other controller ids, ANA
+    inaccessible) while node 0 serves it; node 0 goes, node 1 is promoted from one in-sync replica:
+    the others are rebuilt from it under the same exported namespace, and the data is there."""
+    vid = str(uuid.uuid4())
+    rids = [str(uuid.uuid4()) for _ in nodes]
+    for a, rid in zip(nodes, rids):
+        await a.stub.CreateReplica(pb.CreateReplicaRequest(replica_id=rid, size_bytes=32 * MiB))
+    infos = [await a.stub.GetNodeInfo(pb.GetNodeInfoRequest()) for a in nodes]
+    both = [infos[0].host_nqn, infos[1].host_nqn]
+    legs = []
+    for a, info, rid in zip(nodes, infos, rids):
+        e = await a.stub.ExportReplica(pb.ExportReplicaRequest(replica_id=rid, allowed_host_nqns=both))
+        legs.append(pb.HeadLeg(replica_id=rid, node_id=info.node_id, subsystem_nqn=e.nqn, address=e.address,
+                               port=e.port))
+
+    def spec(standby: bool, in_sync, cntlids) -> pb.HeadSpec:
+        return pb.HeadSpec(volume_id=vid, nqn=nqn("volume", vid), namespace_uuid=vid, legs=legs,
+                           allowed_host_nqns=[HOST], in_sync_replica_ids=list(in_sync), replica_count=6,
+                           standby=standby, cntlid_min=cntlids[0], cntlid_max=cntlids[1])
+
+    active = await nodes[0].stub.EnsureHead(spec(False, rids, (1, 999)))
+    standby = await nodes[1].stub.EnsureHead(spec(True, rids, (1000, 1999)))
+    assert (active.ana_state, active.standby) == ("optimized", False)
+    assert (standby.ana_state, standby.standby, standby.raid_state) == ("inaccessible", True, "online")
+    assert [leg.state for leg in standby.legs] == ["in_sync"] * 3     # made whole, nothing rebuilt
+    spdk = nodes[1].spdk("spdk-head.sock") if (nodes[1].data_dir / "spdk-head.pid").exists() else nodes[1].spdk()
+    try:
+        (sub,) = await spdk.nvmf_get_subsystems(nqn("volume", vid))
+        assert (sub["min_cntlid"], sub["max_cntlid"]) == (1000, 1999)
+        assert sub["namespaces"][0]["uuid"] == vid
+        (lst,) = await spdk.nvmf_subsystem_get_listeners(nqn("volume", vid))
+        assert {x["ana_state"] for x in lst["ana_states"]} == {"inaccessible"}
+    finally:
+        await spdk.client.close()
+    # the standby refuses I/O (spdk_dd does not report failed writes, so the data is checked), the
+    # active head serves it
+    host = SpdkHost(real_only.install, short_tmp / "host", HOST)
+    stray = os.urandom(MiB)
+    (short_tmp / "stray.bin").write_bytes(stray)
+    await host.write(short_tmp / "stray.bin", standby.nqn, standby.address, standby.port)
+    r = await host.read(short_tmp / "seen.bin", MiB, active.nqn, active.address, active.port)
+    assert r.returncode == 0, r.output
+    assert (short_tmp / "seen.bin").read_bytes() == bytes(MiB), "a write through the standby path reached the data"
+    data = os.urandom(16 * MiB)
+    (short_tmp / "d.bin").write_bytes(data)
+    w = await host.write(short_tmp / "d.bin", active.nqn, active.address, active.port)
+    assert w.returncode == 0, w.output
+    # a hold cannot be put on (or lifted from) a standby
+    await expect_failed_precondition(nodes[1].stub.SetHeadAccess(
+        pb.SetHeadAccessRequest(volume_id=vid, ana_state="optimized")))
+
+    # node 0 goes; fence it, promote node 1 from replica 1 alone: replicas 0 and 2 are rebuilt from it
+    assert (await nodes[0].stub.DeleteHead(pb.DeleteHeadRequest(volume_id=vid))).existed
+    for a, rid in zip(nodes, rids):
+        await a.stub.ExportReplica(pb.ExportReplicaRequest(replica_id=rid, allowed_host_nqns=[infos[1].host_nqn]))
+    promoted = await nodes[1].stub.EnsureHead(spec(False, [rids[1]], (1000, 1999)))
+    assert (promoted.ana_state, promoted.standby) == ("optimized", False)
+    assert promoted.address == standby.address and promoted.port == standby.port
+    deadline = time.monotonic() + 120
+    st = promoted
+    while [leg.state for leg in st.legs] != ["in_sync"] * 3:
+        assert time.monotonic() < deadline, st
+        await asyncio.sleep(0.5)
+        st = await nodes[1].stub.EnsureHead(spec(False, [rids[1]], (1000, 1999)))
+    r = await host.read(short_tmp / "out.bin", 16 * MiB, promoted.nqn, promoted.address, promoted.port)
+    assert r.returncode == 0, r.output
+    assert (short_tmp / "out.bin").read_bytes() == data
+    assert (await nodes[1].stub.DeleteHead(pb.DeleteHeadRequest(volume_id=vid))).existed
+    for a, rid in zip(nodes, rids):   # the rebuilt replicas hold the data too
+        assert await read_replica(a, rid, host, short_tmp / f"r-{rid}.bin", 16 * MiB) == data, a.name
+
+
+async def expect_failed_precondition(coro) -> None:
+    import grpc
+    with pytest.raises(grpc.aio.AioRpcError) as ei:
+        await coro
+    assert ei.value.code() == grpc.StatusCode.FAILED_PRECONDITION, ei.value.details()

@@ -312,7 +312,7 @@ class HeadLeg(_message.Message):
     def __init__(self, replica_id: _Optional[str] = ..., node_id: _Optional[str] = ..., subsystem_nqn: _Optional[str] = ..., address: _Optional[str] = ..., port: _Optional[int] = ...) -> None: ...
 
 class HeadSpec(_message.Message):
-    __slots__ = ("volume_id", "nqn", "namespace_uuid", "legs", "allowed_host_nqns", "ana_state", "in_sync_replica_ids", "replica_count", "protocol", "iscsi")
+    __slots__ = ("volume_id", "nqn", "namespace_uuid", "legs", "allowed_host_nqns", "ana_state", "in_sync_replica_ids", "replica_count", "protocol", "iscsi", "standby", "cntlid_min", "cntlid_max")
     VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
     NQN_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_UUID_FIELD_NUMBER: _ClassVar[int]
@@ -323,6 +323,9 @@ class HeadSpec(_message.Message):
     REPLICA_COUNT_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_FIELD_NUMBER: _ClassVar[int]
     ISCSI_FIELD_NUMBER: _ClassVar[int]
+    STANDBY_FIELD_NUMBER: _ClassVar[int]
+    CNTLID_MIN_FIELD_NUMBER: _ClassVar[int]
+    CNTLID_MAX_FIELD_NUMBER: _ClassVar[int]
     volume_id: str
     nqn: str
     namespace_uuid: str
@@ -333,7 +336,10 @@ class HeadSpec(_message.Message):
     replica_count: int
     protocol: str
     iscsi: IscsiExport
-    def __init__(self, volume_id: _Optional[str] = ..., nqn: _Optional[str] = ..., namespace_uuid: _Optional[str] = ..., legs: _Optional[_Iterable[_Union[HeadLeg, _Mapping]]] = ..., allowed_host_nqns: _Optional[_Iterable[str]] = ..., ana_state: _Optional[str] = ..., in_sync_replica_ids: _Optional[_Iterable[str]] = ..., replica_count: _Optional[int] = ..., protocol: _Optional[str] = ..., iscsi: _Optional[_Union[IscsiExport, _Mapping]] = ...) -> None: ...
+    standby: bool
+    cntlid_min: int
+    cntlid_max: int
+    def __init__(self, volume_id: _Optional[str] = ..., nqn: _Optional[str] = ..., namespace_uuid: _Optional[str] = ..., legs: _Optional[_Iterable[_Union[HeadLeg, _Mapping]]] = ..., allowed_host_nqns: _Optional[_Iterable[str]] = ..., ana_state: _Optional[str] = ..., in_sync_replica_ids: _Optional[_Iterable[str]] = ..., replica_count: _Optional[int] = ..., protocol: _Optional[str] = ..., iscsi: _Optional[_Union[IscsiExport, _Mapping]] = ..., standby: _Optional[bool] = ..., cntlid_min: _Optional[int] = ..., cntlid_max: _Optional[int] = ...) -> None: ...
 
 class IscsiExport(_message.Message):
     __slots__ = ("target_iqn", "initiators", "netmasks", "chap_user", "chap_secret")
@@ -362,7 +368,7 @@ class LegStatus(_message.Message):
     def __init__(self, replica_id: _Optional[str] = ..., state: _Optional[str] = ..., rebuild_percent: _Optional[float] = ..., rebuild_blocks: _Optional[int] = ...) -> None: ...
 
 class HeadStatus(_message.Message):
-    __slots__ = ("volume_id", "nqn", "address", "port", "size_bytes", "allowed_host_nqns", "ana_state", "legs", "raid_state", "protocol", "target_iqn", "allowed_initiators")
+    __slots__ = ("volume_id", "nqn", "address", "port", "size_bytes", "allowed_host_nqns", "ana_state", "legs", "raid_state", "protocol", "target_iqn", "allowed_initiators", "standby")
     VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
     NQN_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -375,6 +381,7 @@ class HeadStatus(_message.Message):
     PROTOCOL_FIELD_NUMBER: _ClassVar[int]
     TARGET_IQN_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_INITIATORS_FIELD_NUMBER: _ClassVar[int]
+    STANDBY_FIELD_NUMBER: _ClassVar[int]
     volume_id: str
     nqn: str
     address: str
@@ -387,7 +394,8 @@ class HeadStatus(_message.Message):
     protocol: str
     target_iqn: str
     allowed_initiators: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, volume_id: _Optional[str] = ..., nqn: _Optional[str] = ..., address: _Optional[str] = ..., port: _Optional[int] = ..., size_bytes: _Optional[int] = ..., allowed_host_nqns: _Optional[_Iterable[str]] = ..., ana_state: _Optional[str] = ..., legs: _Optional[_Iterable[_Union[LegStatus, _Mapping]]] = ..., raid_state: _Optional[str] = ..., protocol: _Optional[str] = ..., target_iqn: _Optional[str] = ..., allowed_initiators: _Optional[_Iterable[str]] = ...) -> None: ...
+    standby: bool
+    def __init__(self, volume_id: _Optional[str] = ..., nqn: _Optional[str] = ..., address: _Optional[str] = ..., port: _Optional[int] = ..., size_bytes: _Optional[int] = ..., allowed_host_nqns: _Optional[_Iterable[str]] = ..., ana_state: _Optional[str] = ..., legs: _Optional[_Iterable[_Union[LegStatus, _Mapping]]] = ..., raid_state: _Optional[str] = ..., protocol: _Optional[str] = ..., target_iqn: _Optional[str] = ..., allowed_initiators: _Optional[_Iterable[str]] = ..., standby: _Optional[bool] = ...) -> None: ...
 
 class SetHeadAccessRequest(_message.Message):
     __slots__ = ("volume_id", "ana_state", "hold_ms")
