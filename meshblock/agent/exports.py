@@ -78,7 +78,10 @@ class Exporter:
         if not any(ns.get("bdev_name") == spec.bdev_name for ns in namespaces):
             for ns in namespaces:  # a different bdev behind our NQN: replace it
                 await self.rpc.nvmf_subsystem_remove_ns(spec.nqn, int(ns["nsid"]))
-            await self.rpc.nvmf_subsystem_add_ns(spec.nqn, spec.bdev_name, nsid=1, uuid=spec.namespace_uuid)
+            # the NGUID too: SPDK would take the bdev's UUID, which differs on every node that exports
+            # the volume, and hosts refuse a path whose namespace ids do not match the others'
+            await self.rpc.nvmf_subsystem_add_ns(spec.nqn, spec.bdev_name, nsid=1, uuid=spec.namespace_uuid,
+                                                 nguid=spec.namespace_uuid.replace("-", "").upper())
         if sub.get("allow_any_host"):
             await self.rpc.nvmf_subsystem_allow_any_host(spec.nqn, False)
         have = {h["nqn"] for h in sub.get("hosts") or []}

@@ -109,10 +109,14 @@ def agent(config_file, name, data_dir, pool_device, pool_size, nvmf_address, nvm
 @click.option("--tls-client-ca", default="")
 @click.option("--agent-tls-name", default="", help="Name in the agents' certificates, when they share one "
                                                    "(default: each agent's address is checked).")
+@click.option("--standby-heads/--no-standby-heads", default=True, show_default=True,
+              help="Export replicated NVMe/TCP volumes from every replica node (ANA inaccessible except on the "
+                   "head), so hosts with native multipath ride a head failover without reconnecting. Each "
+                   "such node runs a polling head target (a busy core).")
 @click.option("--metrics-port", type=int, default=0, help="Serve Prometheus metrics on 127.0.0.1:PORT.")
 @click.option("--log-level", default="INFO", show_default=True)
 def controller(store_url, listen, identity, node_timeout, overcommit, orphan_grace, tls_cert, tls_key, tls_client_ca,
-               agent_tls_name,
+               agent_tls_name, standby_heads,
                metrics_port, log_level) -> None:
     """Run a controller (one is active; others wait as standbys)."""
     from ..control.server import ControllerConfig, LeadershipLost, run_controller
@@ -128,7 +132,8 @@ def controller(store_url, listen, identity, node_timeout, overcommit, orphan_gra
                            listen=listen or f"unix:{home / 'controller.sock'}", identity=identity,
                            node_timeout=node_timeout, overcommit=overcommit, orphan_grace=orphan_grace,
                            tls_cert=tls_cert, tls_key=tls_key,
-                           tls_client_ca=tls_client_ca, metrics_port=metrics_port, agent_tls_name=agent_tls_name)
+                           tls_client_ca=tls_client_ca, metrics_port=metrics_port, agent_tls_name=agent_tls_name,
+                           standby_heads=standby_heads)
     if cfg.store_url.startswith("sqlite:///"):
         Path(cfg.store_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     setup_logging(log_level, prefix="controller")

@@ -33,6 +33,10 @@ class Liveness:
     seen: dict[str, Seen] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
 
+    async def _free_slot(self) -> int:
+        used = {n.slot for n in await self.repo.list(Node)}
+        return next(i for i in range(len(used) + 1) if i not in used)
+
     async def register(self, node: Node, instance_id: str) -> Node:
         """Create or update a node's record from its agent's registration."""
         for _ in range(10):
@@ -42,6 +46,7 @@ class Liveness:
                 if clash is not None:
                     from ..errors import AlreadyExists
                     raise AlreadyExists(f"node name {node.name!r} belongs to node {clash.id}")
+                node.slot = await self._free_slot()
                 node.state = NodeState.UP
                 node.registered_at = node.last_seen = now()
                 try:
@@ -54,6 +59,9 @@ class Liveness:
                            cur.state, cur.total_bytes) != (node.endpoint, node.host_nqn, node.nvmf_address,
                                                            node.nvmf_port, node.labels, node.name, NodeState.UP,
                                                            node.total_bytes)
+                if cur.slot < 0:
+                    changed = True
+                    cur.slot = await self._free_slot()
                 if changed:
                     cur.endpoint, cur.host_nqn, cur.nvmf_address = node.endpoint, node.host_nqn, node.nvmf_address
                     cur.nvmf_port, cur.labels, cur.name = node.nvmf_port, node.labels, node.name

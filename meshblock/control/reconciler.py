@@ -55,6 +55,8 @@ class Reconciler:
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _pass_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     group_hold_limit: float = 10.0    # seconds a group snapshot may hold its volumes' writes
+    standby_heads: bool = True        # replicated NVMe/TCP volumes are exported by every replica node
+    _standby_ok: dict[tuple[str, str], str] = field(default_factory=dict)  # (volume, node) -> agent instance
     groups: GroupSnapshotter = field(init=False)
 
     def __post_init__(self) -> None:
@@ -310,6 +312,8 @@ class Reconciler:
             if not candidates:
                 await self._settle(v, False, 0, active)
                 return
+            # a standby that already exports the volume takes over first: hosts have a path to it
+            candidates.sort(key=lambda r: r.node_id not in v.standby_paths)
             if head_node is not None:
                 failover = True
                 log.warning("volume %s: head node %s is down; moving the head to %s", v.name, head_node.name,
@@ -325,34 +329,49 @@ class Reconciler:
                         await self.repo.commit(put=[r])
                 in_sync = {seed}
             v.head_node_id = head_node.id
-            await self._set_stage(v, "moving-head" if failover else "exporting")
+            # where hosts find it until the new head reports: its standby export, if it had one
+            addr, _, port = v.standby_paths.pop(head_node.id, "").rpartition(":")
+            v.export_address, v.export_port = addr, int(port or 0)
+            v.stage = "moving-head" if failover else "exporting"
+            await self.repo.commit(put=[v])
             self._head_ok.pop(v.id, None)
         assert head_node is not None
         # a whole, settled volume whose nodes have not restarted needs no agent calls every pass;
         # it is still re-checked every HEAD_RECHECK seconds (a leg can drop without a restart)
+        standbys = self._standby_nodes(v, active, nodes, head_node.id)
+        self._standby_ok.pop((v.id, head_node.id), None)
+        confirmed = [n for n in standbys if self._standby_ok.get((v.id, n.id)) == self.liveness.instance(n.id)]
         key = (self.liveness.instance(head_node.id), v.nqn, v.target_iqn, tuple(sorted(v.hosts)), v.replicas,
-               v.size_bytes, tuple(sorted((r.id, self.liveness.instance(r.node_id)) for r in active)))
+               v.size_bytes, tuple(sorted((r.id, self.liveness.instance(r.node_id)) for r in active)),
+               tuple(n.id for n in standbys), tuple(n.id for n in confirmed))
         whole = (v.state == VolumeState.AVAILABLE and len(active) == v.replicas
                  and all(r.state == ReplicaState.ONLINE for r in active))
         cached = self._head_ok.get(v.id)
         if whole and cached is not None and cached[0] == key and time.monotonic() - cached[1] < HEAD_RECHECK:
             self.synced[v.id] = v.generation
             return
-        head_nqn = head_node.host_nqn
-        legs = []
-        for r in active:
-            node = nodes.get(r.node_id)
-            if not self._up(node) or self._replica_ok.get(r.id, ("", 0))[0] != self.liveness.instance(r.node_id):
-                continue
-            e = await self._stub(node).ExportReplica(apb.ExportReplicaRequest(replica_id=r.id,
-                                                                              allowed_host_nqns=[head_nqn]),
-                                                     timeout=self.call_timeout)
-            legs.append(apb.HeadLeg(replica_id=r.id, node_id=node.id, subsystem_nqn=e.nqn, address=e.address,
-                                    port=e.port))
+        # the replica exports admit the head and the standbys that have been told they are standbys
+        # (a node that headed the volume before is demoted before its NQN is let in again)
+        legs = await self._export_replicas(v, active, nodes, [head_node.host_nqn] + [n.host_nqn for n in confirmed])
+        newcomers = [n for n in standbys if n not in confirmed]
+        if newcomers and legs:
+            spec = head_spec(v, legs, in_sync_replica_ids=sorted(in_sync), replica_count=max(RAID_SLOTS, len(active)))
+            for n in newcomers:
+                try:
+                    await self._stub(n).EnsureHead(self._with_cntlids(spec, n, standby=True),
+                                                   timeout=self.call_timeout)
+                except grpc.aio.AioRpcError as e:
+                    log.warning("volume %s: standby head on %s not ready: %s", v.name, n.name, e.details())
+                    continue
+                self._standby_ok[(v.id, n.id)] = self.liveness.instance(n.id) or ""
+                confirmed.append(n)
+            legs = await self._export_replicas(v, active, nodes,
+                                               [head_node.host_nqn] + [n.host_nqn for n in confirmed])
         crash_point("replicated.fenced")
         spec = head_spec(v, legs, in_sync_replica_ids=sorted(in_sync), replica_count=max(RAID_SLOTS, len(active)))
         try:
-            st = await self._stub(head_node).EnsureHead(spec, timeout=self.call_timeout)
+            st = await self._stub(head_node).EnsureHead(self._with_cntlids(spec, head_node),
+                                                        timeout=self.call_timeout)
         except grpc.aio.AioRpcError as e:
             log.warning("volume %s: head on %s not ready: %s", v.name, head_node.name, e.details())
             await self._settle(v, False, 0, active)
@@ -360,6 +379,7 @@ class Reconciler:
         if (v.head_node_id, v.export_address, v.export_port) != (head_node.id, st.address, st.port):
             v.head_node_id, v.export_address, v.export_port = head_node.id, st.address, st.port
             await self.repo.commit(put=[v])
+        await self._converge_standbys(v, standbys, spec, nodes)
         by_id = {r.id: r for r in active}
         now_t = time.monotonic()
         for leg in st.legs:
@@ -392,6 +412,69 @@ class Reconciler:
         online = sum(1 for r in active if r.state == ReplicaState.ONLINE)
         await self._settle(v, st.raid_state == "online", online, active)
         self._head_ok[v.id] = (key, time.monotonic())
+
+    async def _export_replicas(self, v: Volume, active: list[Replica], nodes: dict[str, Node],
+                               allowed: list[str]) -> list[apb.HeadLeg]:
+        legs = []
+        for r in active:
+            node = nodes.get(r.node_id)
+            if not self._up(node) or self._replica_ok.get(r.id, ("", 0))[0] != self.liveness.instance(r.node_id):
+                continue
+            e = await self._stub(node).ExportReplica(apb.ExportReplicaRequest(replica_id=r.id,
+                                                                              allowed_host_nqns=allowed),
+                                                     timeout=self.call_timeout)
+            legs.append(apb.HeadLeg(replica_id=r.id, node_id=node.id, subsystem_nqn=e.nqn, address=e.address,
+                                    port=e.port))
+        return legs
+
+    # --- standby heads ---------------------------------------------------------------------------
+    def _standby_nodes(self, v: Volume, active: list[Replica], nodes: dict[str, Node], head_id: str) -> list[Node]:
+        """The up nodes, other than the head's, with a replica of ``v``: each exports the volume too."""
+        if not self.standby_heads or v.protocol != "nvmf":
+            return []
+        out: dict[str, Node] = {}
+        for r in active:
+            n = nodes.get(r.node_id)
+            if n is not None and n.id != head_id and self._up(n) and \
+                    self._replica_ok.get(r.id, ("", 0))[0] == self.liveness.instance(n.id):
+                out[n.id] = n
+        return sorted(out.values(), key=lambda n: n.id)
+
+    @staticmethod
+    def _with_cntlids(spec: apb.HeadSpec, node: Node, standby: bool = False) -> apb.HeadSpec:
+        out = apb.HeadSpec()
+        out.CopyFrom(spec)
+        out.standby = standby
+        if spec.protocol != "iscsi":
+            out.cntlid_min, out.cntlid_max = node.cntlid_range
+        return out
+
+    async def _converge_standbys(self, v: Volume, standbys: list[Node], spec: apb.HeadSpec,
+                                 nodes: dict[str, Node]) -> None:
+        """Standby heads on the other replica nodes; heads on nodes that are no longer standbys go."""
+        paths: dict[str, str] = {}
+        for n in standbys:
+            if self._standby_ok.get((v.id, n.id)) != self.liveness.instance(n.id):
+                continue   # not demoted yet: the replicas do not admit it
+            try:
+                st = await self._stub(n).EnsureHead(self._with_cntlids(spec, n, standby=True),
+                                                    timeout=self.call_timeout)
+            except grpc.aio.AioRpcError as e:
+                log.warning("volume %s: standby head on %s not ready: %s", v.name, n.name, e.details())
+                continue
+            if st.raid_state == "online":
+                paths[n.id] = f"{st.address}:{st.port}"
+        for node_id in sorted(set(v.standby_paths) - {n.id for n in standbys} - {v.head_node_id}):
+            node = nodes.get(node_id)
+            if node is not None and self._up(node):
+                # a node that no longer holds a replica (or stays behind a failed head) stops exporting
+                await self._stub(node).DeleteHead(apb.DeleteHeadRequest(volume_id=v.id), timeout=self.call_timeout)
+                self._standby_ok.pop((v.id, node_id), None)
+            elif node is not None:
+                paths[node_id] = v.standby_paths[node_id]   # down: removed when it is back
+        if paths != v.standby_paths:
+            v.standby_paths = paths
+            await self.repo.commit(put=[v])
 
     async def _rebalance(self, v: Volume, active: list[Replica], nodes: dict[str, Node], head_id: str) -> None:
         """Keep ``v.replicas`` replicas on schedulable nodes.
@@ -482,6 +565,15 @@ class Reconciler:
         return True
 
     async def _delete_volume(self, v: Volume, reps: list[Replica], nodes: dict[str, Node]) -> None:
+        for node_id in sorted(v.standby_paths):
+            node = nodes.get(node_id)
+            if self._up(node):
+                await self._stub(node).DeleteHead(apb.DeleteHeadRequest(volume_id=v.id), timeout=self.call_timeout)
+            elif node is not None:
+                return  # removed when the node is back
+            v.standby_paths.pop(node_id)
+            self._standby_ok.pop((v.id, node_id), None)
+            await self.repo.commit(put=[v])
         if v.head_node_id:
             await self._set_stage(v, "removing-export")
             node = nodes.get(v.head_node_id)

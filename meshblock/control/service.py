@@ -216,11 +216,16 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
                                                  trsvcid=str(v.export_port), ana_state="optimized",
                                                  node_id=node.id)])
         else:
+            if not v.export_address:
+                raise Unavailable(f"the head of volume {v.name!r} is moving; try again shortly")
+            paths = [pb.Path(transport="tcp", traddr=v.export_address, trsvcid=str(v.export_port),
+                             ana_state="optimized", node_id=node.id)]
+            for node_id, where in sorted(v.standby_paths.items()):
+                addr, _, port = where.rpartition(":")
+                paths.append(pb.Path(transport="tcp", traddr=addr, trsvcid=port, ana_state="inaccessible",
+                                     node_id=node_id))
             info = pb.ConnectInfo(protocol="nvmf", subnqn=v.nqn, host_nqn=host, namespace_uuid=v.namespace_uuid,
-                                  size_bytes=v.size_bytes,
-                                  paths=[pb.Path(transport="tcp", traddr=v.export_address or node.nvmf_address,
-                                                 trsvcid=str(v.export_port or node.nvmf_port),
-                                                 ana_state="optimized", node_id=node.id)])
+                                  size_bytes=v.size_bytes, paths=paths)
         if host not in v.hosts:
             await context.send_initial_metadata((("meshblock-warning", "host is not published"),))
         return info

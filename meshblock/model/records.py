@@ -109,10 +109,22 @@ class Node(Record):
     free_bytes: int = 0
     last_seen: float = 0.0
     registered_at: float = 0.0
+    # distinct per node: picks the NVMe controller ids the node's volume exports hand out, so a
+    # volume exported by several nodes (active and standby heads) never repeats one
+    slot: int = -1
 
     @property
     def name_key(self) -> str | None:
         return self.name
+
+    @property
+    def cntlid_range(self) -> tuple[int, int]:
+        first = 1 + (max(self.slot, 0) % CNTLID_SLOTS) * CNTLID_SLOT_SIZE
+        return first, first + CNTLID_SLOT_SIZE - 1
+
+
+CNTLID_SLOT_SIZE = 1000
+CNTLID_SLOTS = 65        # SPDK's controller ids run from 1 to 65519
 
 
 @dataclass
@@ -128,6 +140,8 @@ class Volume(Record):
     head_node_id: str = ""
     export_address: str = ""         # where the head exports the volume
     export_port: int = 0
+    # standby heads (replicated NVMe/TCP volumes): node id -> "address:port" of its ANA-inaccessible export
+    standby_paths: dict[str, str] = field(default_factory=dict)
     nqn: str = ""
     namespace_uuid: str = ""
     hosts: list[str] = field(default_factory=list)      # host NQNs (iSCSI: initiator IQNs) allowed to connect

@@ -7,9 +7,11 @@ import os
 import signal
 import time
 
+import grpc
 import pytest
 
 from meshblock.proto.meshblock.v1 import admin_pb2 as pb
+from meshblock.proto.meshblock.v1 import agent_pb2 as apb
 from tests.support.cluster import Cluster
 from tests.support.initiator import SpdkHost
 
@@ -65,16 +67,40 @@ async def up(c: Cluster, name: str) -> None:
     await a.wait_healthy()
 
 
+async def node_nqn(c: Cluster, agent) -> str:
+    return (await c.nodes.GetNode(pb.GetNodeRequest(ref=agent.name))).host_nqn
+
+
+async def wait_paths(c: Cluster, name: str, n: int, timeout: float = 60) -> pb.ConnectInfo:
+    """Connect info once the volume is exported by ``n`` nodes (head and standbys)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            info = await c.volumes.GetConnectInfo(pb.GetConnectInfoRequest(ref=name, host_nqn=HOST))
+            if len(info.paths) == n:
+                return info
+        except grpc.aio.AioRpcError as e:
+            if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION):
+                raise
+        assert time.monotonic() < deadline, f"the volume never had {n} paths"
+        await asyncio.sleep(0.2)
+
+
 async def test_replica_loss_rebuild_and_head_failover(cluster):
     c = cluster
     v = await c.volumes.CreateVolume(pb.CreateVolumeRequest(name="r3", size_bytes=64 * MiB, replicas=3))
     assert v.state == "available" and sorted(states(v).values()) == ["online"] * 3
     head = c.agent_by_id(v.head_node_id)
-    head_nqn = (await c.nodes.GetNode(pb.GetNodeRequest(ref=head.name))).host_nqn
-    # the fence: every replica export admits the head and nothing else
-    assert set(map(tuple, (await allowlists(c, v)).values())) == {(head_nqn,)}
-    info = await c.volumes.GetConnectInfo(pb.GetConnectInfoRequest(ref="r3", host_nqn=HOST))
+    nqns = {a.name: await node_nqn(c, a) for a in c.agents}
+    # every replica node exports the volume: the head optimized, the others as ANA-inaccessible standbys
+    info = await wait_paths(c, "r3", 3)
+    assert [(p.node_id == v.head_node_id, p.ana_state) for p in info.paths] == \
+        [(True, "optimized"), (False, "inaccessible"), (False, "inaccessible")]
     assert info.paths[0].traddr == head.address and info.paths[0].trsvcid == "4421"
+    assert {p.traddr for p in info.paths} == {a.address for a in c.agents}
+    # the fence: the replica exports admit the head and the standbys, nothing else
+    lists = await allowlists(c, v)
+    assert all(hosts == sorted(nqns.values()) for hosts in lists.values()), lists
 
     # a replica node dies: degraded; it returns: rebuilt; available
     other = next(a for a in c.agents if a is not head)
@@ -84,21 +110,39 @@ async def test_replica_loss_rebuild_and_head_failover(cluster):
     v = await wait_for(c, "r3", lambda v: v.state == "available")
     assert sorted(states(v).values()) == ["online"] * 3
 
-    # the head node dies: the head moves to another replica's node, whose NQN becomes the only one allowed
+    # the head node dies: a standby is promoted, and the old head's NQN leaves every replica export
     await down(c, head.name)
     v = await wait_for(c, "r3", lambda v: v.head_node_id != head.data_dir.joinpath("node-id").read_text().strip()
                        and v.state == "degraded")
     new_head = c.agent_by_id(v.head_node_id)
-    new_nqn = (await c.nodes.GetNode(pb.GetNodeRequest(ref=new_head.name))).host_nqn
     lists = await allowlists(c, v)
     assert lists[head.name] is None
-    assert all(hosts == [new_nqn] for n, hosts in lists.items() if n != head.name), lists
+    survivors = sorted(nqns[a.name] for a in c.agents if a is not head)
+    assert all(hosts == survivors for n, hosts in lists.items() if n != head.name), lists
     info = await c.volumes.GetConnectInfo(pb.GetConnectInfoRequest(ref="r3", host_nqn=HOST))
-    assert info.paths[0].traddr == new_head.address
+    assert (info.paths[0].traddr, info.paths[0].trsvcid, info.paths[0].ana_state) == \
+        (new_head.address, "4421", "optimized")
+    # the old head comes back: demoted to a standby first, then let in again
     await up(c, head.name)
     v = await wait_for(c, "r3", lambda v: v.state == "available")
     assert sorted(states(v).values()) == ["online"] * 3
-    assert (await allowlists(c, v))[head.name] == [new_nqn]   # the old head is fenced out of its own replica
+    await wait_paths(c, "r3", 3)
+    heads = (await head.stub.ListHeads(apb.ListHeadsRequest())).heads
+    assert [(h.volume_id, h.standby, h.ana_state) for h in heads] == [(v.id, True, "inaccessible")]
+    assert (await allowlists(c, v))[head.name] == sorted(nqns.values())
+
+
+async def test_without_standby_heads_the_fence_admits_only_the_head(backend, short_tmp):
+    c = Cluster(backend, short_tmp, nodes=3, controller_args=("--no-standby-heads",))
+    try:
+        await c.start()
+        v = await c.volumes.CreateVolume(pb.CreateVolumeRequest(name="r2", size_bytes=32 * MiB, replicas=2))
+        head = c.agent_by_id(v.head_node_id)
+        assert set(map(tuple, (await allowlists(c, v)).values())) == {(await node_nqn(c, head),)}
+        info = await c.volumes.GetConnectInfo(pb.GetConnectInfoRequest(ref="r2", host_nqn=HOST))
+        assert [(p.traddr, p.ana_state) for p in info.paths] == [(head.address, "optimized")]
+    finally:
+        await c.stop()
 
 
 @pytest.mark.spdk

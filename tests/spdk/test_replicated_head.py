@@ -140,7 +140,9 @@ async def test_a_standby_head_is_inaccessible_until_promoted_then_rebuilds_from_
     try:
         (sub,) = await spdk.nvmf_get_subsystems(nqn("volume", vid))
         assert (sub["min_cntlid"], sub["max_cntlid"]) == (1000, 1999)
+        # the same namespace identity as the active head's export (hosts compare UUID and NGUID)
         assert sub["namespaces"][0]["uuid"] == vid
+        assert sub["namespaces"][0]["nguid"] == vid.replace("-", "").upper()
         (lst,) = await spdk.nvmf_subsystem_get_listeners(nqn("volume", vid))
         assert {x["ana_state"] for x in lst["ana_states"]} == {"inaccessible"}
     finally:
