@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import grpc
 from prometheus_client import Counter, Gauge
 
+from .. import nqn
 from ..faults import crash_point
 from ..model import GroupSnapshot, Node, Replica, ReplicaState, Snapshot, SnapshotState, Volume, VolumeState
 from ..proto.meshblock.v1 import agent_pb2 as apb
@@ -352,21 +353,23 @@ class Reconciler:
             return
         # the replica exports admit the head and the standbys that have been told they are standbys
         # (a node that headed the volume before is demoted before its NQN is let in again)
-        legs = await self._export_replicas(v, active, nodes, [head_node.host_nqn] + [n.host_nqn for n in confirmed])
         newcomers = [n for n in standbys if n not in confirmed]
-        if newcomers and legs:
-            spec = head_spec(v, legs, in_sync_replica_ids=sorted(in_sync), replica_count=max(RAID_SLOTS, len(active)))
+        if newcomers:
+            # told before any export changes (where the replica exports are follows from the records)
+            known = [apb.HeadLeg(replica_id=r.id, node_id=r.node_id, subsystem_nqn=nqn("replica", r.id),
+                                 address=nodes[r.node_id].nvmf_address, port=nodes[r.node_id].nvmf_port)
+                     for r in active if r.node_id in nodes]
+            demote = head_spec(v, known, in_sync_replica_ids=sorted(in_sync), replica_count=max(RAID_SLOTS, len(active)))
             for n in newcomers:
                 try:
-                    await self._stub(n).EnsureHead(self._with_cntlids(spec, n, standby=True),
+                    await self._stub(n).EnsureHead(self._with_cntlids(demote, n, standby=True),
                                                    timeout=self.call_timeout)
                 except grpc.aio.AioRpcError as e:
                     log.warning("volume %s: standby head on %s not ready: %s", v.name, n.name, e.details())
                     continue
                 self._standby_ok[(v.id, n.id)] = self.liveness.instance(n.id) or ""
                 confirmed.append(n)
-            legs = await self._export_replicas(v, active, nodes,
-                                               [head_node.host_nqn] + [n.host_nqn for n in confirmed])
+        legs = await self._export_replicas(v, active, nodes, [head_node.host_nqn] + [n.host_nqn for n in confirmed])
         crash_point("replicated.fenced")
         spec = head_spec(v, legs, in_sync_replica_ids=sorted(in_sync), replica_count=max(RAID_SLOTS, len(active)))
         try:
