@@ -105,7 +105,8 @@ def _tail(path: Path, n: int = 15) -> str:
 
 
 async def up(home: Path, nodes: int, pool_size: int, base_octet: int = 11, port: int = 4420,
-             timeout: float = 60.0, log=print, node_timeout: float = 5.0) -> list[NodeProcess]:
+             timeout: float = 60.0, log=print, node_timeout: float = 5.0,
+             standby_heads: bool = False) -> list[NodeProcess]:
     find_spdk()  # fail at once, saying where we looked, when SPDK is absent
     if running_nodes(home):
         raise ClusterError(f"a cluster is already running under {home}; `meshblock down` stops it")
@@ -117,7 +118,8 @@ async def up(home: Path, nodes: int, pool_size: int, base_octet: int = 11, port:
     with open(cdir / "controller.log", "ab") as out:
         p = subprocess.Popen([sys.executable, "-m", "meshblock", "controller",
                               "--store", f"sqlite:///{cdir / 'state.db'}", "--listen", controller_endpoint(home),
-                              "--identity", "local", "--node-timeout", str(node_timeout)],
+                              "--identity", "local", "--node-timeout", str(node_timeout),
+                              "--standby-heads" if standby_heads else "--no-standby-heads"],
                              stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                              cwd=str(cdir), env=dict(os.environ, MESHBLOCK_HOME=str(home)))
     procs.append(NodeProcess(name="controller", pid=p.pid, data_dir=str(cdir), listen=controller_endpoint(home),

@@ -150,8 +150,11 @@ def controller(store_url, listen, identity, node_timeout, overcommit, orphan_gra
 @click.option("--port", type=int, default=4420, show_default=True, help="NVMe/TCP port of every node.")
 @click.option("--node-timeout", type=click.FloatRange(0.5, 300), default=5.0, show_default=True,
               help="Seconds without a heartbeat before a node counts as down (and its heads fail over).")
+@click.option("--standby-heads/--no-standby-heads", default=False, show_default=True,
+              help="Export replicated volumes from every replica node (multipath failover without reconnecting). "
+                   "Off by default here: every node then runs a busy-polling head target on this one machine.")
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
-def up(nodes, home, pool_size, port, node_timeout, output) -> None:
+def up(nodes, home, pool_size, port, node_timeout, standby_heads, output) -> None:
     """Start a local cluster in the background: N nodes, each an agent with its own SPDK target."""
     import time
 
@@ -161,7 +164,8 @@ def up(nodes, home, pool_size, port, node_timeout, output) -> None:
     h = local.meshblock_home(home)
     t0 = time.monotonic()
     try:
-        procs = asyncio.run(local.up(h, nodes, pool_size, port=port, node_timeout=node_timeout))
+        procs = asyncio.run(local.up(h, nodes, pool_size, port=port, node_timeout=node_timeout,
+                                     standby_heads=standby_heads))
     except (SpdkNotFoundError, local.ClusterError) as e:
         raise click.ClickException(str(e))
     took = time.monotonic() - t0
