@@ -30,7 +30,21 @@ def check_uuid(field: str, value: str) -> str:
         raise InvalidArgument(field, f"{value!r} is not a UUID") from None
 
 
+UUID_NQN_PREFIX = "nqn.2014-08.org.nvmexpress:uuid:"
+
+
 def check_nqn(field: str, value: str) -> str:
+    if value and value.startswith(UUID_NQN_PREFIX):
+        # the NVMe spec's UUID form: targets (SPDK too) take nothing after the prefix but a UUID
+        rest = value[len(UUID_NQN_PREFIX):]
+        try:
+            ok = len(rest) == 36 and str(uuid.UUID(rest)) == rest.lower()
+        except ValueError:
+            ok = False
+        if not ok:
+            raise InvalidArgument(field, f"{value!r}: an NQN of the form {UUID_NQN_PREFIX}... ends in a UUID "
+                                         "(8-4-4-4-12 hex digits)")
+        return value
     if not value or len(value.encode()) > NQN_MAX or not _NQN_RE.match(value):
         raise InvalidArgument(field, f"{value!r} is not an NVMe qualified name (nqn.yyyy-mm.reverse.domain:...)")
     return value

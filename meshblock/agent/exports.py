@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field
 
 from ..errors import FailedPrecondition, NotFound
-from ..spdk import SpdkExists, SpdkNotFound, SpdkRpc
+from ..spdk import SpdkExists, SpdkInvalidParams, SpdkNotFound, SpdkRpc
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,11 @@ class Exporter:
                     ana_state=spec.ana_state if spec.ana_reporting and spec.ana_state != "optimized" else None)
             except SpdkExists:
                 pass
+            except SpdkInvalidParams as e:
+                # SPDK says only "Invalid parameters" when it cannot bind the address
+                raise FailedPrecondition(f"cannot listen on {spec.address}:{spec.port} for {spec.nqn}: the port is "
+                                         "in use by another process or the address is not on this host "
+                                         f"(SPDK: {e})") from e
         return ExportState(nqn=spec.nqn, address=spec.address, port=spec.port, hosts=sorted(spec.hosts),
                            namespace_uuid=spec.namespace_uuid)
 

@@ -231,3 +231,25 @@ async def test_attach_remote_between_nodes_honours_the_allowlist(backend, tmp_pa
         for n in nodes:
             await n.stop()
             n.kill_targets()
+
+
+async def test_a_taken_head_port_is_named_in_the_error(agent):
+    """A replicated head listens on the node's port + 1; when another process holds it the agent says so."""
+    import socket
+
+    info = await agent.stub.GetNodeInfo(pb.GetNodeInfoRequest())
+    vid, rids = rid(), [rid(), rid()]
+    legs = []
+    for r in rids:
+        await agent.stub.CreateReplica(pb.CreateReplicaRequest(replica_id=r, size_bytes=16 * MiB))
+        e = await agent.stub.ExportReplica(pb.ExportReplicaRequest(replica_id=r, allowed_host_nqns=[info.host_nqn]))
+        legs.append(pb.HeadLeg(replica_id=r, node_id=info.node_id, subsystem_nqn=e.nqn, address=e.address,
+                               port=e.port))
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((agent.address, info.nvmf_port + 1))
+        s.listen()
+        detail = await expect_code(grpc.StatusCode.FAILED_PRECONDITION, agent.stub.EnsureHead(pb.HeadSpec(
+            volume_id=vid, nqn=nqn("volume", vid), namespace_uuid=vid, legs=legs, in_sync_replica_ids=rids,
+            replica_count=2)))
+    assert f"{agent.address}:{info.nvmf_port + 1}" in detail and "in use" in detail, detail
