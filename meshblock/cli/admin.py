@@ -548,12 +548,16 @@ def snapshot_delete(inv: Invocation, name: str) -> None:
     """Delete snapshot SNAPNAME."""
     with inv.client() as c:
         reply = c.volumes.DeleteSnapshot(pb.DeleteSnapshotRequest(ref=name))
+    report_deleted(inv, "snapshot", name, reply.existed)
+
+
+def report_deleted(inv: Invocation, kind: str, name: str, existed: bool) -> None:
     if inv.json:
-        out.print_json({"name": name, "existed": reply.existed})
-    elif reply.existed:
-        click.echo(f"snapshot {name} deleted")
+        out.print_json({"name": name, "existed": existed})
+    elif existed:
+        click.echo(f"{kind} {name} deleted")
     else:
-        click.echo(f"snapshot {name} did not exist; nothing to delete")
+        click.echo(f"{kind} {name} did not exist; nothing to delete")
 
 
 from . import groups, publish  # noqa: E402,F401  (their commands join the volume and snapshot groups)

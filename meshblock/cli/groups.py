@@ -8,7 +8,7 @@ from rich.table import Table
 
 from ..proto.meshblock.v1 import admin_pb2 as pb
 from . import output as out
-from .admin import Invocation, _snapshots_table, _volume_names, admin_options, paginate, snapshot
+from .admin import Invocation, _snapshots_table, _volume_names, admin_options, paginate, report_deleted, snapshot
 
 
 @snapshot.group("group")
@@ -84,9 +84,4 @@ def group_delete(inv: Invocation, name: str) -> None:
     """Delete group snapshot GROUPNAME and its member snapshots."""
     with inv.client() as c:
         reply = c.volumes.DeleteGroupSnapshot(pb.DeleteGroupSnapshotRequest(ref=name))
-    if inv.json:
-        out.print_json({"name": name, "existed": reply.existed})
-    elif reply.existed:
-        click.echo(f"group snapshot {name} deleted")
-    else:
-        click.echo(f"group snapshot {name} did not exist; nothing to delete")
+    report_deleted(inv, "group snapshot", name, reply.existed)

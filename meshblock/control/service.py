@@ -63,6 +63,18 @@ def volume_pb(v: Volume, reps: list[Replica], nodes: dict[str, Node], rebuild: d
         protocol=v.protocol, target_iqn=v.target_iqn, iscsi_netmasks=v.iscsi_netmasks, chap_user=v.chap_user)
 
 
+def _page_by_name(items: list, page_size: int, page_token: str) -> tuple[list, str]:
+    """One page of records listed by name, and the token of the next page ("" on the last)."""
+    size = page_size or DEFAULT_PAGE
+    if size > MAX_PAGE:
+        raise InvalidArgument("page_size", f"at most {MAX_PAGE}")
+    after = _untoken(page_token)
+    if after:
+        items = [x for x in items if x.name > after]
+    page = items[:size]
+    return page, _token(page[-1].name) if len(items) > size else ""
+
+
 def snapshot_pb(s: Snapshot) -> pb.Snapshot:
     return pb.Snapshot(id=s.id, name=s.name, volume_id=s.volume_id, size_bytes=s.size_bytes, state=s.state.value,
                        created_at=s.created_at, group_snapshot_id=s.group_id)
@@ -247,19 +259,11 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
     @rpc_method(VOLUME_SERVICE)
     async def ListSnapshots(self, request: pb.ListSnapshotsRequest, context) -> pb.ListSnapshotsReply:
         self.gate.check()
-        size = request.page_size or DEFAULT_PAGE
-        if size > MAX_PAGE:
-            raise InvalidArgument("page_size", f"at most {MAX_PAGE}")
         vid = (await self.mgr.require(request.volume_ref)).id if request.volume_ref else None
         snaps = [s for s in await self.mgr.repo.list(Snapshot, index="name")
                  if (vid is None or s.volume_id == vid) and not s.name.startswith(INTERNAL_SNAPSHOT_PREFIX)]
-        after = _untoken(request.page_token)
-        if after:
-            snaps = [s for s in snaps if s.name > after]
-        page = snaps[:size]
-        more = len(snaps) > size
-        return pb.ListSnapshotsReply(snapshots=[snapshot_pb(s) for s in page],
-                                     next_page_token=_token(page[-1].name) if more else "")
+        page, token = _page_by_name(snaps, request.page_size, request.page_token)
+        return pb.ListSnapshotsReply(snapshots=[snapshot_pb(s) for s in page], next_page_token=token)
 
     @rpc_method(VOLUME_SERVICE)
     async def DeleteSnapshot(self, request: pb.DeleteSnapshotRequest, context) -> pb.DeleteSnapshotReply:
@@ -289,16 +293,10 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
     @rpc_method(VOLUME_SERVICE)
     async def ListGroupSnapshots(self, request: pb.ListGroupSnapshotsRequest, context) -> pb.ListGroupSnapshotsReply:
         self.gate.check()
-        size = request.page_size or DEFAULT_PAGE
-        if size > MAX_PAGE:
-            raise InvalidArgument("page_size", f"at most {MAX_PAGE}")
-        groups = await self.mgr.repo.list(GroupSnapshot, index="name")
-        after = _untoken(request.page_token)
-        if after:
-            groups = [g for g in groups if g.name > after]
-        page = groups[:size]
+        page, token = _page_by_name(await self.mgr.repo.list(GroupSnapshot, index="name"), request.page_size,
+                                    request.page_token)
         return pb.ListGroupSnapshotsReply(group_snapshots=[await self._group_pb(g) for g in page],
-                                          next_page_token=_token(page[-1].name) if len(groups) > size else "")
+                                          next_page_token=token)
 
     @rpc_method(VOLUME_SERVICE)
     async def DeleteGroupSnapshot(self, request: pb.DeleteGroupSnapshotRequest,
