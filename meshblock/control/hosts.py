@@ -1,8 +1,9 @@
-"""The host registry: ids of hosts that attach volumes, each bound to one host NQN.
+"""The host registry: ids of hosts that attach volumes, each bound to one host NQN and, for
+iSCSI volumes, one initiator IQN.
 
-A CSI node plugin registers its node id and host NQN when it starts, so that
-"publish volume V to node X" can be checked (an unknown node is NOT_FOUND) and
-turned into the host NQN the volume's export must admit.
+A CSI node plugin registers its node id, host NQN and initiator IQN when it starts, so that
+"publish volume V to node X" can be checked (an unknown node is NOT_FOUND) and turned into the
+host name the volume's export must admit.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ host_id = validate.host_id
 
 def host_pb(h: Host) -> pb.Host:
     return pb.Host(id=h.id, host_nqn=h.host_nqn, labels=h.labels, registered_at=h.registered_at,
-                   max_volumes=h.max_volumes)
+                   max_volumes=h.max_volumes, initiator_iqn=h.initiator_iqn)
 
 
 class HostServicer(pb_grpc.HostServiceServicer):
@@ -38,11 +39,14 @@ class HostServicer(pb_grpc.HostServiceServicer):
         hid = host_id("id", request.id)
         nqn = validate.host_nqn("host_nqn", request.host_nqn)
         labels = validate.labels("labels", dict(request.labels))
+        iqn = validate.iqn("initiator_iqn", request.initiator_iqn) if request.initiator_iqn else ""
         for _ in range(20):
             cur = await self.repo.get(Host, hid)
-            if cur is not None and (cur.host_nqn, cur.labels, cur.max_volumes) == (nqn, labels, request.max_volumes):
+            if cur is not None and (cur.host_nqn, cur.labels, cur.max_volumes, cur.initiator_iqn) == (
+                    nqn, labels, request.max_volumes, iqn):
                 return host_pb(cur)
-            h = Host(id=hid, host_nqn=nqn, labels=labels, registered_at=now(), max_volumes=request.max_volumes)
+            h = Host(id=hid, host_nqn=nqn, labels=labels, registered_at=now(), max_volumes=request.max_volumes,
+                     initiator_iqn=iqn)
             try:
                 if cur is None:
                     await self.repo.commit(create=[h])

@@ -231,6 +231,7 @@ class Host(Record):
     labels: dict[str, str] = field(default_factory=dict)
     registered_at: float = 0.0
     max_volumes: int = 0             # 0: no limit
+    initiator_iqn: str = ""          # iSCSI initiator name ("": none)
 
 
 _ENUMS = {"NodeState": NodeState, "VolumeState": VolumeState, "ReplicaState": ReplicaState,

@@ -486,7 +486,7 @@ class DrainNodeRequest(_message.Message):
     def __init__(self, ref: _Optional[str] = ...) -> None: ...
 
 class Host(_message.Message):
-    __slots__ = ("id", "host_nqn", "labels", "registered_at", "max_volumes")
+    __slots__ = ("id", "host_nqn", "labels", "registered_at", "max_volumes", "initiator_iqn")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -499,15 +499,17 @@ class Host(_message.Message):
     LABELS_FIELD_NUMBER: _ClassVar[int]
     REGISTERED_AT_FIELD_NUMBER: _ClassVar[int]
     MAX_VOLUMES_FIELD_NUMBER: _ClassVar[int]
+    INITIATOR_IQN_FIELD_NUMBER: _ClassVar[int]
     id: str
     host_nqn: str
     labels: _containers.ScalarMap[str, str]
     registered_at: float
     max_volumes: int
-    def __init__(self, id: _Optional[str] = ..., host_nqn: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., registered_at: _Optional[float] = ..., max_volumes: _Optional[int] = ...) -> None: ...
+    initiator_iqn: str
+    def __init__(self, id: _Optional[str] = ..., host_nqn: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., registered_at: _Optional[float] = ..., max_volumes: _Optional[int] = ..., initiator_iqn: _Optional[str] = ...) -> None: ...
 
 class RegisterHostRequest(_message.Message):
-    __slots__ = ("id", "host_nqn", "labels", "max_volumes")
+    __slots__ = ("id", "host_nqn", "labels", "max_volumes", "initiator_iqn")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -519,11 +521,13 @@ class RegisterHostRequest(_message.Message):
     HOST_NQN_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     MAX_VOLUMES_FIELD_NUMBER: _ClassVar[int]
+    INITIATOR_IQN_FIELD_NUMBER: _ClassVar[int]
     id: str
     host_nqn: str
     labels: _containers.ScalarMap[str, str]
     max_volumes: int
-    def __init__(self, id: _Optional[str] = ..., host_nqn: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., max_volumes: _Optional[int] = ...) -> None: ...
+    initiator_iqn: str
+    def __init__(self, id: _Optional[str] = ..., host_nqn: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., max_volumes: _Optional[int] = ..., initiator_iqn: _Optional[str] = ...) -> None: ...
 
 class GetHostRequest(_message.Message):
     __slots__ = ("id",)
