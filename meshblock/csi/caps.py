@@ -25,7 +25,7 @@ BLOCK_ONLY_MODES = {Mode.MULTI_NODE_SINGLE_WRITER, Mode.MULTI_NODE_MULTI_WRITER}
 
 # StorageClass parameters the driver understands; keys under csi.storage.k8s.io/ belong to the
 # Kubernetes sidecars and are ignored.
-PARAMETERS = {"replicas", "spread"}
+PARAMETERS = {"replicas", "spread", "protocol", "iscsiNetworks"}
 MUTABLE_PARAMETERS = {"replicas"}
 SIDECAR_PREFIX = "csi.storage.k8s.io/"
 
@@ -102,15 +102,23 @@ def fits(size: int, cr: csi.CapacityRange | None) -> bool:
     return size >= cr.required_bytes and (not cr.limit_bytes or size <= cr.limit_bytes)
 
 
+PROTOCOLS = ("nvmf", "iscsi")
+# CHAP credentials of iSCSI volumes come from secrets (provisioner secret at creation, node-stage
+# secret at attach), never from parameters, which Kubernetes shows to anyone who can read the class
+CHAP_USER_KEY, CHAP_SECRET_KEY = "chapUser", "chapSecret"
+
+
 @dataclass(frozen=True)
 class VolumeParams:
     replicas: int = 1
     spread: str = ""
+    protocol: str = "nvmf"
+    iscsi_networks: tuple[str, ...] = ()
 
 
 def parse_parameters(params: dict[str, str], mutable: dict[str, str] | None = None,
                      field: str = "parameters") -> VolumeParams:
-    replicas, spread = 1, ""
+    replicas, spread, protocol, networks = 1, "", "nvmf", ()
     for key, value in {**params, **(mutable or {})}.items():
         if key.startswith(SIDECAR_PREFIX):
             continue
@@ -120,7 +128,23 @@ def parse_parameters(params: dict[str, str], mutable: dict[str, str] | None = No
             replicas = parse_replicas(value, field)
         elif key == "spread":
             spread = value
-    return VolumeParams(replicas=replicas, spread=spread)
+        elif key == "protocol":
+            protocol = value.strip().lower() or "nvmf"
+            if protocol not in PROTOCOLS:
+                raise InvalidArgument(field, f"protocol: {value!r} is not nvmf or iscsi")
+        elif key == "iscsiNetworks":
+            networks = tuple(n.strip() for n in value.split(",") if n.strip())
+    if networks and protocol != "iscsi":
+        raise InvalidArgument(field, "iscsiNetworks needs protocol iscsi")
+    return VolumeParams(replicas=replicas, spread=spread, protocol=protocol, iscsi_networks=networks)
+
+
+def chap_from_secrets(secrets: dict[str, str], field: str = "secrets") -> tuple[str, str]:
+    """(user, secret) of one-way CHAP from a request's secrets; both or neither."""
+    user, secret = secrets.get(CHAP_USER_KEY, ""), secrets.get(CHAP_SECRET_KEY, "")
+    if bool(user) != bool(secret):
+        raise InvalidArgument(field, f"give both {CHAP_USER_KEY} and {CHAP_SECRET_KEY} for CHAP, or neither")
+    return user, secret
 
 
 def parse_replicas(value: str, field: str) -> int:

@@ -1,7 +1,8 @@
 """CSI Controller service: volumes, publishing, capacity and expansion, over the admin API.
 
 CSI volume ids are meshblock volume ids (UUIDs); CSI node ids are host ids registered by the node
-plugins (see meshblock.control.hosts), each bound to the host NQN the volume's export must admit.
+plugins (see meshblock.control.hosts), each bound to the host NQN an NVMe/TCP volume's export must
+admit and, optionally, the initiator IQN an iSCSI volume's export must admit.
 """
 
 from __future__ import annotations
@@ -54,6 +55,24 @@ def condition(v: admin.Volume) -> csi.VolumeCondition:
     return csi.VolumeCondition(abnormal=True, message=f"{v.state}: {v.message}".rstrip(": "))
 
 
+def host_name(v: admin.Volume, host: admin.Host) -> str:
+    """The name volume ``v``'s export admits ``host`` by: its initiator IQN for iSCSI, else its host NQN."""
+    if v.protocol != "iscsi":
+        return host.host_nqn
+    if not host.initiator_iqn:
+        raise FailedPrecondition(f"volume {v.id} is exported over iSCSI and node {host.id} registered no initiator "
+                                 "IQN (its node plugin reads /etc/iscsi/initiatorname.iscsi or --initiator-iqn)")
+    return host.initiator_iqn
+
+
+def volume_context(v: admin.Volume) -> dict[str, str]:
+    ctx = {"nqn": v.nqn, "namespaceUUID": v.namespace_uuid, "replicas": str(v.replicas)}
+    if v.protocol == "iscsi":
+        ctx = {"protocol": "iscsi", "targetIQN": v.target_iqn, "namespaceUUID": v.namespace_uuid,
+               "replicas": str(v.replicas)}
+    return ctx
+
+
 def to_csi_volume(v: admin.Volume) -> csi.Volume:
     src = None
     if v.source_snapshot_id and not v.source_volume_id:
@@ -62,8 +81,7 @@ def to_csi_volume(v: admin.Volume) -> csi.Volume:
     elif v.source_volume_id:
         src = csi.VolumeContentSource(volume=csi.VolumeContentSource.VolumeSource(volume_id=v.source_volume_id))
     return csi.Volume(volume_id=v.id, capacity_bytes=v.size_bytes, content_source=src,
-                      volume_context={"nqn": v.nqn, "namespaceUUID": v.namespace_uuid,
-                                      "replicas": str(v.replicas)})
+                      volume_context=volume_context(v))
 
 
 class ControllerServicer(csi_grpc.ControllerServicer):
@@ -98,8 +116,11 @@ class ControllerServicer(csi_grpc.ControllerServicer):
         return v
 
     async def _host_nqns(self) -> dict[str, str]:
+        """Host id by every name a volume's ``hosts`` may list it by (host NQN, initiator IQN)."""
         reply = await self.admin.hosts.ListHosts(admin.ListHostsRequest())
-        return {h.host_nqn: h.id for h in reply.hosts}
+        by_name = {h.host_nqn: h.id for h in reply.hosts}
+        by_name.update({h.initiator_iqn: h.id for h in reply.hosts if h.initiator_iqn})
+        return by_name
 
     # --- volumes -------------------------------------------------------------------------------
     @csi_method(SERVICE)
@@ -108,6 +129,7 @@ class ControllerServicer(csi_grpc.ControllerServicer):
             raise InvalidArgument("name", "required")
         caps.require_capabilities(request.volume_capabilities)
         params = caps.parse_parameters(dict(request.parameters), dict(request.mutable_parameters))
+        iscsi = self._iscsi_options(params, dict(request.secrets))
         cr = request.capacity_range if request.HasField("capacity_range") else None
         size = caps.size_for(cr)
         name = caps.object_name(request.name)
@@ -125,10 +147,11 @@ class ControllerServicer(csi_grpc.ControllerServicer):
                 v = await self._wait_serving(existing)
             elif kind is None:
                 v = await self.admin.volumes.CreateVolume(admin.CreateVolumeRequest(
-                    name=name, size_bytes=size, replicas=params.replicas, spread=params.spread))
+                    name=name, size_bytes=size, replicas=params.replicas, spread=params.spread,
+                    protocol=params.protocol, iscsi=iscsi))
                 v = await self._wait_serving(v)
             else:
-                v = await self._clone(name, size, params, src, kind)
+                v = await self._clone(name, size, params, iscsi, src, kind)
         if not caps.fits(v.size_bytes, cr):
             raise AlreadyExists(f"volume {request.name!r} exists with {v.size_bytes} bytes, outside the range asked")
         out = to_csi_volume(v)
@@ -138,6 +161,15 @@ class ControllerServicer(csi_grpc.ControllerServicer):
                  v.replicas)
         return csi.CreateVolumeResponse(volume=out)
 
+    @staticmethod
+    def _iscsi_options(params: caps.VolumeParams, secrets: dict[str, str]) -> admin.IscsiOptions | None:
+        user, secret = caps.chap_from_secrets(secrets)
+        if params.protocol != "iscsi":
+            if user:
+                raise InvalidArgument("secrets", "CHAP credentials are for volumes with protocol iscsi")
+            return None
+        return admin.IscsiOptions(netmasks=list(params.iscsi_networks), chap_user=user, chap_secret=secret)
+
     def _check_same(self, v: admin.Volume, csi_name: str, cr, params: caps.VolumeParams, src, kind) -> None:
         problems = []
         if not caps.fits(v.size_bytes, cr):
@@ -146,6 +178,8 @@ class ControllerServicer(csi_grpc.ControllerServicer):
             problems.append(f"it has {v.replicas} replica(s)")
         if v.spread != params.spread:
             problems.append(f"it spreads over {v.spread or 'nodes'!r}")
+        if (v.protocol or "nvmf") != params.protocol:
+            problems.append(f"it is exported over {v.protocol or 'nvmf'}")
         if kind == "snapshot" and v.source_snapshot_id != src.snapshot.snapshot_id:
             problems.append("it was not made from that snapshot")
         if kind == "volume" and v.source_volume_id != src.volume.volume_id:
@@ -155,7 +189,8 @@ class ControllerServicer(csi_grpc.ControllerServicer):
         if problems:
             raise AlreadyExists(f"volume {csi_name!r} exists with other parameters: {'; '.join(problems)}")
 
-    async def _clone(self, name: str, size: int, params: caps.VolumeParams, src, kind) -> admin.Volume:
+    async def _clone(self, name: str, size: int, params: caps.VolumeParams, iscsi: admin.IscsiOptions | None, src,
+                     kind) -> admin.Volume:
         if kind == "snapshot":
             sid = src.snapshot.snapshot_id
             snap = await self.snapshots.find(sid)
@@ -165,14 +200,16 @@ class ControllerServicer(csi_grpc.ControllerServicer):
                 raise InvalidArgument("capacity_range", f"the snapshot holds {snap.size_bytes} bytes, more than "
                                                         f"the {size} asked for")
             req = admin.CloneVolumeRequest(name=name, source_snapshot_ref=snap.id, size_bytes=size,
-                                            replicas=params.replicas, spread=params.spread)
+                                            replicas=params.replicas, spread=params.spread,
+                                            protocol=params.protocol, iscsi=iscsi)
         else:
             source = await self._get(src.volume.volume_id, "volume_content_source")
             if source.size_bytes > size:
                 raise InvalidArgument("capacity_range", f"the source volume holds {source.size_bytes} bytes, "
                                                         f"more than the {size} asked for")
             req = admin.CloneVolumeRequest(name=name, source_volume_ref=source.id, size_bytes=size,
-                                            replicas=params.replicas, spread=params.spread)
+                                            replicas=params.replicas, spread=params.spread,
+                                            protocol=params.protocol, iscsi=iscsi)
         return await self._wait_serving(await self.admin.volumes.CloneVolume(req))
 
     @csi_method(SERVICE)
@@ -203,29 +240,37 @@ class ControllerServicer(csi_grpc.ControllerServicer):
             if is_code(e, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
                 raise NotFound(f"node {request.node_id!r} is not known (its node plugin registers it)") from None
             raise
+        name = host_name(v, host)
+        iscsi = v.protocol == "iscsi"
         async with self._lock("id:" + v.id):
-            if host.host_nqn not in v.hosts or (host.host_nqn in v.read_only_hosts) != request.readonly:
-                if host.host_nqn not in v.hosts and host.max_volumes:
+            if name not in v.hosts or (name in v.read_only_hosts) != request.readonly:
+                if name not in v.hosts and host.max_volumes:
                     await self._check_limit(host)
-                if host.host_nqn not in v.hosts and caps.single_node([request.volume_capability]):
+                if name not in v.hosts and caps.single_node([request.volume_capability]):
                     others = await self._published_nodes(v)
                     if others:
                         raise FailedPrecondition(f"volume {v.id} is published to node(s) {', '.join(others)} and "
                                                  f"its access mode allows one node")
                 v = await self.admin.volumes.PublishVolume(admin.PublishVolumeRequest(
-                    ref=v.id, host_nqn=host.host_nqn, read_only=request.readonly))
-            info = await self.admin.volumes.GetConnectInfo(admin.GetConnectInfoRequest(ref=v.id,
-                                                                                      host_nqn=host.host_nqn))
+                    ref=v.id, read_only=request.readonly,
+                    **({"initiator_iqn": name} if iscsi else {"host_nqn": name})))
+            info = await self.admin.volumes.GetConnectInfo(admin.GetConnectInfoRequest(
+                ref=v.id, **({"initiator_iqn": name} if iscsi else {"host_nqn": name})))
+        readonly = "true" if request.readonly else "false"
+        if iscsi:
+            return csi.ControllerPublishVolumeResponse(publish_context={
+                "protocol": "iscsi", "targetIQN": info.target_iqn, "lun": "0", "chapUser": info.chap_user,
+                "portals": ",".join(f"{p.traddr}:{p.trsvcid}" for p in info.paths), "readonly": readonly})
         paths = ",".join(f"{p.transport}:{p.traddr}:{p.trsvcid}" for p in info.paths)
         return csi.ControllerPublishVolumeResponse(publish_context={
-            "nqn": info.subnqn, "namespaceUUID": info.namespace_uuid, "paths": paths,
-            "readonly": "true" if request.readonly else "false"})
+            "nqn": info.subnqn, "namespaceUUID": info.namespace_uuid, "paths": paths, "readonly": readonly})
 
     async def _check_limit(self, host: admin.Host) -> None:
         count, token = 0, ""
         while True:
             page = await self.admin.volumes.ListVolumes(admin.ListVolumesRequest(page_size=1000, page_token=token))
-            count += sum(1 for v in page.volumes if host.host_nqn in v.hosts)
+            count += sum(1 for v in page.volumes
+                         if host.host_nqn in v.hosts or (host.initiator_iqn and host.initiator_iqn in v.hosts))
             token = page.next_page_token
             if not token:
                 break
@@ -251,14 +296,14 @@ class ControllerServicer(csi_grpc.ControllerServicer):
                     if is_code(e, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
                         return csi.ControllerUnpublishVolumeResponse()   # never published there
                     raise
-                nqns = [host.host_nqn]
+                nqns = [host.initiator_iqn if v.protocol == "iscsi" else host.host_nqn]
             else:
                 by_nqn = await self._host_nqns()
                 nqns = [n for n in v.hosts if n in by_nqn]
             for nqn in nqns:
-                if nqn in v.hosts:
-                    v = await self.admin.volumes.UnpublishVolume(admin.UnpublishVolumeRequest(ref=v.id,
-                                                                                               host_nqn=nqn))
+                if nqn and nqn in v.hosts:
+                    v = await self.admin.volumes.UnpublishVolume(admin.UnpublishVolumeRequest(
+                        ref=v.id, **({"initiator_iqn": nqn} if v.protocol == "iscsi" else {"host_nqn": nqn})))
         return csi.ControllerUnpublishVolumeResponse()
 
     @csi_method(SERVICE)
@@ -278,7 +323,8 @@ class ControllerServicer(csi_grpc.ControllerServicer):
             params = caps.parse_parameters(dict(request.parameters), dict(request.mutable_parameters))
         except InvalidArgument as e:
             return csi.ValidateVolumeCapabilitiesResponse(message=str(e))
-        if request.parameters and (params.replicas != v.replicas or params.spread != v.spread):
+        if request.parameters and (params.replicas != v.replicas or params.spread != v.spread
+                                   or params.protocol != (v.protocol or "nvmf")):
             return csi.ValidateVolumeCapabilitiesResponse(message="the parameters differ from the volume's")
         return csi.ValidateVolumeCapabilitiesResponse(confirmed=csi.ValidateVolumeCapabilitiesResponse.Confirmed(
             volume_context=request.volume_context, volume_capabilities=request.volume_capabilities,

@@ -15,6 +15,7 @@ from tests.support.cluster import Cluster
 
 HOST_NQN = "nqn.2014-08.org.nvmexpress:uuid:0f3c1b52-6a1e-4c35-9d7e-2b8c4a6f1e01"
 NODE_ID = "worker-1"
+INITIATOR = "iqn.2026-12.io.example:worker-1"
 MAX_VOLUMES = 4
 
 
@@ -23,7 +24,7 @@ class Plugin:
         self.socket = root / "csi.sock"
         self.log = root / "csi.log"
         argv = [sys.executable, "-m", "meshblock", "csi", "--endpoint", f"unix://{self.socket}", "--controller",
-                "--node", "--node-id", NODE_ID, "--host-nqn", HOST_NQN, "--max-volumes", str(MAX_VOLUMES), "--admin-endpoint",
+                "--node", "--node-id", NODE_ID, "--host-nqn", HOST_NQN, "--initiator-iqn", INITIATOR, "--max-volumes", str(MAX_VOLUMES), "--admin-endpoint",
                 cluster.controller.listen, "--log-level", "DEBUG"]
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,

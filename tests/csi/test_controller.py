@@ -11,7 +11,9 @@ import pytest
 
 from meshblock.proto.csi.v1 import csi_pb2 as csi
 from meshblock.proto.meshblock.v1 import admin_pb2 as pb
-from tests.csi.conftest import HOST_NQN, NODE_ID, csi_sanity_binary
+from meshblock import iqn
+from meshblock.proto.meshblock.v1 import admin_pb2_grpc as pb_grpc
+from tests.csi.conftest import HOST_NQN, INITIATOR, NODE_ID, csi_sanity_binary
 
 MiB = 1 << 20
 Mode = csi.VolumeCapability.AccessMode.Mode
@@ -162,6 +164,55 @@ async def test_publish_list_get_unpublish(csi_cluster):
     # a deleted volume is published nowhere: unpublishing it succeeds
     await ctl.ControllerUnpublishVolume(csi.ControllerUnpublishVolumeRequest(volume_id=v.volume_id,
                                                                              node_id=NODE_ID))
+
+
+async def test_iscsi_volumes_are_published_by_initiator_name(csi_cluster):
+    c, p = csi_cluster
+    ctl = p.controller
+    await wait_registered(c)
+    hosts = pb_grpc.HostServiceStub(c.controller.channel)
+    assert (await hosts.GetHost(pb.GetHostRequest(id=NODE_ID))).initiator_iqn == INITIATOR
+    chap = {"chapUser": "csiuser", "chapSecret": "csi-secret-0123"}
+    params = {"protocol": "iscsi", "iscsiNetworks": "127.0.0.0/8"}
+    for bad_params, bad_secrets in (({"protocol": "fc"}, {}), ({"iscsiNetworks": "10.0.0.0/8"}, {}),
+                                    ({"protocol": "nvmf"}, chap), (params, {"chapUser": "csiuser"})):
+        assert await code_of(ctl.CreateVolume(create_req("iscsi-bad", parameters=bad_params,
+                                                         secrets=bad_secrets))) == Code.INVALID_ARGUMENT
+
+    v = (await ctl.CreateVolume(create_req("iscsi-1", parameters=params, secrets=chap))).volume
+    assert v.volume_context["protocol"] == "iscsi" and v.volume_context["targetIQN"] == iqn("volume", v.volume_id)
+    assert (await ctl.CreateVolume(create_req("iscsi-1", parameters=params, secrets=chap))).volume == v
+    assert await code_of(ctl.CreateVolume(create_req("iscsi-1"))) == Code.ALREADY_EXISTS   # nvmf asked
+    admin_v = await c.volumes.GetVolume(pb.GetVolumeRequest(ref=v.volume_id))
+    assert (admin_v.protocol, admin_v.chap_user, list(admin_v.iscsi_netmasks)) == ("iscsi", "csiuser",
+                                                                                  ["127.0.0.0/8"])
+
+    pub = csi.ControllerPublishVolumeRequest(volume_id=v.volume_id, node_id=NODE_ID, volume_capability=mount_cap())
+    ctx = (await ctl.ControllerPublishVolume(pub)).publish_context
+    info = await c.volumes.GetConnectInfo(pb.GetConnectInfoRequest(ref=v.volume_id, initiator_iqn=INITIATOR))
+    portal = f"{info.paths[0].traddr}:{info.paths[0].trsvcid}"
+    assert dict(ctx) == {"protocol": "iscsi", "targetIQN": admin_v.target_iqn, "lun": "0", "chapUser": "csiuser",
+                         "portals": portal, "readonly": "false"}
+    assert list((await c.volumes.GetVolume(pb.GetVolumeRequest(ref=v.volume_id))).hosts) == [INITIATOR]
+    assert (await ctl.ControllerPublishVolume(pub)).publish_context == ctx          # idempotent
+    listed = await ctl.ControllerGetVolume(csi.ControllerGetVolumeRequest(volume_id=v.volume_id))
+    assert list(listed.status.published_node_ids) == [NODE_ID]
+
+    # a node that registered no initiator name cannot take an iSCSI volume, and is told why
+    await hosts.RegisterHost(pb.RegisterHostRequest(id="nvme-only", host_nqn="nqn.2026-12.io.example:nvme-only"))
+    with pytest.raises(grpc.aio.AioRpcError) as ei:
+        await ctl.ControllerPublishVolume(csi.ControllerPublishVolumeRequest(
+            volume_id=v.volume_id, node_id="nvme-only", volume_capability=mount_cap(Mode.MULTI_NODE_READER_ONLY),
+            readonly=True))
+    assert ei.value.code() == Code.FAILED_PRECONDITION and "initiator" in ei.value.details()
+    not_same = await ctl.ValidateVolumeCapabilities(csi.ValidateVolumeCapabilitiesRequest(
+        volume_id=v.volume_id, volume_capabilities=[mount_cap()], parameters={"protocol": "nvmf"}))
+    assert not not_same.HasField("confirmed")
+
+    await ctl.ControllerUnpublishVolume(csi.ControllerUnpublishVolumeRequest(volume_id=v.volume_id,
+                                                                             node_id=NODE_ID))
+    assert not (await c.volumes.GetVolume(pb.GetVolumeRequest(ref=v.volume_id))).hosts
+    await ctl.DeleteVolume(csi.DeleteVolumeRequest(volume_id=v.volume_id))
 
 
 async def test_list_volumes_pages(csi_cluster):

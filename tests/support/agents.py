@@ -23,7 +23,8 @@ from .backends import Backend, loopback_address
 class AgentProc:
     def __init__(self, backend: Backend, data_dir: Path, name: str = "node", *, pool_size: str = "256MiB",
                  mem_size: int = 512, interrupt_mode: bool = True, address: str | None = None, port: int = 4420,
-                 controller: str = "", labels: dict[str, str] | None = None, prefix: tuple[str, ...] = ()):
+                 controller: str = "", labels: dict[str, str] | None = None, prefix: tuple[str, ...] = (),
+                 iscsi_port: int | None = None):
         self.backend = backend
         self.data_dir = data_dir
         self.name = name
@@ -34,6 +35,8 @@ class AgentProc:
                      "--pool-size", pool_size, "--mem-size", str(mem_size), "--nvmf-address", self.address,
                      "--nvmf-port", str(port), "--listen", self.listen,
                      "--interrupt-mode" if interrupt_mode else "--polling", "--log-level", "DEBUG"]
+        if iscsi_port is not None:
+            self.argv += ["--iscsi-port", str(iscsi_port)]
         if controller:
             self.argv += ["--controller", controller]
         for k, v in (labels or {}).items():
