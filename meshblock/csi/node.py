@@ -1,5 +1,6 @@
-"""CSI Node service: attach a volume over NVMe/TCP (every path), make and mount its file system at
-the staging path, bind it into pods; undo exactly that. Calls for one volume run one at a time."""
+"""CSI Node service: attach a volume over NVMe/TCP (every path) or iSCSI, make and mount its file
+system at the staging path, bind it into pods; undo exactly that. Calls for one volume run one at a
+time."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ from pathlib import Path
 
 import grpc
 
+from .. import iqn
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from ..proto.csi.v1 import csi_pb2 as csi
 from ..proto.csi.v1 import csi_pb2_grpc as csi_grpc
 from ..proto.meshblock.v1 import admin_pb2 as admin
 from . import TOPOLOGY_NODE_KEY, caps
 from .admin import AdminClient, csi_method
-from .host import fs, nvme
+from .host import fs, iscsi, nvme
 from .host.nvme import NvmePath
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,7 @@ class NodeConfig:
     host_nqn: str
     max_volumes: int = 0
     labels: dict[str, str] | None = None
+    initiator_iqn: str = ""          # "": this node attaches no iSCSI volumes
 
 
 def _required(field: str, value: str) -> str:
@@ -79,7 +82,9 @@ class NodeServicer(csi_grpc.NodeServicer):
         except ValueError as e:
             raise InvalidArgument("publish_context", str(e)) from None
 
-    async def _attach(self, volume_id: str, ctx: dict[str, str]) -> str:
+    async def _attach(self, volume_id: str, ctx: dict[str, str], secrets: dict[str, str]) -> str:
+        if ctx.get("protocol") == "iscsi":
+            return await self._attach_iscsi(volume_id, ctx, secrets)
         nqn, paths = await self._paths(volume_id, ctx)
         if not paths:
             raise Unavailable(f"volume {volume_id} has no path to connect to yet")
@@ -98,6 +103,68 @@ class NodeServicer(csi_grpc.NodeServicer):
         except TimeoutError as e:
             raise Unavailable(str(e)) from None
 
+    async def _iscsi_target(self, volume_id: str, ctx: dict[str, str]) -> tuple[str, list[str], str]:
+        """(target IQN, portals, CHAP user): fresh from the controller when it answers, else from the
+        publish context."""
+        if self.admin is not None:
+            try:
+                info = await self.admin.volumes.GetConnectInfo(admin.GetConnectInfoRequest(
+                    ref=volume_id, initiator_iqn=self.cfg.initiator_iqn), timeout=15)
+                return info.target_iqn, [iscsi.portal(p.traddr, p.trsvcid) for p in info.paths], info.chap_user
+            except grpc.aio.AioRpcError as e:
+                if e.code() == grpc.StatusCode.NOT_FOUND:
+                    raise NotFound(f"volume {volume_id} does not exist") from None
+                log.warning("controller unreachable for connect info of %s (%s); using the publish context",
+                            volume_id, e.details())
+        target, portals = ctx.get("targetIQN", ""), [p for p in ctx.get("portals", "").split(",") if p]
+        if not target or not portals:
+            raise FailedPrecondition(f"volume {volume_id} has no publish context (is it published to this node?)")
+        return target, portals, ctx.get("chapUser", "")
+
+    async def _attach_iscsi(self, volume_id: str, ctx: dict[str, str], secrets: dict[str, str]) -> str:
+        if not self.cfg.initiator_iqn:
+            raise FailedPrecondition(f"volume {volume_id} is exported over iSCSI and this node has no initiator "
+                                     f"name ({iscsi.INITIATOR_FILE} is missing; the plugin takes --initiator-iqn)")
+        target, portals, chap_user = await self._iscsi_target(volume_id, ctx)
+        if not portals:
+            raise Unavailable(f"volume {volume_id} has no iSCSI portal yet")
+        user, secret = caps.chap_from_secrets(secrets)
+        chap = None
+        if chap_user:
+            if not secret:
+                raise FailedPrecondition(f"volume {volume_id} requires CHAP as {chap_user!r}: give the node-stage "
+                                         f"secret with {caps.CHAP_USER_KEY} and {caps.CHAP_SECRET_KEY}")
+            if user != chap_user:
+                raise FailedPrecondition(f"volume {volume_id} requires CHAP as {chap_user!r}, the node-stage "
+                                         f"secret names {user!r}")
+            chap = iscsi.Chap(user, secret)
+        errors = []
+        for where in portals:
+            try:
+                if await iscsi.login(target, where, self.cfg.initiator_iqn, chap):
+                    log.info("logged in volume_id=%s target=%s portal=%s", volume_id, target, where)
+            except PermissionError as e:
+                raise FailedPrecondition(str(e)) from None
+            except ConnectionError as e:
+                errors.append(str(e))
+        if len(errors) == len(portals):
+            raise Unavailable("; ".join(errors))
+        try:
+            return await iscsi.find_device(target)
+        except TimeoutError as e:
+            raise Unavailable(str(e)) from None
+
+    async def _attached_device(self, vid: str, timeout: float) -> str | None:
+        """The block device volume ``vid`` has on this node, over NVMe/TCP or iSCSI (None: not attached)."""
+        try:
+            if await asyncio.to_thread(nvme.subsystem_of_namespace, vid):
+                return await nvme.find_device(vid, timeout=timeout)
+            if await asyncio.to_thread(iscsi.sessions, iqn("volume", vid)):
+                return await iscsi.find_device(iqn("volume", vid), timeout=timeout)
+        except TimeoutError:
+            pass
+        return None
+
     # --- stage / unstage ------------------------------------------------------------------------
     @csi_method(SERVICE)
     async def NodeStageVolume(self, request: csi.NodeStageVolumeRequest, context) -> csi.NodeStageVolumeResponse:
@@ -105,7 +172,7 @@ class NodeServicer(csi_grpc.NodeServicer):
         staging = _required("staging_target_path", request.staging_target_path)
         cap = _cap(request)
         async with self._lock(vid):
-            device = await self._attach(vid, dict(request.publish_context))
+            device = await self._attach(vid, dict(request.publish_context), dict(request.secrets))
             if cap.WhichOneof("access_type") == "block":
                 return csi.NodeStageVolumeResponse()
             os.makedirs(staging, exist_ok=True)
@@ -135,16 +202,25 @@ class NodeServicer(csi_grpc.NodeServicer):
         async with self._lock(vid):
             await fs.umount(staging)
             nqn = await asyncio.to_thread(nvme.subsystem_of_namespace, vid)
-            if nqn:
+            target = iqn("volume", vid)
+            iscsi_sessions = await asyncio.to_thread(iscsi.sessions, target)
+            if nqn or iscsi_sessions:
+                device = await self._attached_device(vid, timeout=0)
                 try:
-                    device = await nvme.find_device(vid, timeout=0)
-                    users = await asyncio.to_thread(fs.users_of, device)
-                except (TimeoutError, OSError):
+                    users = await asyncio.to_thread(fs.users_of, device) if device else []
+                except OSError:
                     users = []
                 if users:
                     raise FailedPrecondition(f"volume {vid} is still mounted at {', '.join(m.target for m in users)}")
+            if nqn:
                 await nvme.disconnect(nqn)
                 log.info("unstaged volume_id=%s; disconnected %s", vid, nqn)
+            if iscsi_sessions:
+                try:
+                    await iscsi.logout(target)
+                except ConnectionError as e:
+                    raise Unavailable(str(e)) from None
+                log.info("unstaged volume_id=%s; logged out of %s", vid, target)
         return csi.NodeUnstageVolumeResponse()
 
     # --- publish / unpublish --------------------------------------------------------------------
@@ -176,10 +252,10 @@ class NodeServicer(csi_grpc.NodeServicer):
         return csi.NodePublishVolumeResponse()
 
     async def _block_device(self, vid: str) -> str:
-        try:
-            return await nvme.find_device(vid, timeout=5)
-        except TimeoutError:
-            raise FailedPrecondition(f"volume {vid} is not staged on this node (no NVMe namespace)") from None
+        device = await self._attached_device(vid, timeout=5)
+        if device is None:
+            raise FailedPrecondition(f"volume {vid} is not staged on this node (no NVMe namespace or iSCSI LUN)")
+        return device
 
     @csi_method(SERVICE)
     async def NodeUnpublishVolume(self, request: csi.NodeUnpublishVolumeRequest,
@@ -198,8 +274,17 @@ class NodeServicer(csi_grpc.NodeServicer):
     # --- stats and expansion --------------------------------------------------------------------
     def _condition(self, vid: str) -> csi.VolumeCondition:
         nqn = nvme.subsystem_of_namespace(vid)
-        if not nqn:
-            return csi.VolumeCondition(abnormal=True, message="the volume's NVMe subsystem is not connected")
+        iscsi_states = iscsi.session_states(iqn("volume", vid)) if not nqn else []
+        if not nqn and not iscsi_states:
+            return csi.VolumeCondition(abnormal=True, message="the volume's NVMe subsystem is not connected "
+                                                              "and no iSCSI session is logged in")
+        if iscsi_states:
+            live = sum(1 for s in iscsi_states if s == "LOGGED_IN")
+            if not live:
+                return csi.VolumeCondition(abnormal=True, message=f"no iSCSI session logged in "
+                                                                  f"({', '.join(iscsi_states)})")
+            return csi.VolumeCondition(abnormal=False, message=f"{live} of {len(iscsi_states)} iSCSI session(s) "
+                                                               "logged in")
         states = nvme.controller_states(nqn)
         live = sum(1 for s in states if s == "live")
         if not live:
@@ -239,13 +324,16 @@ class NodeServicer(csi_grpc.NodeServicer):
         want = request.capacity_range.required_bytes if request.HasField("capacity_range") else 0
         async with self._lock(vid):
             nqn = await asyncio.to_thread(nvme.subsystem_of_namespace, vid)
-            if not nqn:
+            device = await self._attached_device(vid, timeout=5)
+            if device is None:
                 raise NotFound(f"volume {vid} is not attached to this node")
-            device = await nvme.find_device(vid, timeout=5)
             for _ in range(50):
                 if not want or await asyncio.to_thread(fs.device_size, device) >= want:
                     break
-                await nvme.rescan(nqn)
+                if nqn:
+                    await nvme.rescan(nqn)
+                else:
+                    await iscsi.rescan(iqn("volume", vid))
                 await asyncio.sleep(0.2)
             size = await asyncio.to_thread(fs.device_size, device)
             if want and size < want:

@@ -37,6 +37,7 @@ class PluginConfig:
     key: str = ""
     max_volumes: int = 0
     labels: dict[str, str] = field(default_factory=dict)
+    initiator_iqn: str = ""
 
 
 def listen_address(endpoint: str) -> str:
@@ -60,12 +61,14 @@ def host_nqn_of_machine() -> str:
 
 
 async def register_host(client: AdminClient, cfg: PluginConfig, stop: asyncio.Event) -> None:
-    """Tell the controller this node's id and host NQN; retried until it answers."""
+    """Tell the controller this node's id, host NQN and initiator IQN; retried until it answers."""
     while not stop.is_set():
         try:
             await client.hosts.RegisterHost(admin.RegisterHostRequest(
-                id=cfg.node_id, host_nqn=cfg.host_nqn, labels=cfg.labels, max_volumes=cfg.max_volumes), timeout=10)
-            log.info("registered host id=%s host_nqn=%s", cfg.node_id, cfg.host_nqn)
+                id=cfg.node_id, host_nqn=cfg.host_nqn, labels=cfg.labels, max_volumes=cfg.max_volumes,
+                initiator_iqn=cfg.initiator_iqn), timeout=10)
+            log.info("registered host id=%s host_nqn=%s initiator_iqn=%s", cfg.node_id, cfg.host_nqn,
+                     cfg.initiator_iqn or "-")
             return
         except grpc.aio.AioRpcError as e:
             if e.code() == grpc.StatusCode.INVALID_ARGUMENT:
@@ -101,7 +104,7 @@ async def run_plugin(cfg: PluginConfig, stop: asyncio.Event | None = None) -> No
             names.extend(["csi.v1.Controller", "csi.v1.GroupController"])
         if cfg.node:
             node_cfg = NodeConfig(node_id=cfg.node_id, host_nqn=cfg.host_nqn, max_volumes=cfg.max_volumes,
-                                  labels=cfg.labels)
+                                  labels=cfg.labels, initiator_iqn=cfg.initiator_iqn)
             csi_grpc.add_NodeServicer_to_server(NodeServicer(node_cfg, client), server)
             names.append("csi.v1.Node")
 
