@@ -69,7 +69,9 @@ async def csi_guest(testbed, short_tmp):
     finally:
         g.run("pkill -f 'meshblock csi'; for s in $(ls /sys/class/nvme-subsystem 2>/dev/null); do "
               "n=$(cat /sys/class/nvme-subsystem/$s/subsysnqn); case $n in *io.meshblock:volume*) "
-              "nvme disconnect -n $n;; esac; done; umount -R /var/lib/mbcsi-scenario 2>/dev/null; true")
+              "nvme disconnect -n $n;; esac; done; umount -R /var/lib/mbcsi-scenario /var/lib/mbcsi-iscsi 2>/dev/null; "
+              "for t in $(cat /sys/class/iscsi_session/*/targetname 2>/dev/null | grep ':volume:'); do "
+              "iscsiadm -m node -T $t --logout; iscsiadm -m node -T $t -o delete; done; true")
         await cluster.stop()
 
 
@@ -88,6 +90,22 @@ async def test_volume_life_on_a_real_kernel(csi_guest):
     assert [(h.id, h.host_nqn) for h in hosts.hosts] == [(g.name, g.hostnqn)]
     left = await cluster.volumes.ListVolumes(pb.ListVolumesRequest())
     assert not left.volumes, "the scenario's volumes were deleted"
+
+
+async def test_iscsi_volume_life_on_a_real_kernel(csi_guest):
+    g, cluster, pythonpath = csi_guest
+    res = g.run(["python3", "/meshblock/tests/vm/csi_iscsi_scenario.py", f"unix://{SOCKET}"],
+                env={"PYTHONPATH": pythonpath}, timeout=900)
+    log = g.run("tail -40 /tmp/csi-plugin.log").stdout
+    assert res.rc == 0, f"{res.stdout}\n{res.stderr}\n--- plugin log ---\n{log}"
+    assert "SCENARIO OK" in res.stdout
+    print(res.stdout)
+    from meshblock.proto.meshblock.v1 import admin_pb2 as pb
+    from meshblock.proto.meshblock.v1 import admin_pb2_grpc as pb_grpc
+    cluster.controller.stubs()
+    hosts = await pb_grpc.HostServiceStub(cluster.controller.channel).ListHosts(pb.ListHostsRequest())
+    assert [(h.id, h.initiator_iqn) for h in hosts.hosts] == [(g.name, g.iqn)]
+    assert not (await cluster.volumes.ListVolumes(pb.ListVolumesRequest())).volumes
 
 
 async def test_csi_sanity_node_specs(csi_guest):
