@@ -384,13 +384,14 @@ def test_node_plugin_socket_is_where_the_registrar_tells_kubelet(rendered, varia
     assert kvol["hostPath"]["path"] == kubelet and km["mountPropagation"] == "Bidirectional"
 
 
-def test_node_plugin_is_privileged_with_the_host_paths_nvme_needs(rendered):
+def test_node_plugin_is_privileged_with_the_host_paths_nvme_and_iscsi_need(rendered):
     ds = rendered["default"].workload("csi-node")
     spec = pod_spec(ds)
     assert spec["hostNetwork"] is True and spec["dnsPolicy"] == "ClusterFirstWithHostNet"
     plugin = container(ds, "csi-plugin")
     assert plugin["securityContext"]["privileged"] is True
-    for path in ("/dev", "/sys", "/run/udev", "/lib/modules"):
+    # the node's open-iscsi: its initiator name, node records and their lock are the host's
+    for path in ("/dev", "/sys", "/run/udev", "/lib/modules", "/etc/nvme", "/etc/iscsi", "/run/lock/iscsi"):
         _, vol = mount_at(ds, plugin, path + "/x")
         assert vol["hostPath"]["path"] == path, path
     assert flag(plugin, "--node-id") == "$(NODE_NAME)"
