@@ -28,8 +28,9 @@ class Seen:
 @dataclass
 class Liveness:
     repo: Repo
-    timeout: float = 5.0
+    timeout: float = 3.0
     on_change: Callable[[], None] = lambda: None
+    on_new_instance: Callable[[Node], None] = lambda node: None     # an agent (re)started
     seen: dict[str, Seen] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
 
@@ -75,6 +76,7 @@ class Liveness:
             self.seen[node.id] = Seen(time.monotonic(), instance_id, node.total_bytes, node.free_bytes)
             if prev is None or prev.instance_id != instance_id:
                 log.info("node registered node_id=%s name=%s instance=%s", node.id, node.name, instance_id)
+                self.on_new_instance(cur)
                 self.on_change()
             return cur
         raise Conflict(Node.KIND, node.id, None, None, "node record kept changing while registering")

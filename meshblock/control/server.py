@@ -39,7 +39,7 @@ class ControllerConfig:
     store_url: str
     listen: str
     identity: str = ""
-    node_timeout: float = 5.0
+    node_timeout: float = 3.0
     heartbeat_ms: int = 1000
     overcommit: float = 4.0
     orphan_grace: float = 60.0
@@ -73,6 +73,7 @@ async def run_controller(cfg: ControllerConfig, stop: asyncio.Event | None = Non
     liveness = Liveness(repo, timeout=cfg.node_timeout)
     reconciler = Reconciler(repo, agents, liveness, orphan_grace=cfg.orphan_grace, standby_heads=cfg.standby_heads)
     liveness.on_change = reconciler.kick
+    liveness.on_new_instance = lambda node: agents.renew(node.endpoint)
     mgr = VolumeManager(repo, liveness, reconciler, overcommit=cfg.overcommit)
 
     def register(server) -> None:

@@ -1,0 +1,65 @@
+"""The controller's channels to agents: a restarted agent is dialled afresh."""
+
+from __future__ import annotations
+
+import asyncio
+
+from meshblock.control.agents import AgentClients
+from meshblock.control.liveness import Liveness
+from meshblock.model import Node
+
+
+async def test_renew_gives_a_new_channel_and_closes_the_old_one_after_its_grace():
+    clients = AgentClients()
+    clients.stub("127.0.0.1:1")
+    old = clients._channels["127.0.0.1:1"]
+    clients.stub("127.0.0.1:1")
+    assert clients._channels["127.0.0.1:1"] is old        # one channel per endpoint
+    clients.renew("127.0.0.1:1", grace=0.05)
+    clients.stub("127.0.0.1:1")
+    new = clients._channels["127.0.0.1:1"]
+    assert new is not old
+    await asyncio.sleep(0.2)
+    # a closed aio channel answers with SHUTDOWN; the new one is still usable
+    from grpc import ChannelConnectivity
+    assert old.get_state() == ChannelConnectivity.SHUTDOWN
+    assert new.get_state() != ChannelConnectivity.SHUTDOWN
+    clients.renew("127.0.0.1:9")          # never dialled: nothing to do
+    await clients.close()
+
+
+def test_backoff_between_connection_attempts_is_capped():
+    opts = dict(AgentClients(tls_name="agents.meshblock").options)
+    assert opts["grpc.max_reconnect_backoff_ms"] <= 1000
+    assert opts["grpc.ssl_target_name_override"] == "agents.meshblock"
+
+
+class _Repo:
+    """Just enough of the repository for registrations."""
+
+    def __init__(self):
+        self.rows: dict[str, Node] = {}
+
+    async def get(self, kind, key):
+        return self.rows.get(key)
+
+    async def by_name(self, kind, name):
+        return next((n for n in self.rows.values() if n.name == name), None)
+
+    async def list(self, kind):
+        return list(self.rows.values())
+
+    async def commit(self, create=(), put=()):
+        for n in [*create, *put]:
+            self.rows[n.id] = n
+
+
+async def test_a_new_agent_instance_is_announced_once():
+    seen: list[str] = []
+    live = Liveness(_Repo(), on_new_instance=lambda n: seen.append(n.endpoint))
+    node = dict(id="2f1c9d6e-0b5a-4c1e-9d2a-1b3c4d5e6f70", name="n1", endpoint="127.0.0.1:7444",
+                host_nqn="nqn.2026-11.io.meshblock:host:n1")
+    await live.register(Node(**node), "instance-a")
+    await live.register(Node(**node), "instance-a")       # the same agent again: not new
+    await live.register(Node(**node), "instance-b")       # restarted
+    assert seen == ["127.0.0.1:7444", "127.0.0.1:7444"]
