@@ -74,6 +74,11 @@ async def test_raid1_head_serves_and_survives_a_replica_crash(nodes, real_only, 
     st = await nodes[0].stub.EnsureHead(spec)
     assert st.raid_state == "online" and st.size_bytes == 64 * MiB and st.port == 4421
     assert [leg.state for leg in st.legs] == ["in_sync"] * 3
+    # the head target copies rebuilds in 8 MiB windows (SPDK's default is 1 MiB)
+    sock = "spdk-head.sock" if (nodes[0].data_dir / "spdk-head.pid").exists() else "spdk.sock"
+    bdev_config = await nodes[0].spdk(sock).client.call("framework_get_config", {"name": "bdev"})
+    raid_options = [c["params"] for c in bdev_config if c["method"] == "bdev_raid_set_options"]
+    assert [o["process_window_size_kb"] for o in raid_options] == [8192]
     host = SpdkHost(real_only.install, short_tmp / "host", HOST)
     first = os.urandom(16 * MiB)
     (short_tmp / "a.bin").write_bytes(first)
