@@ -44,6 +44,7 @@ class Reconciler:
     agents: AgentClients
     liveness: Liveness
     interval: float = 2.0
+    rebuild_interval: float = 0.5     # passes come this often while a rebuild runs (its end is seen sooner)
     orphan_grace: float = 60.0
     call_timeout: float = 30.0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -72,7 +73,7 @@ class Reconciler:
         await self.liveness.settle()
         while True:
             try:
-                await asyncio.wait_for(self.wake.wait(), self.interval)
+                await asyncio.wait_for(self.wake.wait(), self.rebuild_interval if self.rebuild else self.interval)
             except asyncio.TimeoutError:
                 pass
             self.wake.clear()
