@@ -105,7 +105,7 @@ def _tail(path: Path, n: int = 15) -> str:
 
 
 async def up(home: Path, nodes: int, pool_size: int, base_octet: int = 11, port: int = 4420,
-             timeout: float = 60.0, log=print, node_timeout: float = 5.0,
+             timeout: float = 60.0, log=print, node_timeout: float = 3.0,
              standby_heads: bool = False) -> list[NodeProcess]:
     find_spdk()  # fail at once, saying where we looked, when SPDK is absent
     if running_nodes(home):

@@ -98,7 +98,7 @@ def agent(config_file, name, data_dir, pool_device, pool_size, nvmf_address, nvm
                                              "MESHBLOCK_HOME/controller.sock) and/or host:port (needs --tls-cert, "
                                              "--tls-key, --tls-client-ca).")
 @click.option("--identity", default="", help="Name of this controller in leader elections.")
-@click.option("--node-timeout", type=float, default=5.0, show_default=True,
+@click.option("--node-timeout", type=float, default=3.0, show_default=True,
               help="Seconds without a heartbeat before a node is down.")
 @click.option("--overcommit", type=float, default=4.0, show_default=True,
               help="Limit of provisioned / pool capacity per node (thin provisioning).")
@@ -148,7 +148,7 @@ def controller(store_url, listen, identity, node_timeout, overcommit, orphan_gra
 @click.option("--home", default=None, help="Data directory (default $MESHBLOCK_HOME or ~/.meshblock).")
 @click.option("--pool-size", type=SIZE, default="8GiB", show_default=True, help="Sparse pool file per node.")
 @click.option("--port", type=int, default=4420, show_default=True, help="NVMe/TCP port of every node.")
-@click.option("--node-timeout", type=click.FloatRange(0.5, 300), default=5.0, show_default=True,
+@click.option("--node-timeout", type=click.FloatRange(0.5, 300), default=3.0, show_default=True,
               help="Seconds without a heartbeat before a node counts as down (and its heads fail over).")
 @click.option("--standby-heads/--no-standby-heads", default=False, show_default=True,
               help="Export replicated volumes from every replica node (multipath failover without reconnecting). "
