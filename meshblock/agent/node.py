@@ -477,6 +477,32 @@ class NodeAgent:
         except Exception as e:  # noqa: BLE001 - the next EnsureHead after a restart resets it too
             log.error("releasing the writes of volume %s failed: %s", volume_id, e)
 
+    async def lease_lost(self) -> list[str]:
+        """The controller has not answered within the head lease: stop serving every volume this node
+        heads (ANA inaccessible), so that a node promoted in its place is the only one hosts can
+        write through, and forget those heads as a restarted agent would. The controller gives them
+        again, optimized, when it hears from this agent (it sees a new agent instance).
+
+        Standby heads are inaccessible already; iSCSI heads have no ANA state, and single-replica
+        heads cannot move, so those keep serving. Returns the volumes stopped."""
+        stopped = []
+        for volume_id in sorted(self.heads):
+            async with self.locks("head:" + volume_id):
+                head = self.heads.get(volume_id)
+                if head is None or head.standby or head.direct or head.iscsi is not None:
+                    continue
+                timer = self._holds.pop(volume_id, None)
+                if timer is not None:
+                    timer.cancel()
+                try:
+                    await self._set_ana(head, "inaccessible")
+                except Exception as e:  # noqa: BLE001 - the others must still stop
+                    log.error("stopping head of volume %s after the lease ran out failed: %s", volume_id, e)
+                    continue
+                del self.heads[volume_id]
+                stopped.append(volume_id)
+        return stopped
+
     async def delete_head(self, volume_id: str) -> bool:
         self._require_running()
         async with self.locks("head:" + volume_id):

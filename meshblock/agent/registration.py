@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
+from dataclasses import dataclass, field
 
 import grpc
 
@@ -24,9 +26,52 @@ async def _capacity(agent: NodeAgent) -> tuple[int, int, bool]:
         return 0, 0, False
 
 
+@dataclass
+class Lease:
+    """The head lease the controller grants: it runs from the sending of the last heartbeat (or
+    registration) the controller answered, which is no later than the controller's receiving it."""
+    instance: str = field(default_factory=lambda: str(uuid.uuid4()))
+    until: float | None = None        # monotonic deadline; None: no lease in force
+
+    def renew(self, instance: str, sent_at: float, lease_ms: int) -> None:
+        if instance == self.instance:  # an answer to the instance that lost the lease renews nothing
+            self.until = sent_at + lease_ms / 1000 if lease_ms else None
+
+    def expired(self, now: float) -> bool:
+        return self.until is not None and now > self.until
+
+    def lost(self) -> None:
+        """From now on this agent is a new instance to the controller, which will give it its heads
+        again; heartbeats of the old instance are refused, so it registers again."""
+        self.until = None
+        self.instance = str(uuid.uuid4())
+
+
+async def watch_lease(agent: NodeAgent, lease: Lease, stop: asyncio.Event, tick: float = 0.05) -> None:
+    while not stop.is_set():
+        if lease.expired(time.monotonic()):
+            lease.lost()
+            stopped = await agent.lease_lost()
+            log.warning("no answer from the controller within the head lease: stopped serving %d head(s)%s",
+                        len(stopped), f" ({', '.join(stopped)})" if stopped else "")
+        try:
+            await asyncio.wait_for(stop.wait(), tick)
+        except asyncio.TimeoutError:
+            pass
+
+
 async def register_forever(agent: NodeAgent, endpoints: list[str], stop: asyncio.Event) -> None:
-    """Register with whichever controller answers, then heartbeat; re-register when told to."""
-    instance = str(uuid.uuid4())
+    """Register with whichever controller answers, then heartbeat; re-register when told to. While a
+    lease is in force, a watchdog stops the node's heads when it runs out."""
+    lease = Lease()
+    watchdog = asyncio.create_task(watch_lease(agent, lease, stop))
+    try:
+        await _register_loop(agent, endpoints, stop, lease)
+    finally:
+        watchdog.cancel()
+
+
+async def _register_loop(agent: NodeAgent, endpoints: list[str], stop: asyncio.Event, lease: Lease) -> None:
     cfg = agent.config
     i = 0
     while not stop.is_set():
@@ -39,19 +84,24 @@ async def register_forever(agent: NodeAgent, endpoints: list[str], stop: asyncio
             async with channel as ch:
                 stub = pb_grpc.NodeRegistryStub(ch)
                 total, free, healthy = await _capacity(agent)
+                instance, sent = lease.instance, time.monotonic()
                 reply = await stub.Register(pb.RegisterRequest(
                     node_id=agent.node_id, name=cfg.name, endpoint=cfg.advertise, host_nqn=cfg.host_nqn,
                     nvmf_address=cfg.nvmf_address, nvmf_port=cfg.nvmf_port, labels=cfg.labels, total_bytes=total,
                     free_bytes=free, instance_id=instance), timeout=10)
+                lease.renew(instance, sent, reply.head_lease_ms)
                 interval = max(reply.heartbeat_interval_ms, 100) / 1000
-                log.info("registered with controller %s", endpoint)
+                log.info("registered with controller %s (head lease %d ms)", endpoint, reply.head_lease_ms)
                 while not stop.is_set():
                     total, free, healthy = await _capacity(agent)
                     healthy = healthy and (await agent.health())["healthy"]
+                    instance, sent = lease.instance, time.monotonic()
                     hb = await stub.Heartbeat(pb.HeartbeatRequest(node_id=agent.node_id, total_bytes=total,
                                                                   free_bytes=free, healthy=healthy,
                                                                   instance_id=instance), timeout=5)
-                    if not hb.known:
+                    if hb.known:
+                        lease.renew(instance, sent, reply.head_lease_ms)
+                    else:
                         log.info("controller %s does not know this agent instance; registering again", endpoint)
                         break
                     try:

@@ -113,10 +113,15 @@ def agent(config_file, name, data_dir, pool_device, pool_size, nvmf_address, nvm
               help="Export replicated NVMe/TCP volumes from every replica node (ANA inaccessible except on the "
                    "head), so hosts with native multipath ride a head failover without reconnecting. Each "
                    "such node runs a polling head target (a busy core).")
+@click.option("--head-lease/--no-head-lease", default=True, show_default=True,
+              help="Agents that lose the controller for one heartbeat less than the node timeout stop serving the "
+                   "volumes they head (ANA inaccessible) until it answers again: a head cut off from the controller "
+                   "stops before another node is promoted, at the cost of a pause of replicated volumes while no "
+                   "controller answers.")
 @click.option("--metrics-port", type=int, default=0, help="Serve Prometheus metrics on 127.0.0.1:PORT.")
 @click.option("--log-level", default="INFO", show_default=True)
 def controller(store_url, listen, identity, node_timeout, overcommit, orphan_grace, tls_cert, tls_key, tls_client_ca,
-               agent_tls_name, standby_heads,
+               agent_tls_name, standby_heads, head_lease,
                metrics_port, log_level) -> None:
     """Run a controller (one is active; others wait as standbys)."""
     from ..control.server import ControllerConfig, LeadershipLost, run_controller
@@ -133,7 +138,7 @@ def controller(store_url, listen, identity, node_timeout, overcommit, orphan_gra
                            node_timeout=node_timeout, overcommit=overcommit, orphan_grace=orphan_grace,
                            tls_cert=tls_cert, tls_key=tls_key,
                            tls_client_ca=tls_client_ca, metrics_port=metrics_port, agent_tls_name=agent_tls_name,
-                           standby_heads=standby_heads)
+                           standby_heads=standby_heads, head_lease=head_lease)
     if cfg.store_url.startswith("sqlite:///"):
         Path(cfg.store_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     setup_logging(log_level, prefix="controller")

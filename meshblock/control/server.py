@@ -50,6 +50,17 @@ class ControllerConfig:
     metrics_port: int = 0
     agent_tls_name: str = ""       # the name agents' certificates are issued to (default: their address)
     leader_ttl: float = 3.0
+    head_lease: bool = True        # agents stop serving their heads when they lose the controller
+
+    def head_lease_ms(self) -> int:
+        """The lease agents are given: one heartbeat shorter than the node timeout (so a cut-off head
+        has stopped serving by the time the node is declared down), but never shorter than one and a
+        half heartbeats (one late heartbeat must not stop a head); 0 when those cannot both hold."""
+        if not self.head_lease:
+            return 0
+        timeout_ms = int(self.node_timeout * 1000)
+        lease = max(timeout_ms - self.heartbeat_ms, self.heartbeat_ms * 3 // 2)
+        return lease if lease < timeout_ms else 0
 
 
 class LeadershipLost(RuntimeError):
@@ -81,7 +92,8 @@ async def run_controller(cfg: ControllerConfig, stop: asyncio.Event | None = Non
         pb_grpc.add_NodeServiceServicer_to_server(NodeServicer(mgr, liveness, gate), server)
         pb_grpc.add_ClusterServiceServicer_to_server(
             ClusterServicer(mgr, liveness, gate, cfg.overcommit, identity), server)
-        pb_grpc.add_NodeRegistryServicer_to_server(RegistryServicer(liveness, gate, cfg.heartbeat_ms), server)
+        pb_grpc.add_NodeRegistryServicer_to_server(RegistryServicer(liveness, gate, cfg.heartbeat_ms,
+                                                                                  cfg.head_lease_ms()), server)
         pb_grpc.add_HostServiceServicer_to_server(HostServicer(repo, gate), server)
 
     tls = server_tls(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca) if cfg.tls_cert else None

@@ -443,10 +443,11 @@ class ClusterServicer(pb_grpc.ClusterServiceServicer):
 
 
 class RegistryServicer(pb_grpc.NodeRegistryServicer):
-    def __init__(self, liveness: Liveness, gate: Gate, heartbeat_ms: int):
+    def __init__(self, liveness: Liveness, gate: Gate, heartbeat_ms: int, head_lease_ms: int = 0):
         self.liveness = liveness
         self.gate = gate
         self.heartbeat_ms = heartbeat_ms
+        self.head_lease_ms = head_lease_ms
 
     @rpc_method(REGISTRY_SERVICE)
     async def Register(self, request: pb.RegisterRequest, context) -> pb.RegisterReply:
@@ -458,7 +459,7 @@ class RegistryServicer(pb_grpc.NodeRegistryServicer):
                     nvmf_port=request.nvmf_port, labels=dict(request.labels), total_bytes=request.total_bytes,
                     free_bytes=request.free_bytes)
         await self.liveness.register(node, request.instance_id)
-        return pb.RegisterReply(heartbeat_interval_ms=self.heartbeat_ms)
+        return pb.RegisterReply(heartbeat_interval_ms=self.heartbeat_ms, head_lease_ms=self.head_lease_ms)
 
     @rpc_method(REGISTRY_SERVICE)
     async def Heartbeat(self, request: pb.HeartbeatRequest, context) -> pb.HeartbeatReply:
