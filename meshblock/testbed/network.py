@@ -31,11 +31,49 @@ def cleanup_stale() -> list[str]:
     out = _ip("netns", "list", check=False).stdout
     for line in out.splitlines():
         name = line.split()[0] if line.split() else ""
-        m = re.fullmatch(r"mbtb-(\d+)(?:-\d+)?", name)
+        m = re.fullmatch(r"mbtb-(\d+)(?:-\d+)?(?:-p\d+)?", name)
         if m and not os.path.exists(f"/proc/{m.group(1)}"):
             _ip("netns", "del", name, check=False)
             removed.append(name)
     return removed
+
+
+class Peer:
+    """A network namespace of its own on the bridge (a veth pair), for processes that must be cut off
+    from the rest of the network while they run: :meth:`cut` takes its link down, :meth:`heal`
+    brings it back. Traffic to its own address stays inside it either way."""
+
+    def __init__(self, bed: "Netns", index: int):
+        self.bed = bed
+        self.name = f"{bed.name}-p{index}"
+        self.address = str(bed.subnet.network_address + 2 + index)
+        self.link = f"mbtbv{index}"              # the bridge's end of the veth pair
+
+    def argv(self) -> list[str]:
+        return ["ip", "netns", "exec", self.name]
+
+    def create(self) -> None:
+        _ip("netns", "add", self.name)
+        inner = f"{self.link}p"
+        self.bed.exec("ip", "link", "add", self.link, "type", "veth", "peer", "name", inner, "netns", self.name)
+        self.bed.exec("ip", "link", "set", self.link, "master", BRIDGE)
+        self.bed.exec("ip", "link", "set", self.link, "up")
+        for argv in (("ip", "link", "set", "lo", "up"),
+                     ("ip", "addr", "add", f"{self.address}/{self.bed.prefix}", "dev", inner),
+                     ("ip", "link", "set", inner, "up")):
+            p = subprocess.run(self.argv() + list(argv), capture_output=True, text=True, check=False)
+            if p.returncode != 0:
+                raise TestbedError(f"in {self.name}: {' '.join(argv)}: {p.stderr.strip()}")
+
+    def cut(self) -> None:
+        self.bed.exec("ip", "link", "set", self.link, "down")
+
+    def heal(self) -> None:
+        self.bed.exec("ip", "link", "set", self.link, "up")
+
+    def delete(self) -> None:
+        self.bed.exec("ip", "link", "del", self.link, check=False)
+        _ip("netns", "del", self.name, check=False)
 
 
 class Netns:
@@ -53,6 +91,7 @@ class Netns:
         self.prefix = self.subnet.prefixlen
         self.created = False
         self.taps: list[str] = []
+        self.peers: list[Peer] = []
 
     def argv(self) -> list[str]:
         """The argv prefix that runs a program inside the namespace."""
@@ -88,8 +127,24 @@ class Netns:
         self.exec("ip", "link", "set", name, "up")
         return name
 
+    def add_peer(self) -> Peer:
+        """A new namespace on the bridge at .2, .3, ... (guests start at .11)."""
+        if len(self.peers) >= 9:
+            raise TestbedError("at most 9 peer namespaces (their addresses end below the guests')")
+        peer = Peer(self, len(self.peers))
+        self.peers.append(peer)
+        peer.create()
+        return peer
+
+    def remove_peer(self, peer: Peer) -> None:
+        peer.delete()
+        self.peers.remove(peer)
+
     def delete(self) -> None:
         if self.created:
+            for peer in self.peers:
+                peer.delete()
+            self.peers.clear()
             for tap in self.taps:
                 self.exec("ip", "link", "del", tap, check=False)
             self.taps.clear()

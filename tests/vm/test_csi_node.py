@@ -54,25 +54,35 @@ async def csi_guest(testbed, short_tmp):
     g = testbed.guest("a")
     try:
         await cluster.start()
-        for name in ("ca.pem", "client.pem", "client.key"):
-            g.write_file(f"{TLS_DIR}/{name}", (pki / name).read_bytes(), mode=0o600)
-        g.check("mkdir -p /run/csi && rm -f /run/csi/csi.sock")
-        g.check(f"PYTHONPATH={pythonpath} setsid python3 -m meshblock csi --endpoint unix://{SOCKET} "
-                f"--controller --node --node-id {g.name} --admin-endpoint {addr}:{ADMIN_PORT} "
-                f"--ca {TLS_DIR}/ca.pem --cert {TLS_DIR}/client.pem --key {TLS_DIR}/client.key "
-                f"--log-level DEBUG >/tmp/csi-plugin.log 2>&1 </dev/null &")
-        deadline = time.monotonic() + 180
-        while g.run(f"test -S {SOCKET}").rc != 0:
-            assert time.monotonic() < deadline, g.run("tail -30 /tmp/csi-plugin.log").stdout
-            await asyncio.sleep(1)
+        await start_plugin(g, pki, addr, pythonpath)
         yield g, cluster, pythonpath
     finally:
-        g.run("pkill -f 'meshblock csi'; for s in $(ls /sys/class/nvme-subsystem 2>/dev/null); do "
-              "n=$(cat /sys/class/nvme-subsystem/$s/subsysnqn); case $n in *io.meshblock:volume*) "
-              "nvme disconnect -n $n;; esac; done; umount -R /var/lib/mbcsi-scenario /var/lib/mbcsi-iscsi 2>/dev/null; "
-              "for t in $(cat /sys/class/iscsi_session/*/targetname 2>/dev/null | grep ':volume:'); do "
-              "iscsiadm -m node -T $t --logout; iscsiadm -m node -T $t -o delete; done; true")
+        clean_guest(g)
         await cluster.stop()
+
+
+async def start_plugin(g, pki: Path, addr: str, pythonpath: str) -> None:
+    """The CSI plugin (both roles) in guest ``g``, reaching the controller at ``addr`` over mutual TLS."""
+    for name in ("ca.pem", "client.pem", "client.key"):
+        g.write_file(f"{TLS_DIR}/{name}", (pki / name).read_bytes(), mode=0o600)
+    g.check("mkdir -p /run/csi && rm -f /run/csi/csi.sock")
+    g.check(f"PYTHONPATH={pythonpath} setsid python3 -m meshblock csi --endpoint unix://{SOCKET} "
+            f"--controller --node --node-id {g.name} --admin-endpoint {addr}:{ADMIN_PORT} "
+            f"--ca {TLS_DIR}/ca.pem --cert {TLS_DIR}/client.pem --key {TLS_DIR}/client.key "
+            f"--log-level DEBUG >/tmp/csi-plugin.log 2>&1 </dev/null &")
+    deadline = time.monotonic() + 180
+    while g.run(f"test -S {SOCKET}").rc != 0:
+        assert time.monotonic() < deadline, g.run("tail -30 /tmp/csi-plugin.log").stdout
+        await asyncio.sleep(1)
+
+
+def clean_guest(g) -> None:
+    """Stop the plugin and leave nothing of the scenarios attached or mounted."""
+    g.run("pkill -f 'meshblock csi'; for s in $(ls /sys/class/nvme-subsystem 2>/dev/null); do "
+          "n=$(cat /sys/class/nvme-subsystem/$s/subsysnqn); case $n in *io.meshblock:volume*) "
+          "nvme disconnect -n $n;; esac; done; umount -R /var/lib/mbcsi-scenario /var/lib/mbcsi-iscsi 2>/dev/null; "
+          "for t in $(cat /sys/class/iscsi_session/*/targetname 2>/dev/null | grep ':volume:'); do "
+          "iscsiadm -m node -T $t --logout; iscsiadm -m node -T $t -o delete; done; true")
 
 
 async def test_volume_life_on_a_real_kernel(csi_guest):
