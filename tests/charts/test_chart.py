@@ -339,6 +339,7 @@ def test_controller_and_agent_arguments_parse_with_the_meshblock_command(rendere
     p = _parse("controller", c["args"][1:])
     assert p["tls_cert"] and p["tls_key"] and p["tls_client_ca"], "a TCP listener needs all three TLS files"
     assert (p["metrics_port"] != 0) == (variant == "service-monitor")
+    assert p["head_lease"] is True and p["node_timeout"] == 3
     a = container(r.workload("agent"), "agent")
     assert a["command"] == ["meshblock"] and a["args"][0] == "agent"
     p = _parse("agent", a["args"][1:])
@@ -609,3 +610,8 @@ def test_values_documented_in_values_yaml_are_the_defaults(chart):
     assert v["store"]["engine"] == "sqlite" and v["controller"]["replicas"] == 1
     assert v["agent"]["nodeSelector"] == {"meshblock.io/storage-node": "true"}
     assert v["csi"]["driverName"] == DRIVER
+
+
+def test_head_lease_can_be_turned_off(chart):
+    r = render(chart, {"controller": {"headLease": False}})
+    assert _parse("controller", container(r.workload("controller"), "controller")["args"][1:])["head_lease"] is False
