@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field
 
 from ..errors import FailedPrecondition, NotFound
-from ..spdk import SpdkExists, SpdkInvalidParams, SpdkNotFound, SpdkRpc
+from ..spdk import SpdkExists, SpdkInvalidParams, SpdkNotFound, SpdkRpc, SpdkTimeout
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,22 @@ class Exporter:
         if changed:
             log.info("ANA state set nqn=%s state=%s listeners=%d", nqn, state, changed)
         return changed
+
+    async def disconnect_hosts(self, nqn: str, wait: float = 1.0) -> list[str]:
+        """Take every host off ``nqn``'s allowlist, which disconnects them at once: a request still in
+        flight then completes without its answer reaching the host, which sends it again on another
+        path. SPDK answers only when those requests are done; this waits ``wait`` seconds for it per
+        host (the disconnection itself has happened by then). Returns the hosts removed."""
+        sub = await self.get(nqn)
+        hosts = sorted(h["nqn"] for h in (sub or {}).get("hosts") or [])
+        for host in hosts:
+            try:
+                await self.rpc.nvmf_subsystem_remove_host(nqn, host, timeout=wait)
+            except SpdkTimeout:
+                log.warning("host %s of %s disconnected; its I/O in flight is still being finished", host, nqn)
+        if hosts:
+            log.info("hosts disconnected nqn=%s hosts=%s", nqn, ",".join(hosts))
+        return hosts
 
     async def remove(self, nqn: str) -> bool:
         try:

@@ -479,7 +479,7 @@ class NodeAgent:
 
     async def lease_lost(self) -> list[str]:
         """The controller has not answered within the head lease: stop serving every volume this node
-        heads (ANA inaccessible), so that a node promoted in its place is the only one hosts can
+        heads (hosts disconnected, ANA inaccessible), so that a node promoted in its place is the only one hosts can
         write through, and forget those heads as a restarted agent would. The controller gives them
         again, optimized, when it hears from this agent (it sees a new agent instance).
 
@@ -495,6 +495,11 @@ class NodeAgent:
                 if timer is not None:
                     timer.cancel()
                 try:
+                    # Hosts are disconnected first: turning the head inaccessible lets the I/O in
+                    # flight finish, and a write waiting on replicas this node can no longer reach
+                    # would end up acknowledged with this node's replica alone. Disconnected, the
+                    # host never gets that answer and writes again through the new head.
+                    await self._exporter_of(head).disconnect_hosts(head.nqn)
                     await self._set_ana(head, "inaccessible")
                 except Exception as e:  # noqa: BLE001 - the others must still stop
                     log.error("stopping head of volume %s after the lease ran out failed: %s", volume_id, e)

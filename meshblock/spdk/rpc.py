@@ -234,8 +234,10 @@ class SpdkRpc:
     async def nvmf_subsystem_add_host(self, nqn: str, host: str) -> bool:
         return await self._call("nvmf_subsystem_add_host", nqn=nqn, host=host)
 
-    async def nvmf_subsystem_remove_host(self, nqn: str, host: str) -> bool:
-        return await self._call("nvmf_subsystem_remove_host", nqn=nqn, host=host)
+    async def nvmf_subsystem_remove_host(self, nqn: str, host: str, timeout: float | None = None) -> bool:
+        """Also disconnects the host; SPDK answers once its connections are gone, which waits for
+        their I/O in flight."""
+        return await self._call("nvmf_subsystem_remove_host", timeout=timeout, nqn=nqn, host=host)
 
     async def nvmf_subsystem_allow_any_host(self, nqn: str, allow_any_host: bool) -> bool:
         return await self._call("nvmf_subsystem_allow_any_host", nqn=nqn, allow_any_host=allow_any_host)
