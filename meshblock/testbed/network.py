@@ -16,6 +16,7 @@ import subprocess
 from .errors import TestbedError
 
 BRIDGE = "mbtbbr0"
+BRIDGE_MAC = "02:6d:62:74:62:01"     # locally administered
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -48,6 +49,7 @@ class Peer:
         self.name = f"{bed.name}-p{index}"
         self.address = str(bed.subnet.network_address + 2 + index)
         self.link = f"mbtbv{index}"              # the bridge's end of the veth pair
+        self.blackholes: set[str] = set()
 
     def argv(self) -> list[str]:
         return ["ip", "netns", "exec", self.name]
@@ -61,15 +63,28 @@ class Peer:
         for argv in (("ip", "link", "set", "lo", "up"),
                      ("ip", "addr", "add", f"{self.address}/{self.bed.prefix}", "dev", inner),
                      ("ip", "link", "set", inner, "up")):
-            p = subprocess.run(self.argv() + list(argv), capture_output=True, text=True, check=False)
-            if p.returncode != 0:
-                raise TestbedError(f"in {self.name}: {' '.join(argv)}: {p.stderr.strip()}")
+            self._exec(*argv)
 
-    def cut(self) -> None:
-        self.bed.exec("ip", "link", "set", self.link, "down")
+    def cut(self, only: list[str] | None = None) -> None:
+        """Cut the namespace off: from everything (its link down), or only from the addresses
+        ``only`` (blackhole routes inside it, so what it sends them is lost; the rest still works)."""
+        if only is None:
+            self.bed.exec("ip", "link", "set", self.link, "down")
+            return
+        for address in only:
+            self._exec("ip", "route", "replace", "blackhole", f"{address}/32")
+            self.blackholes.add(address)
 
     def heal(self) -> None:
         self.bed.exec("ip", "link", "set", self.link, "up")
+        for address in sorted(self.blackholes):
+            self._exec("ip", "route", "del", "blackhole", f"{address}/32", check=False)
+        self.blackholes.clear()
+
+    def _exec(self, *argv: str, check: bool = True) -> None:
+        p = subprocess.run(self.argv() + list(argv), capture_output=True, text=True, check=False)
+        if check and p.returncode != 0:
+            raise TestbedError(f"in {self.name}: {' '.join(argv)}: {p.stderr.strip()}")
 
     def delete(self) -> None:
         self.bed.exec("ip", "link", "del", self.link, check=False)
@@ -114,6 +129,9 @@ class Netns:
         try:
             self.exec("ip", "link", "set", "lo", "up")
             self.exec("ip", "link", "add", BRIDGE, "type", "bridge", "stp_state", "0", "forward_delay", "0")
+            # A bridge takes the lowest MAC address of its ports unless given one: adding or removing a
+            # peer would change it under the guests' ARP caches, and they would lose the host side.
+            self.exec("ip", "link", "set", BRIDGE, "address", BRIDGE_MAC)
             self.exec("ip", "addr", "add", f"{self.host_address}/{self.prefix}", "dev", BRIDGE)
             self.exec("ip", "link", "set", BRIDGE, "up")
         except BaseException:
