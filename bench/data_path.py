@@ -68,6 +68,10 @@ for p in (REPO, Path(__file__).resolve().parent):
 
 import grpc
 from _dp_cluster import MeshCluster
+
+from meshblock.control.server import ControllerConfig
+
+DEFAULT_NODE_TIMEOUT = ControllerConfig.node_timeout     # what `meshblock up` starts its controller with
 from _dp_proc import (
     CLK_TCK,
     NCPU,
@@ -648,7 +652,7 @@ class Bench:
         res["failover_default_timeout"] = []
         for i in range(1, self.args.failovers + 1):
             try:
-                res["failover_default_timeout"].append(self.failover(c1, "v3", i, "failover-5s"))
+                res["failover_default_timeout"].append(self.failover(c1, "v3", i, f"failover-{DEFAULT_NODE_TIMEOUT:g}s"))
             except Exception as e:  # noqa: BLE001
                 res["errors"].append(f"failover #{i}: {e!r}")
                 log(f"failover #{i} failed:", e)
@@ -868,7 +872,8 @@ def goal_rows(res: dict) -> list[tuple[str, str, str, str]]:
                                                                            GOALS["m3_write_vs_a"])):
             ratio_row(f"3 replicas {lbl} ≥ {g:.0%} of {den}", f"M3/{den} {k}", g,
                       "SPDK defaults" if den == "A" else "same settings as meshblock")
-    for key, label in (("failover_default_timeout", "default --node-timeout 5 s"),
+    default_tmo = res.get("default_node_timeout", 5.0)      # results from before it was recorded: 5 s
+    for key, label in (("failover_default_timeout", f"default --node-timeout {default_tmo:g} s"),
                        ("failover_short_timeout", f"--node-timeout {res['args'].get('short_node_timeout')} s")):
         fs = [f.get("read_ok_after_s") for f in res.get(key, [])]
         if fs:
@@ -977,7 +982,8 @@ def write_markdown(path: Path, res: dict) -> None:
     L.append("| run | node timeout | head moved | node down | named new node | connect info moved | read ok | "
              "healthy read | 3 in-sync replicas again, after the agent restart |")
     L.append("|---|---:|---|---:|---:|---:|---:|---:|---:|")
-    for key, tmo in (("failover_default_timeout", 5.0), ("failover_short_timeout", a.get("short_node_timeout"))):
+    for key, tmo in (("failover_default_timeout", res.get("default_node_timeout", 5.0)),
+                     ("failover_short_timeout", a.get("short_node_timeout"))):
         for f in res.get(key, []):
             L.append(f"| {f['rep']} | {tmo:g} s | {f['head_node']} → {f.get('new_head_node')} | "
                      f"{fmt(f.get('node_down_after_s'), ' s', 2)} | "
@@ -1090,7 +1096,7 @@ def plot(path: Path, res: dict) -> str | None:
     ax.legend(fontsize=8)
     ax = axes[2]
     labels, vals = [], []
-    for key, tag in (("failover_default_timeout", "5s"), ("failover_short_timeout",
+    for key, tag in (("failover_default_timeout", f"{res.get('default_node_timeout', 5.0):g}s"), ("failover_short_timeout",
                                                           f"{res['args'].get('short_node_timeout'):g}s")):
         for f in res.get(key, []):
             if f.get("read_ok_after_s") is not None:
@@ -1182,6 +1188,7 @@ def main() -> int:
     res["command_line"] = shlex.join([".venv/bin/python", "bench/data_path.py", *sys.argv[1:]])
     res["args"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     res["host_nqn"] = HOST_NQN
+    res["default_node_timeout"] = DEFAULT_NODE_TIMEOUT
     res["host_cpumask"] = bench.mask
     res["host_cpu"] = str(NCPU - 1)
     res["machine"] = {"cores": NCPU, "kernel": platform.release(), "python": platform.python_version()}
