@@ -1167,6 +1167,9 @@ def main() -> int:
     ap.add_argument("--render", type=Path, default=None, metavar="JSON",
                     help="only write --markdown and --plot from the JSON of an earlier run")
     args = ap.parse_args()
+    # SPDK's programs, started by the bench itself, need a shared build's libraries as meshblock's do
+    from meshblock.spdk.discovery import find_spdk
+    os.environ.update(find_spdk(dict(os.environ, MESHBLOCK_SPDK_DIR=str(args.spdk))).env())
     if args.render:
         res = json.loads(args.render.read_text())
         res["ratios"] = ratios(res["summary"], res.get("twin_a", "A"), res.get("twin_b", "B"))
