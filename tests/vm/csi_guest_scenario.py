@@ -37,6 +37,16 @@ def check(cond: bool, what: str) -> None:
     print(f"ok: {what}", flush=True)
 
 
+def write_synced(path: str, size: int) -> bytes:
+    """Write ``size`` random bytes to a new file at ``path`` and fsync it; returns them."""
+    data = os.urandom(size)
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return data
+
+
 def mounted(path: str) -> list[str]:
     out = subprocess.run(["findmnt", "-n", "-o", "FSTYPE,OPTIONS", "--mountpoint", path], capture_output=True,
                          text=True)
@@ -69,11 +79,7 @@ def main(endpoint: str) -> None:
                                            volume_capability=fs_cap)
     node.NodePublishVolume(publish)
     node.NodePublishVolume(publish)                 # idempotent
-    data = os.urandom(6 * MiB)
-    with open(f"{target}/data.bin", "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    data = write_synced(f"{target}/data.bin", 6 * MiB)
     stats = node.NodeGetVolumeStats(csi.NodeGetVolumeStatsRequest(volume_id=vid, volume_path=target))
     by_unit = {u.unit: u for u in stats.usage}
     check(by_unit[csi.VolumeUsage.BYTES].used >= 6 * MiB and by_unit[csi.VolumeUsage.INODES].total > 0,

@@ -16,6 +16,7 @@ import grpc
 
 from meshblock.proto.csi.v1 import csi_pb2 as csi
 from meshblock.proto.csi.v1 import csi_pb2_grpc as csi_grpc
+from tests.vm.csi_guest_scenario import write_synced
 
 MiB = 1 << 20
 Mode = csi.VolumeCapability.AccessMode.Mode
@@ -93,11 +94,7 @@ def main(endpoint: str) -> None:
     publish = csi.NodePublishVolumeRequest(volume_id=vid, publish_context=ctx, staging_target_path=staging,
                                            target_path=pod, volume_capability=fs_cap)
     node.NodePublishVolume(publish)
-    data = os.urandom(6 * MiB)
-    with open(f"{pod}/data.bin", "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    data = write_synced(f"{pod}/data.bin", 6 * MiB)
     stats = node.NodeGetVolumeStats(csi.NodeGetVolumeStatsRequest(volume_id=vid, volume_path=pod))
     used = {u.unit: u for u in stats.usage}[csi.VolumeUsage.BYTES].used
     check(used >= 6 * MiB and not stats.volume_condition.abnormal and "iSCSI" in stats.volume_condition.message,

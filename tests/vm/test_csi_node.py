@@ -38,11 +38,16 @@ def guest_pythonpath() -> str:
     return f"/meshblock:/meshblock/{site[0].relative_to(REPO)}"
 
 
-@pytest.fixture
-async def csi_guest(testbed, short_tmp):
+def real_backend_or_skip():
     backend = real_backend()
     if backend is None:
         pytest.skip(f"real SPDK not found: {real_spdk()[1]}")
+    return backend
+
+
+@pytest.fixture
+async def csi_guest(testbed, short_tmp):
+    backend = real_backend_or_skip()
     pythonpath = guest_pythonpath()
     addr = testbed.host_address
     (short_tmp / "pki").mkdir()
@@ -85,13 +90,19 @@ def clean_guest(g) -> None:
           "iscsiadm -m node -T $t --logout; iscsiadm -m node -T $t -o delete; done; true")
 
 
-async def test_volume_life_on_a_real_kernel(csi_guest):
-    g, cluster, pythonpath = csi_guest
-    res = g.run(["python3", "/meshblock/tests/vm/csi_guest_scenario.py", f"unix://{SOCKET}"],
+def run_scenario(g, pythonpath: str, script: str) -> str:
+    """Run a scenario script in the guest against the plugin; its output, once it said SCENARIO OK."""
+    res = g.run(["python3", f"/meshblock/tests/vm/{script}", f"unix://{SOCKET}"],
                 env={"PYTHONPATH": pythonpath}, timeout=900)
     log = g.run("tail -40 /tmp/csi-plugin.log").stdout
     assert res.rc == 0, f"{res.stdout}\n{res.stderr}\n--- plugin log ---\n{log}"
     assert "SCENARIO OK" in res.stdout
+    return res.stdout
+
+
+async def test_volume_life_on_a_real_kernel(csi_guest):
+    g, cluster, pythonpath = csi_guest
+    run_scenario(g, pythonpath, "csi_guest_scenario.py")
     # the controller saw the node plugin register this guest as a host
     from meshblock.proto.meshblock.v1 import admin_pb2 as pb
     from meshblock.proto.meshblock.v1 import admin_pb2_grpc as pb_grpc
@@ -104,12 +115,7 @@ async def test_volume_life_on_a_real_kernel(csi_guest):
 
 async def test_iscsi_volume_life_on_a_real_kernel(csi_guest):
     g, cluster, pythonpath = csi_guest
-    res = g.run(["python3", "/meshblock/tests/vm/csi_iscsi_scenario.py", f"unix://{SOCKET}"],
-                env={"PYTHONPATH": pythonpath}, timeout=900)
-    log = g.run("tail -40 /tmp/csi-plugin.log").stdout
-    assert res.rc == 0, f"{res.stdout}\n{res.stderr}\n--- plugin log ---\n{log}"
-    assert "SCENARIO OK" in res.stdout
-    print(res.stdout)
+    print(run_scenario(g, pythonpath, "csi_iscsi_scenario.py"))
     from meshblock.proto.meshblock.v1 import admin_pb2 as pb
     from meshblock.proto.meshblock.v1 import admin_pb2_grpc as pb_grpc
     cluster.controller.stubs()

@@ -25,10 +25,10 @@ from meshblock.proto.meshblock.v1 import admin_pb2 as pb
 from meshblock.proto.meshblock.v1 import agent_pb2 as apb
 from tests.control.test_head_lease import ana_state
 from tests.support.agents import AgentProc
-from tests.support.backends import real_backend, real_spdk
 from tests.support.cluster import Cluster
 from tests.support.pki import make_pki
-from tests.vm.test_csi_node import ADMIN_PORT, SOCKET, clean_guest, guest_pythonpath, start_plugin
+from tests.vm.test_csi_node import (ADMIN_PORT, SOCKET, clean_guest, guest_pythonpath, real_backend_or_skip,
+                                    start_plugin)
 from tests.vm.test_head_failover import node_id, online, volume, wait_output
 
 pytestmark = [pytest.mark.vm, pytest.mark.spdk]
@@ -38,9 +38,7 @@ AGENT_PORT = 7444
 
 @pytest.fixture
 async def partitioned(testbed, short_tmp):
-    backend = real_backend()
-    if backend is None:
-        pytest.skip(f"real SPDK not found: {real_spdk()[1]}")
+    backend = real_backend_or_skip()
     pythonpath = guest_pythonpath()
     addr = testbed.host_address
     peers = []
