@@ -65,12 +65,14 @@ def host_name(v: admin.Volume, host: admin.Host) -> str:
     return host.initiator_iqn
 
 
+def host_field(v: admin.Volume, name: str) -> dict[str, str]:
+    """The admin API's field for a host name of volume ``v``: ``initiator_iqn`` or ``host_nqn``."""
+    return {"initiator_iqn": name} if v.protocol == "iscsi" else {"host_nqn": name}
+
+
 def volume_context(v: admin.Volume) -> dict[str, str]:
-    ctx = {"nqn": v.nqn, "namespaceUUID": v.namespace_uuid, "replicas": str(v.replicas)}
-    if v.protocol == "iscsi":
-        ctx = {"protocol": "iscsi", "targetIQN": v.target_iqn, "namespaceUUID": v.namespace_uuid,
-               "replicas": str(v.replicas)}
-    return ctx
+    ctx = {"protocol": "iscsi", "targetIQN": v.target_iqn} if v.protocol == "iscsi" else {"nqn": v.nqn}
+    return {**ctx, "namespaceUUID": v.namespace_uuid, "replicas": str(v.replicas)}
 
 
 def to_csi_volume(v: admin.Volume) -> csi.Volume:
@@ -252,10 +254,9 @@ class ControllerServicer(csi_grpc.ControllerServicer):
                         raise FailedPrecondition(f"volume {v.id} is published to node(s) {', '.join(others)} and "
                                                  f"its access mode allows one node")
                 v = await self.admin.volumes.PublishVolume(admin.PublishVolumeRequest(
-                    ref=v.id, read_only=request.readonly,
-                    **({"initiator_iqn": name} if iscsi else {"host_nqn": name})))
-            info = await self.admin.volumes.GetConnectInfo(admin.GetConnectInfoRequest(
-                ref=v.id, **({"initiator_iqn": name} if iscsi else {"host_nqn": name})))
+                    ref=v.id, read_only=request.readonly, **host_field(v, name)))
+            info = await self.admin.volumes.GetConnectInfo(admin.GetConnectInfoRequest(ref=v.id,
+                                                                                      **host_field(v, name)))
         readonly = "true" if request.readonly else "false"
         if iscsi:
             return csi.ControllerPublishVolumeResponse(publish_context={
@@ -303,7 +304,7 @@ class ControllerServicer(csi_grpc.ControllerServicer):
             for nqn in nqns:
                 if nqn and nqn in v.hosts:
                     v = await self.admin.volumes.UnpublishVolume(admin.UnpublishVolumeRequest(
-                        ref=v.id, **({"initiator_iqn": nqn} if v.protocol == "iscsi" else {"host_nqn": nqn})))
+                        ref=v.id, **host_field(v, nqn)))
         return csi.ControllerUnpublishVolumeResponse()
 
     @csi_method(SERVICE)
