@@ -904,6 +904,9 @@ def cpu_line(cpu: dict) -> str:
     return " / ".join(f"{v:.0f}" for k, v in per.items() if k != "cpu")
 
 
+ANALYSIS_MARK = "<!-- analysis: kept when the figures above are regenerated; check it against them -->"
+
+
 def write_markdown(path: Path, res: dict) -> None:
     s = res["summary"]
     L = []
@@ -1057,7 +1060,12 @@ def write_markdown(path: Path, res: dict) -> None:
         for e in res["errors"]:
             L.append(f"- `{e}`")
         L.append("")
-    path.write_text("\n".join(L) + "\n")
+    text = "\n".join(L) + "\n"
+    if path.exists():  # prose under ANALYSIS_MARK was written against the figures; keep it
+        old = path.read_text()
+        if ANALYSIS_MARK in old:
+            text += "\n" + old[old.index(ANALYSIS_MARK):]
+    path.write_text(text)
 
 
 def plot(path: Path, res: dict) -> str | None:
@@ -1167,9 +1175,6 @@ def main() -> int:
     ap.add_argument("--render", type=Path, default=None, metavar="JSON",
                     help="only write --markdown and --plot from the JSON of an earlier run")
     args = ap.parse_args()
-    # SPDK's programs, started by the bench itself, need a shared build's libraries as meshblock's do
-    from meshblock.spdk.discovery import find_spdk
-    os.environ.update(find_spdk(dict(os.environ, MESHBLOCK_SPDK_DIR=str(args.spdk))).env())
     if args.render:
         res = json.loads(args.render.read_text())
         res["ratios"] = ratios(res["summary"], res.get("twin_a", "A"), res.get("twin_b", "B"))
@@ -1180,6 +1185,10 @@ def main() -> int:
             if err:
                 log(err)
         return 0
+
+    # SPDK's programs, started by the bench itself, need a shared build's libraries as meshblock's do
+    from meshblock.spdk.discovery import find_spdk
+    os.environ.update(find_spdk(dict(os.environ, MESHBLOCK_SPDK_DIR=str(args.spdk))).env())
 
     def on_signal(signum, _frame):
         raise SystemExit(128 + signum)
