@@ -73,3 +73,14 @@ def csi_sanity_binary() -> str | None:
         return explicit if os.access(explicit, os.X_OK) else None
     return shutil.which("csi-sanity") or (
         "/opt/csi-sanity/csi-sanity" if os.access("/opt/csi-sanity/csi-sanity", os.X_OK) else None)
+
+
+def sanity_node_specs(binary: str) -> int:
+    """How many Node Service specs this csi-sanity build has (a dry run lists them without a driver)."""
+    import re
+
+    out = subprocess.run([binary, "--csi.endpoint", "/nonexistent.sock", "--ginkgo.dry-run", "--ginkgo.focus",
+                          "Node Service", "--ginkgo.no-color"], capture_output=True, text=True, timeout=120).stdout
+    m = re.search(r"Ran (\d+) of \d+ Specs", out)
+    assert m, out[-2000:]
+    return int(m.group(1))
