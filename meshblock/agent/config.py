@@ -19,7 +19,9 @@ class AgentConfig:
     # pool: one device (a block device or a file); files are created sparse at pool_size_bytes
     pool_device: str = ""
     pool_size_bytes: int = 8 << 30
-    pool_block_size: int = 4096
+    # 512: erasure-coded shards need it (a raid5f strip of 1-2 KiB is whole blocks); 4 KiB-sector
+    # devices need 4096 and then hold replicas only
+    pool_block_size: int = 512
     pool_cluster_size: int = 4 << 20
     lvs_name: str = "meshblock"
     # NVMe/TCP exports

@@ -30,6 +30,10 @@ class ExportSpec:
     # (a volume's active and standby heads) must not overlap, or a host with a path to each
     # refuses the second controller
     cntlid_range: tuple[int, int] | None = None
+    # False: hosts are told the namespace takes no deallocate (DSM) at all. A raid5f has no unmap,
+    # yet SPDK reports a DSM range limit (DMRSL) that Linux takes as discard support, and a
+    # deallocate that reaches a raid5f brings the whole target down. SPDK 26.05+ (dmrsl).
+    discard: bool = True
 
 
 @dataclass
@@ -69,7 +73,8 @@ class Exporter:
             try:
                 lo, hi = spec.cntlid_range or (None, None)
                 await self.rpc.nvmf_create_subsystem(spec.nqn, serial_number=serial, model_number=MODEL,
-                                                     ana_reporting=spec.ana_reporting, min_cntlid=lo, max_cntlid=hi)
+                                                     ana_reporting=spec.ana_reporting, min_cntlid=lo, max_cntlid=hi,
+                                                     dmrsl=None if spec.discard else 0)
                 sub = {}   # new and empty: no need to read it back
                 log.info("subsystem created nqn=%s", spec.nqn)
             except SpdkExists:

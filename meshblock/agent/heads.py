@@ -1,4 +1,5 @@
-"""Replicated heads: a raid1 over a volume's replicas, exported as the volume.
+"""Replicated and erasure-coded heads: a raid1 over a volume's replicas, or a raid5f over its
+shards, exported as the volume.
 
 The head runs in the node's polling target. Every replica, the local one too,
 is attached over NVMe/TCP from the replica's export, whose allowlist holds this
@@ -9,6 +10,11 @@ are added with bdev_raid_add_base_bdev, which makes SPDK copy the data onto
 them (a rebuild): after a head crash, in-flight writes may have reached some
 replicas and not others, and a rebuild from one source is what makes them
 agree again.
+
+A raid5f (erasure coding) has one slot per shard, in the order of the shards' positions, and
+needs all but one of them: it is created from the in-sync shards with the missing position held
+by a placeholder that is removed at once, and a shard that comes (back) fills the empty slot and
+is rebuilt from the others.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from ..errors import Unavailable
+from ..errors import FailedPrecondition, Unavailable
 from ..spdk import SpdkError, SpdkNotFound, SpdkRpc
 from .attachments import Attacher, AttachSpec
 from .exports import Exporter, ExportSpec
@@ -30,6 +36,7 @@ class Leg:
     subsystem_nqn: str
     address: str
     port: int
+    slot: int = 0
 
 
 @dataclass
@@ -77,7 +84,7 @@ class RaidComposer:
         return st.bdev_names[0] if st.bdev_names else None
 
     async def ensure(self, volume_id: str, legs: list[Leg], in_sync: set[str], slots: int = 0,
-                     standby: bool = False) -> RaidView:
+                     standby: bool = False, level: str = "raid1", strip_size_kb: int = 0) -> RaidView:
         """Make the raid hold every reachable leg; ``in_sync`` says which may seed a new raid.
 
         A standby raid (a head that serves no I/O until it is promoted) never writes: it is made
@@ -95,12 +102,26 @@ class RaidComposer:
             raid = None
         if raid is None:
             seeds = sorted(bdevs) if standby else [rid for rid in sorted(bdevs) if rid in in_sync]
+            if level == "raid5f" and len(seeds) < slots - 1:
+                if standby:
+                    return await self.view(volume_id, legs)
+                raise Unavailable(f"volume {volume_id} needs {slots - 1} of its {slots} shards in sync and "
+                                  f"reachable (reachable: {sorted(bdevs) or 'none'}, in sync: "
+                                  f"{sorted(in_sync) or 'none'})")
             if not seeds:
                 if standby:
                     return await self.view(volume_id, legs)
                 raise Unavailable(f"no in-sync replica of volume {volume_id} is reachable "
                                   f"(reachable: {sorted(bdevs) or 'none'}, in sync: {sorted(in_sync) or 'none'})")
-            await self._create(volume_id, [bdevs[rid] for rid in seeds], max(slots, len(legs)))
+            if level == "raid5f":
+                slot_of = {leg.replica_id: leg.slot for leg in legs}
+                layout: list[str | None] = [None] * slots
+                for rid in seeds:
+                    layout[slot_of[rid]] = bdevs[rid]
+                await self._check_shards(volume_id, [b for b in layout if b], strip_size_kb)
+                await self._create_layout(volume_id, layout, "raid5f", strip_size_kb)
+            else:
+                await self._create(volume_id, [bdevs[rid] for rid in seeds], max(slots, len(legs)))
             log.info("raid created volume_id=%s from %s replicas %s", volume_id, "reachable" if standby else "in-sync",
                      ",".join(seeds))
             raid = await self.raid(volume_id)
@@ -111,7 +132,13 @@ class RaidComposer:
 
     async def _add_missing(self, volume_id: str, raid: dict, bdevs: dict[str, str]) -> None:
         members = {b.get("name") for b in raid.get("base_bdevs_list", []) if b.get("name")}
+        free = sum(1 for b in raid.get("base_bdevs_list", []) if not b.get("name"))
         for rid, b in sorted(bdevs.items()):
+            if raid.get("raid_level") == "raid5f" and b not in members:
+                if not free or raid.get("process"):
+                    continue   # its position is still held (a shard leaving), or a rebuild runs: later
+                await self._check_shards(volume_id, [b], int(raid.get("strip_size_kb", 0)))
+                free -= 1
             if b not in members:
                 try:
                     await self.rpc.bdev_raid_add_base_bdev(raid_name(volume_id), b)
@@ -137,24 +164,31 @@ class RaidComposer:
                 await self.rpc.bdev_raid_remove_base_bdev(b)
                 log.info("replica %s of volume %s leaves the promoted raid to be rebuilt", rid, volume_id)
 
-    async def _create(self, volume_id: str, members: list[str], slots: int) -> None:
-        """Create the raid1 with a slot for every replica, from the in-sync members only.
+    async def _check_shards(self, volume_id: str, bdevs: list[str], strip_size_kb: int) -> None:
+        """A raid5f strip is whole blocks of its members: refuse shards whose blocks are too big,
+        with a reason an operator can act on (SPDK's own error says only EINVAL)."""
+        for name in bdevs:
+            bs = int((await self.rpc.bdev_get_bdevs(name))[0]["block_size"])
+            if strip_size_kb * 1024 % bs:
+                raise FailedPrecondition(f"volume {volume_id}: shard {name} has {bs}-byte blocks, which do not "
+                                         f"divide its {strip_size_kb} KiB strip; erasure coding needs pools with "
+                                         "512-byte blocks (the agent's pool_block_size, fixed when a pool is made)")
 
-        Slots of replicas that are not in sync (or not reachable) are held by null placeholders
-        that are removed again before anything is exported: the raid then runs degraded and
-        the other replicas are added into the empty slots, and rebuilt, as they come."""
-        slots = max(slots, len(members), 2)
-        placeholders = [f"placeholder-{i}-{volume_id}" for i in range(slots - len(members))]
-        if placeholders:
-            src = (await self.rpc.bdev_get_bdevs(members[0]))[0]
-            for ph in placeholders:
-                try:
-                    await self.rpc.bdev_null_create(ph, int(src["num_blocks"]), int(src["block_size"]))
-                except SpdkError as e:
-                    if "exists" not in str(e).lower():
-                        raise
+    async def _create_layout(self, volume_id: str, layout: list[str | None], level: str,
+                             strip_size_kb: int | None) -> None:
+        """Create a raid whose members sit at fixed positions; empty positions are held by null
+        placeholders removed again before anything is exported (the raid then runs degraded)."""
+        src = (await self.rpc.bdev_get_bdevs(next(b for b in layout if b)))[0]
+        names: list[str] = []
+        placeholders: list[str] = []
+        for i, b in enumerate(layout):
+            if b is None:
+                b = f"placeholder-{i}-{volume_id}"
+                await self._null(b, int(src["num_blocks"]), int(src["block_size"]))
+                placeholders.append(b)
+            names.append(b)
         try:
-            await self.rpc.bdev_raid_create(raid_name(volume_id), "raid1", members + placeholders)
+            await self.rpc.bdev_raid_create(raid_name(volume_id), level, names, strip_size_kb=strip_size_kb)
             for ph in placeholders:
                 await self.rpc.bdev_raid_remove_base_bdev(ph)
         finally:
@@ -163,6 +197,19 @@ class RaidComposer:
                     await self.rpc.bdev_null_delete(ph)
                 except SpdkNotFound:
                     pass
+
+    async def _null(self, name: str, num_blocks: int, block_size: int) -> None:
+        try:
+            await self.rpc.bdev_null_create(name, num_blocks, block_size)
+        except SpdkError as e:
+            if "exists" not in str(e).lower():
+                raise
+
+    async def _create(self, volume_id: str, members: list[str], slots: int) -> None:
+        """Create the raid1 with a slot for every replica, from the in-sync members only: the
+        other replicas are added into the empty slots, and rebuilt, as they come."""
+        slots = max(slots, len(members), 2)
+        await self._create_layout(volume_id, members + [None] * (slots - len(members)), "raid1", None)
 
     async def view(self, volume_id: str, legs: list[Leg]) -> RaidView:
         raid = await self.raid(volume_id)
@@ -232,5 +279,5 @@ class RaidComposer:
         await exporter.ensure(ExportSpec(nqn=nqn, bdev_name=raid_name(volume_id), namespace_uuid=namespace_uuid,
                                          address=address, port=port, hosts=hosts,
                                          serial=volume_id.replace("-", ""), ana_reporting=True, ana_state=ana_state,
-                                         cntlid_range=cntlid_range))
+                                         cntlid_range=cntlid_range, discard=raid.get("raid_level") != "raid5f"))
         return True

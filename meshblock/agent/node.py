@@ -63,6 +63,7 @@ class HeadLeg:
     subsystem_nqn: str = ""
     address: str = ""
     port: int = 0
+    slot: int = 0                      # raid5f: the shard's position
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,8 @@ class Head:
     iscsi: IscsiTarget | None = None
     standby: bool = False              # exported ANA inaccessible; serves once promoted
     cntlid_range: tuple[int, int] | None = None
+    raid_level: str = "raid1"
+    strip_size_kb: int = 0
 
     @property
     def direct(self) -> bool:
@@ -372,7 +375,8 @@ class NodeAgent:
         rpc = await self._head()
         composer = RaidComposer(rpc, self.config.host_nqn)
         view = await composer.ensure(head.volume_id, self._legs(head), set(head.in_sync),
-                                     slots=max(head.replica_count, len(head.legs)), standby=head.standby)
+                                     slots=max(head.replica_count, len(head.legs)), standby=head.standby,
+                                     level=head.raid_level, strip_size_kb=head.strip_size_kb)
         if head.iscsi is not None:
             assert self.iscsi is not None
             # LUN 0 is the raid named after the volume on every head node, so SCSI identifiers
@@ -395,8 +399,8 @@ class NodeAgent:
 
     @staticmethod
     def _legs(head: Head) -> list[Leg]:
-        return [Leg(replica_id=leg.replica_id, subsystem_nqn=leg.subsystem_nqn, address=leg.address, port=leg.port)
-                for leg in head.legs]
+        return [Leg(replica_id=leg.replica_id, subsystem_nqn=leg.subsystem_nqn, address=leg.address, port=leg.port,
+                    slot=leg.slot) for leg in head.legs]
 
     async def ensure_head(self, head: Head) -> HeadView:
         self._require_running()

@@ -79,7 +79,18 @@ def head_from_pb(spec: pb.HeadSpec) -> Head:
     if not spec.legs:
         raise InvalidArgument("legs", "a head needs at least one replica")
     legs = tuple(HeadLeg(replica_id=check_uuid("legs.replica_id", leg.replica_id), node_id=leg.node_id,
-                         subsystem_nqn=leg.subsystem_nqn, address=leg.address, port=leg.port) for leg in spec.legs)
+                         subsystem_nqn=leg.subsystem_nqn, address=leg.address, port=leg.port, slot=leg.slot)
+                 for leg in spec.legs)
+    level = spec.raid_level or "raid1"
+    if level not in ("raid1", "raid5f"):
+        raise InvalidArgument("raid_level", f"{level!r} is not raid1 or raid5f")
+    if level == "raid5f":
+        if spec.strip_size_kb not in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024):
+            raise InvalidArgument("strip_size_kb", "a raid5f strip is a power of two KiB")
+        if spec.replica_count < 3 or any(leg.slot >= spec.replica_count for leg in legs) or \
+                len({leg.slot for leg in legs}) != len(legs):
+            raise InvalidArgument("legs", "the shards of a raid5f head have distinct slots below replica_count "
+                                          "(at least 3)")
     ana = spec.ana_state or ("inaccessible" if spec.standby else "optimized")
     if ana not in ("optimized", "non_optimized", "inaccessible"):
         raise InvalidArgument("ana_state", f"{ana!r} is not optimized, non_optimized or inaccessible")
@@ -101,7 +112,7 @@ def head_from_pb(spec: pb.HeadSpec) -> Head:
                 legs=legs, hosts=frozenset(spec.allowed_host_nqns), ana_state=ana,
                 in_sync=frozenset(spec.in_sync_replica_ids), replica_count=spec.replica_count,
                 protocol="iscsi" if iscsi is not None else "nvmf", iscsi=iscsi, standby=spec.standby,
-                cntlid_range=cntlids)
+                cntlid_range=cntlids, raid_level=level, strip_size_kb=spec.strip_size_kb)
 
 
 def _port(field: str, value: int) -> int:

@@ -163,11 +163,26 @@ def _rebuild_cell(r: pb.ReplicaStatus) -> Any:
 
 
 def _replicas_table(v: pb.Volume) -> Table:
+    if v.HasField("erasure"):
+        t = out.table("SHARD", "NODE", "ID", "STATE", "REBUILD")
+        for r in sorted(v.replica_status, key=lambda r: r.shard):
+            kind = "data" if r.shard < v.erasure.data else "parity"
+            t.add_row(f"{r.shard} ({kind})", out.esc(r.node_name or r.node_id or "-"), out.esc(r.replica_id or "-"),
+                      out.state(r.state), _rebuild_cell(r))
+        return t
     t = out.table("NODE", "REPLICA", "STATE", "REBUILD")
     for r in v.replica_status:
         t.add_row(out.esc(r.node_name or r.node_id or "-"), out.esc(r.replica_id or "-"), out.state(r.state),
                   _rebuild_cell(r))
     return t
+
+
+def _layout(v: pb.Volume) -> str:
+    if v.HasField("erasure"):
+        k, m = v.erasure.data, v.erasure.parity
+        return (f"erasure-coded {k}+{m}: {k} data + {m} parity shard{'s' if m > 1 else ''}, survives {m} "
+                f"node loss{'es' if m > 1 else ''}, uses {(k + m) / k:.2f}x its size")
+    return f"{v.replicas} replica{'s' if v.replicas != 1 else ''}, uses {v.replicas}x its size"
 
 
 def _replica_summary(v: pb.Volume) -> str:
@@ -205,7 +220,8 @@ def volume_view(v: pb.Volume) -> Group:
         ("State", out.state(v.state)),
         ("Stage", out.esc(v.stage or "-")),
         ("Size", f"{out.size(v.size_bytes)} ({v.size_bytes} bytes)"),
-        ("Replicas", _replica_summary(v)),
+        ("Layout", _layout(v)),
+        ("Shards" if v.HasField("erasure") else "Replicas", _replica_summary(v)),
         ("Labels", out.labels(v.labels)),
         ("Protocol", "iSCSI" if v.protocol == "iscsi" else "NVMe/TCP"),
         *_export_rows(v),
@@ -228,6 +244,8 @@ def volumes_table(volumes: list[pb.Volume]) -> Table:
     t = out.table("NAME", "STATE", "SIZE", "REPLICAS", "PROTOCOL", "STAGE", "HOSTS", "LABELS", "AGE")
     for v in volumes:
         replicas = f"{_online(v)}/{v.replicas}" if v.replica_status else str(v.replicas)
+        if v.HasField("erasure"):
+            replicas += f" (ec {v.erasure.data}+{v.erasure.parity})"
         t.add_row(out.esc(v.name), out.state(v.state), out.size(v.size_bytes), replicas, v.protocol or "nvmf",
                   out.esc(v.stage or "-"), str(len(v.hosts)), out.labels(v.labels), out.age(v.created_at))
     return t
@@ -321,8 +339,11 @@ def volume() -> None:
 @click.option("--size", type=SIZE, required=True, help="Size with units: 10GiB, 512MiB, ...")
 @click.option("--replicas", type=click.IntRange(1, 5), default=1, show_default=True,
               help="Copies of the data.")
+@click.option("--ec", "ec", default=None, metavar="K+M",
+              help="Erasure-code the volume instead of replicating it: K data + M parity shards on K+M "
+                   "nodes (2+1 or 4+1); it survives M node losses at (K+M)/K of its size.")
 @click.option("--spread", default="", metavar="LABEL",
-              help="A node label (zone, rack, ...) no two replicas may share; default: distinct nodes.")
+              help="A node label (zone, rack, ...) no two replicas (or shards) may share; default: distinct nodes.")
 @click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", callback=parse_labels,
               help="A label on the volume (repeatable).")
 @protocol_options
@@ -330,17 +351,26 @@ def volume() -> None:
               help="Wait until the volume is available (or degraded).")
 @timeout_option("120s")
 @admin_options
-def volume_create(inv: Invocation, name: str, size: int, replicas: int, spread: str, labels: dict[str, str],
-                  protocol: str, iscsi_networks: tuple[str, ...], chap_user: str, chap_secret: str, wait: bool,
-                  timeout: float) -> None:
+def volume_create(inv: Invocation, name: str, size: int, replicas: int, ec: str | None, spread: str,
+                  labels: dict[str, str], protocol: str, iscsi_networks: tuple[str, ...], chap_user: str,
+                  chap_secret: str, wait: bool, timeout: float) -> None:
     """Create volume NAME, exported over NVMe/TCP (default) or iSCSI."""
     if size <= 0:
         raise click.BadParameter("must be more than 0 bytes", param_hint="--size")
     iscsi = iscsi_request(protocol, iscsi_networks, chap_user, chap_secret)
+    erasure = None
+    if ec is not None:
+        if click.get_current_context().get_parameter_source("replicas") != click.core.ParameterSource.DEFAULT:
+            raise click.BadParameter("an erasure-coded volume has K+M shards instead of replicas; give one "
+                                     "of --ec and --replicas", param_hint="--replicas")
+        k, sep, m = ec.partition("+")
+        if not sep or not k.isdigit() or not m.isdigit():
+            raise click.BadParameter(f"{ec!r} is not K+M, e.g. 2+1", param_hint="--ec")
+        erasure, replicas = pb.ErasureCoding(data=int(k), parity=int(m)), 0
     with inv.client() as c:
         v = c.volumes.CreateVolume(pb.CreateVolumeRequest(name=name, size_bytes=size, replicas=replicas,
                                                           spread=spread, labels=labels, protocol=protocol,
-                                                          iscsi=iscsi))
+                                                          iscsi=iscsi, erasure=erasure))
         if wait:
             v = wait_for_volume(c, v, timeout, "creating")
     show_volume(inv, v)

@@ -104,6 +104,9 @@ def agent(config_file, name, data_dir, pool_device, pool_size, nvmf_address, nvm
               help="Limit of provisioned / pool capacity per node (thin provisioning).")
 @click.option("--orphan-grace", type=float, default=60.0, show_default=True,
               help="Seconds a replica lvol no record owns may stay before it is deleted.")
+@click.option("--replace-after", type=float, default=600.0, show_default=True,
+              help="Seconds a replica (or shard) may stay out before a new one is placed on another node and "
+                   "rebuilt; one that returns sooner is added back and rebuilt where it is.")
 @click.option("--tls-cert", default="")
 @click.option("--tls-key", default="")
 @click.option("--tls-client-ca", default="")
@@ -120,7 +123,8 @@ def agent(config_file, name, data_dir, pool_device, pool_size, nvmf_address, nvm
                    "controller answers.")
 @click.option("--metrics-port", type=int, default=0, help="Serve Prometheus metrics on 127.0.0.1:PORT.")
 @click.option("--log-level", default="INFO", show_default=True)
-def controller(store_url, listen, identity, node_timeout, overcommit, orphan_grace, tls_cert, tls_key, tls_client_ca,
+def controller(store_url, listen, identity, node_timeout, overcommit, orphan_grace, replace_after, tls_cert, tls_key,
+               tls_client_ca,
                agent_tls_name, standby_heads, head_lease,
                metrics_port, log_level) -> None:
     """Run a controller (one is active; others wait as standbys)."""
@@ -136,7 +140,7 @@ def controller(store_url, listen, identity, node_timeout, overcommit, orphan_gra
     cfg = ControllerConfig(store_url=store_url or f"sqlite:///{home / 'controller' / 'state.db'}",
                            listen=listen or f"unix:{home / 'controller.sock'}", identity=identity,
                            node_timeout=node_timeout, overcommit=overcommit, orphan_grace=orphan_grace,
-                           tls_cert=tls_cert, tls_key=tls_key,
+                           replace_after=replace_after, tls_cert=tls_cert, tls_key=tls_key,
                            tls_client_ca=tls_client_ca, metrics_port=metrics_port, agent_tls_name=agent_tls_name,
                            standby_heads=standby_heads, head_lease=head_lease)
     if cfg.store_url.startswith("sqlite:///"):

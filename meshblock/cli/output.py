@@ -37,9 +37,12 @@ def _value(field: FieldDescriptor, value: Any) -> Any:
 
 
 def message_to_dict(msg: Message) -> dict[str, Any]:
-    """Every field of ``msg`` by its proto name; 64-bit integers stay numbers."""
+    """Every field of ``msg`` by its proto name, but optional scalars that are not set; 64-bit integers
+    stay numbers."""
     out: dict[str, Any] = {}
     for field in msg.DESCRIPTOR.fields:
+        if field.has_presence and field.message_type is None and not msg.HasField(field.name):
+            continue
         value = getattr(msg, field.name)
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
             vfield = field.message_type.fields_by_name["value"]

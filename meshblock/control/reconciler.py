@@ -266,7 +266,7 @@ class Reconciler:
             stub = self._stub(node)
             if r.state == ReplicaState.CREATING and not r.source_snapshot_replica:
                 # not made yet (or made by a pass that crashed): create is idempotent, skip the lookup
-                got = await stub.CreateReplica(apb.CreateReplicaRequest(replica_id=r.id, size_bytes=v.size_bytes),
+                got = await stub.CreateReplica(apb.CreateReplicaRequest(replica_id=r.id, size_bytes=v.replica_bytes),
                                                timeout=self.call_timeout)
             elif r.source_snapshot_replica:
                 got = await stub.CloneSnapshot(apb.CloneSnapshotRequest(snapshot_id=r.source_snapshot_replica,
@@ -284,10 +284,11 @@ class Reconciler:
                             r.state = ReplicaState.OFFLINE
                             await self.repo.commit(put=[r])
                         return
-                    got = await stub.CreateReplica(apb.CreateReplicaRequest(replica_id=r.id, size_bytes=v.size_bytes),
+                    got = await stub.CreateReplica(apb.CreateReplicaRequest(replica_id=r.id,
+                                                                            size_bytes=v.replica_bytes),
                                                    timeout=self.call_timeout)
-            if got.size_bytes < v.size_bytes:
-                got = await stub.ResizeReplica(apb.ResizeReplicaRequest(replica_id=r.id, size_bytes=v.size_bytes),
+            if got.size_bytes < v.replica_bytes:
+                got = await stub.ResizeReplica(apb.ResizeReplicaRequest(replica_id=r.id, size_bytes=v.replica_bytes),
                                                timeout=self.call_timeout)
             crash_point("create.replica-made")
             self._replica_ok[r.id] = (inst, v.size_bytes)
@@ -321,9 +322,11 @@ class Reconciler:
                 log.warning("volume %s: head node %s is down; moving the head to %s", v.name, head_node.name,
                             nodes[candidates[0].node_id].name)
             head_node = nodes[candidates[0].node_id]
-            if failover:
+            if failover and not v.ec_data:
                 # the old head died with writes in flight: replicas may differ in those blocks, so the new
-                # head starts from one replica and rebuilds the others from it
+                # head starts from one replica and rebuilds the others from it (an erasure-coded volume
+                # keeps its shards: each needs the others, and a torn stripe is one unacknowledged
+                # block, see docs/erasure-coding.md)
                 seed = candidates[0].id
                 for r in active:
                     if r.id != seed and r.state == ReplicaState.ONLINE:
@@ -358,9 +361,10 @@ class Reconciler:
         if newcomers:
             # told before any export changes (where the replica exports are follows from the records)
             known = [apb.HeadLeg(replica_id=r.id, node_id=r.node_id, subsystem_nqn=nqn("replica", r.id),
-                                 address=nodes[r.node_id].nvmf_address, port=nodes[r.node_id].nvmf_port)
+                                 address=nodes[r.node_id].nvmf_address, port=nodes[r.node_id].nvmf_port,
+                                 slot=max(r.shard, 0))
                      for r in active if r.node_id in nodes]
-            demote = head_spec(v, known, in_sync_replica_ids=sorted(in_sync), replica_count=max(RAID_SLOTS, len(active)))
+            demote = head_spec(v, known, in_sync_replica_ids=sorted(in_sync), replica_count=raid_slots(v, active))
             for n in newcomers:
                 try:
                     await self._stub(n).EnsureHead(self._with_cntlids(demote, n, standby=True),
@@ -372,7 +376,7 @@ class Reconciler:
                 confirmed.append(n)
         legs = await self._export_replicas(v, active, nodes, [head_node.host_nqn] + [n.host_nqn for n in confirmed])
         crash_point("replicated.fenced")
-        spec = head_spec(v, legs, in_sync_replica_ids=sorted(in_sync), replica_count=max(RAID_SLOTS, len(active)))
+        spec = head_spec(v, legs, in_sync_replica_ids=sorted(in_sync), replica_count=raid_slots(v, active))
         try:
             st = await self._stub(head_node).EnsureHead(self._with_cntlids(spec, head_node),
                                                         timeout=self.call_timeout)
@@ -428,7 +432,7 @@ class Reconciler:
                                                                               allowed_host_nqns=allowed),
                                                      timeout=self.call_timeout)
             legs.append(apb.HeadLeg(replica_id=r.id, node_id=node.id, subsystem_nqn=e.nqn, address=e.address,
-                                    port=e.port))
+                                    port=e.port, slot=max(r.shard, 0)))
         return legs
 
     # --- standby heads ---------------------------------------------------------------------------
@@ -516,14 +520,17 @@ class Reconciler:
             by_id = {c.node_id: c for c in cands}
             taken = {domain(by_id[r.node_id], v.spread) for r in keepers if r.node_id in by_id}
             try:
-                chosen = place(v.size_bytes, missing, cands, spread=v.spread,
+                chosen = place(v.replica_bytes, missing, cands, spread=v.spread,
                                exclude_nodes={r.node_id for r in active}, taken_domains=taken).node_ids
             except PlacementError as e:
                 log.warning("volume %s: %d replica(s) cannot be placed yet: %s", v.name, missing, e)
                 chosen = []
-            for node_id in chosen:
-                new = Replica(id=str(uuid.uuid4()), volume_id=v.id, node_id=node_id, size_bytes=v.size_bytes,
-                              state=ReplicaState.REBUILDING, created_at=time.time())
+            # an erasure-coded volume's new shard takes a position no kept shard holds
+            free_slots = sorted(set(range(v.replicas)) - {r.shard for r in keepers}) if v.ec_data else []
+            for i, node_id in enumerate(chosen):
+                new = Replica(id=str(uuid.uuid4()), volume_id=v.id, node_id=node_id, size_bytes=v.replica_bytes,
+                              state=ReplicaState.REBUILDING, created_at=time.time(),
+                              shard=free_slots[i] if i < len(free_slots) else -1)
                 await self.repo.commit(create=[new])
                 crash_point("rebalance.placed")
                 log.info("volume %s: new replica %s on node %s", v.name, new.id, nodes[node_id].name)
@@ -535,7 +542,11 @@ class Reconciler:
         if surplus > 0:   # fewer replicas asked for: drop the least useful ones, never the head's
             order = sorted(keepers, key=lambda r: (r.state == ReplicaState.ONLINE, r.node_id == head_id))
             extra += order[:surplus]
-        if extra and len([r for r in in_sync_keepers if r not in extra]) >= v.replicas:
+        if v.ec_data:
+            extra = self._leaving_shard(v, active, extra)
+        elif not len([r for r in in_sync_keepers if r not in extra]) >= v.replicas:
+            extra = []
+        if extra:
             for r in extra:
                 r.state = ReplicaState.DELETING
                 await self.repo.commit(put=[r])
@@ -545,6 +556,20 @@ class Reconciler:
                 changed = True
         if changed:
             self.kick()
+
+    @staticmethod
+    def _leaving_shard(v: Volume, active: list[Replica], leaving: list[Replica]) -> list[Replica]:
+        """The one shard on a draining node that may leave now, if any.
+
+        A raid5f has no spare slot: a shard's replacement can only join (and be rebuilt) once the
+        shard has left its position, and the volume is degraded meanwhile. So one shard leaves at a
+        time, and only when its replacement is placed and every other shard is in sync."""
+        for r in sorted(leaving, key=lambda r: r.shard):
+            others = [x for x in active if x is not r and x.shard != r.shard]
+            replaced = any(x is not r and x.shard == r.shard and x not in leaving for x in active)
+            if replaced and len(others) == v.replicas - 1 and all(x.state == ReplicaState.ONLINE for x in others):
+                return [r]
+        return []
 
     async def _converge_head(self, v: Volume, r: Replica, node: Node) -> bool:
         inst = self.liveness.instance(node.id) or ""
@@ -670,8 +695,17 @@ def head_spec(v: Volume, legs: list, **kw) -> apb.HeadSpec:
                             iscsi=apb.IscsiExport(target_iqn=v.target_iqn, initiators=sorted(v.hosts),
                                                   netmasks=v.iscsi_netmasks, chap_user=v.chap_user,
                                                   chap_secret=v.chap_secret), **kw)
+    ec = v.erasure
+    if ec is not None:
+        kw.update(raid_level="raid5f", strip_size_kb=ec.strip_size_kb)
     return apb.HeadSpec(volume_id=v.id, nqn=v.nqn, namespace_uuid=v.namespace_uuid, legs=legs,
                         allowed_host_nqns=sorted(v.hosts), **kw)
+
+
+def raid_slots(v: Volume, active: list[Replica]) -> int:
+    """Slots of a volume's raid: an erasure-coded raid has exactly its shards; a raid1 has room to
+    spare (see RAID_SLOTS)."""
+    return v.replicas if v.ec_data else max(RAID_SLOTS, len(active))
 
 
 INTERNAL_SNAPSHOT_PREFIX = "clone-source-"

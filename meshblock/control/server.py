@@ -43,6 +43,7 @@ class ControllerConfig:
     heartbeat_ms: int = 1000
     overcommit: float = 4.0
     orphan_grace: float = 60.0
+    replace_after: float = 600.0
     standby_heads: bool = True
     tls_cert: str = ""
     tls_key: str = ""
@@ -82,7 +83,8 @@ async def run_controller(cfg: ControllerConfig, stop: asyncio.Event | None = Non
                           tls_name=cfg.agent_tls_name)
     gate = Gate()
     liveness = Liveness(repo, timeout=cfg.node_timeout)
-    reconciler = Reconciler(repo, agents, liveness, orphan_grace=cfg.orphan_grace, standby_heads=cfg.standby_heads)
+    reconciler = Reconciler(repo, agents, liveness, orphan_grace=cfg.orphan_grace, standby_heads=cfg.standby_heads,
+                            replace_after=cfg.replace_after)
     liveness.on_change = reconciler.kick
     liveness.on_new_instance = lambda node: agents.renew(node.endpoint)
     mgr = VolumeManager(repo, liveness, reconciler, overcommit=cfg.overcommit)

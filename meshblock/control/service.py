@@ -11,6 +11,7 @@ from ..grpcutil import rpc_method
 from ..model import GroupSnapshot, Node, NodeState, Replica, Snapshot, Volume, VolumeState
 from ..proto.meshblock.v1 import admin_pb2 as pb
 from ..proto.meshblock.v1 import admin_pb2_grpc as pb_grpc
+from ..replication import erasure
 from . import validate
 from .liveness import Liveness
 from .reconciler import INTERNAL_SNAPSHOT_PREFIX
@@ -47,7 +48,8 @@ def volume_pb(v: Volume, reps: list[Replica], nodes: dict[str, Node], rebuild: d
 
     def status(r: Replica) -> pb.ReplicaStatus:
         st = pb.ReplicaStatus(replica_id=r.id, node_id=r.node_id,
-                              node_name=nodes[r.node_id].name if r.node_id in nodes else "", state=r.state.value)
+                              node_name=nodes[r.node_id].name if r.node_id in nodes else "", state=r.state.value,
+                              shard=r.shard if r.shard >= 0 else None)
         prog = rebuild.get(r.id)
         if prog is not None and r.state.value == "rebuilding":
             st.rebuild_progress = prog.percent / 100.0
@@ -60,7 +62,8 @@ def volume_pb(v: Volume, reps: list[Replica], nodes: dict[str, Node], rebuild: d
         state=v.state.value, stage=v.stage, nqn=v.nqn, namespace_uuid=v.namespace_uuid, head_node_id=v.head_node_id,
         hosts=v.hosts, read_only_hosts=v.read_only_hosts, source_snapshot_id=v.source_snapshot_id, source_volume_id=v.source_volume_id,
         created_at=v.created_at, message=v.message, replica_status=[status(r) for r in reps],
-        protocol=v.protocol, target_iqn=v.target_iqn, iscsi_netmasks=v.iscsi_netmasks, chap_user=v.chap_user)
+        protocol=v.protocol, target_iqn=v.target_iqn, iscsi_netmasks=v.iscsi_netmasks, chap_user=v.chap_user,
+        erasure=pb.ErasureCoding(data=v.ec_data, parity=v.ec_parity) if v.ec_data else None)
 
 
 def _page_by_name(items: list, page_size: int, page_token: str) -> tuple[list, str]:
@@ -143,7 +146,21 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
         self.gate.check()
         spec = self._spec(request.name, request.size_bytes, request.replicas, request.spread, request.labels)
         spec = self._protocol(spec, request)
+        if request.HasField("erasure"):
+            spec = self._erasure(spec, request)
         return await self._pb(await self.mgr.wait_ready(await self.mgr.create(spec)))
+
+    @staticmethod
+    def _erasure(spec: VolumeSpec, request: pb.CreateVolumeRequest) -> VolumeSpec:
+        ec = erasure.check(request.erasure.data, request.erasure.parity)
+        if request.replicas:
+            raise InvalidArgument("replicas", f"an erasure-coded volume has its {ec.shards} shards instead of "
+                                              "replicas; leave replicas unset")
+        if spec.protocol != "nvmf":
+            raise InvalidArgument("protocol", "erasure-coded volumes are exported over NVMe/TCP only")
+        spec.erasure, spec.replicas = ec, ec.shards
+        spec.size_bytes = ec.volume_bytes(spec.size_bytes)
+        return spec
 
     @rpc_method(VOLUME_SERVICE)
     async def GetVolume(self, request: pb.GetVolumeRequest, context) -> pb.Volume:

@@ -19,6 +19,7 @@ from ..model import (GroupSnapshot, GroupSnapshotState, Node, NodeState, Replica
 from ..model.records import now
 from ..store.base import Conflict, NameTaken
 from .liveness import Liveness
+from ..replication.erasure import Layout
 from .placement import Candidate, place
 from .reconciler import INTERNAL_SNAPSHOT_PREFIX, Reconciler
 from .repo import Repo
@@ -39,6 +40,13 @@ class VolumeSpec:
     iscsi_netmasks: list[str] = field(default_factory=list)
     chap_user: str = ""
     chap_secret: str = ""
+    erasure: Layout | None = None      # erasure-coded: ``replicas`` is then its k+m shard count
+
+
+def not_erasure_coded(v: Volume, what: str) -> None:
+    """Operations erasure-coded volumes do not have (docs/erasure-coding.md says why)."""
+    if v.ec_data:
+        raise FailedPrecondition(f"volume {v.name!r} is erasure-coded ({v.erasure}) and cannot {what}")
 
 
 class VolumeManager:
@@ -81,8 +89,9 @@ class VolumeManager:
     # --- create --------------------------------------------------------------------------------
     def _same(self, v: Volume, spec: VolumeSpec) -> bool:
         return ((v.size_bytes, v.replicas, v.spread, v.labels, v.protocol, v.iscsi_netmasks, v.chap_user,
-                 v.chap_secret) == (spec.size_bytes, spec.replicas, spec.spread, spec.labels, spec.protocol,
-                                    spec.iscsi_netmasks, spec.chap_user, spec.chap_secret))
+                 v.chap_secret, v.erasure) == (spec.size_bytes, spec.replicas, spec.spread, spec.labels,
+                                               spec.protocol, spec.iscsi_netmasks, spec.chap_user, spec.chap_secret,
+                                               spec.erasure))
 
     async def create(self, spec: VolumeSpec, *, source: Snapshot | None = None) -> Volume:
         existing = await self.repo.by_name(Volume, spec.name)
@@ -90,9 +99,11 @@ class VolumeManager:
             if not self._same(existing, spec) or (source and existing.source_snapshot_id != source.id):
                 raise AlreadyExists(f"volume {spec.name!r} exists with different parameters (size "
                                     f"{existing.size_bytes}, replicas {existing.replicas}, spread {existing.spread!r}, "
-                                    f"protocol {existing.protocol})")
+                                    f"protocol {existing.protocol}, erasure {existing.erasure or 'none'})")
             return existing
         vid = str(uuid.uuid4())
+        ec = spec.erasure
+        each = ec.shard_bytes(spec.size_bytes) if ec else spec.size_bytes
         if source is not None:
             # a clone lives where its snapshot is: lvol clones share the snapshot's blocks; a replicated
             # clone gets its other replicas from the reconciler, rebuilt from this one
@@ -101,7 +112,7 @@ class VolumeManager:
                 raise FailedPrecondition(f"snapshot {source.name!r} is not ready")
         else:
             cands, _ = await self.candidates()
-            node_ids = place(spec.size_bytes, spec.replicas, cands, spread=spec.spread,
+            node_ids = place(each, spec.replicas, cands, spread=spec.spread,
                              overcommit=self.overcommit).node_ids
         v = Volume(id=vid, name=spec.name, size_bytes=spec.size_bytes, replicas=spec.replicas, spread=spec.spread,
                    labels=spec.labels, state=VolumeState.CREATING, stage="placed",
@@ -109,18 +120,19 @@ class VolumeManager:
                    namespace_uuid=vid, created_at=now(), source_snapshot_id=source.id if source else "",
                    source_volume_id=source.volume_id if source else "", protocol=spec.protocol,
                    target_iqn=iqn("volume", vid) if spec.protocol == "iscsi" else "",
-                   iscsi_netmasks=list(spec.iscsi_netmasks), chap_user=spec.chap_user, chap_secret=spec.chap_secret)
-        reps = [Replica(id=str(uuid.uuid4()), volume_id=vid, node_id=n, size_bytes=spec.size_bytes,
-                        state=ReplicaState.CREATING, created_at=now(),
-                        source_snapshot_replica=source.id if source else "") for n in node_ids]
+                   iscsi_netmasks=list(spec.iscsi_netmasks), chap_user=spec.chap_user, chap_secret=spec.chap_secret,
+                   ec_data=ec.data if ec else 0, ec_parity=ec.parity if ec else 0)
+        reps = [Replica(id=str(uuid.uuid4()), volume_id=vid, node_id=n, size_bytes=each,
+                        state=ReplicaState.CREATING, created_at=now(), shard=i if ec else -1,
+                        source_snapshot_replica=source.id if source else "") for i, n in enumerate(node_ids)]
         crash_point("create.placed")
         try:
             await self.repo.commit(create=[v, *reps])
         except NameTaken:
             return await self.create(spec, source=source)   # lost a race with the same name: compare again
         crash_point("create.recorded")
-        log.info("volume created name=%s volume_id=%s size=%d replicas=%d protocol=%s nodes=%s", v.name, v.id,
-                 v.size_bytes, v.replicas, v.protocol, ",".join(node_ids))
+        log.info("volume created name=%s volume_id=%s size=%d replicas=%d erasure=%s protocol=%s nodes=%s", v.name,
+                 v.id, v.size_bytes, v.replicas, ec or "none", v.protocol, ",".join(node_ids))
         self.reconciler.kick()
         return v
 
@@ -181,6 +193,7 @@ class VolumeManager:
 
     async def resize(self, ref: str, size_bytes: int) -> Volume:
         def grow(v: Volume) -> bool:
+            not_erasure_coded(v, "grow")
             if size_bytes < v.size_bytes:
                 raise InvalidArgument("size_bytes", f"{size_bytes} is smaller than the volume ({v.size_bytes}); "
                                                     "volumes only grow")
@@ -192,6 +205,7 @@ class VolumeManager:
 
     async def set_replicas(self, ref: str, count: int) -> Volume:
         def change(v: Volume) -> bool:
+            not_erasure_coded(v, "change its replica count (its layout is fixed at creation)")
             if v.replicas == 1:
                 raise FailedPrecondition(f"volume {v.name!r} has one replica, exported straight from its node; "
                                          "the replica count of single-replica volumes cannot change online")
@@ -241,6 +255,7 @@ class VolumeManager:
             if existing.volume_id != v.id:
                 raise AlreadyExists(f"snapshot {name!r} exists for another volume")
             return existing
+        not_erasure_coded(v, "be snapshotted")
         if v.state not in (VolumeState.AVAILABLE, VolumeState.DEGRADED):
             raise FailedPrecondition(f"volume {v.name!r} is {v.state.value}; snapshots need a serving volume")
         s = Snapshot(id=str(uuid.uuid4()), name=name, volume_id=v.id, size_bytes=v.size_bytes,
@@ -329,6 +344,7 @@ class VolumeManager:
                 await self.repo.commit(put=[g])
         else:
             for v in volumes:
+                not_erasure_coded(v, "be snapshotted")
                 if v.state not in (VolumeState.AVAILABLE, VolumeState.DEGRADED):
                     raise FailedPrecondition(f"volume {v.name!r} is {v.state.value}; snapshots need a serving volume")
                 if v.protocol != "nvmf":

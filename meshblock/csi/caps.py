@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
+from ..replication import erasure
+from ..replication.erasure import Layout
 from ..errors import InvalidArgument, OutOfRange
 from ..proto.csi.v1 import csi_pb2 as csi
 
@@ -25,7 +27,7 @@ BLOCK_ONLY_MODES = {Mode.MULTI_NODE_SINGLE_WRITER, Mode.MULTI_NODE_MULTI_WRITER}
 
 # StorageClass parameters the driver understands; keys under csi.storage.k8s.io/ belong to the
 # Kubernetes sidecars and are ignored.
-PARAMETERS = {"replicas", "spread", "protocol", "iscsiNetworks"}
+PARAMETERS = {"replicas", "spread", "protocol", "iscsiNetworks", "erasure"}
 MUTABLE_PARAMETERS = {"replicas"}
 SIDECAR_PREFIX = "csi.storage.k8s.io/"
 
@@ -110,16 +112,23 @@ CHAP_USER_KEY, CHAP_SECRET_KEY = "chapUser", "chapSecret"
 
 @dataclass(frozen=True)
 class VolumeParams:
-    replicas: int = 1
+    replicas: int = 1                 # erasure-coded: its k+m shards
     spread: str = ""
     protocol: str = "nvmf"
     iscsi_networks: tuple[str, ...] = ()
+    erasure: Layout | None = None     # parameter erasure: "K+M"
+
+    @property
+    def data_shards(self) -> int:
+        """How many nodes' worth of capacity the volume's data takes (1 for a replicated volume)."""
+        return self.erasure.data if self.erasure else 1
 
 
 def parse_parameters(params: dict[str, str], mutable: dict[str, str] | None = None,
                      field: str = "parameters") -> VolumeParams:
-    replicas, spread, protocol, networks = 1, "", "nvmf", ()
-    for key, value in {**params, **(mutable or {})}.items():
+    replicas, spread, protocol, networks, ec = 1, "", "nvmf", (), None
+    merged = {**params, **(mutable or {})}
+    for key, value in merged.items():
         if key.startswith(SIDECAR_PREFIX):
             continue
         if key not in PARAMETERS:
@@ -134,9 +143,18 @@ def parse_parameters(params: dict[str, str], mutable: dict[str, str] | None = No
                 raise InvalidArgument(field, f"protocol: {value!r} is not nvmf or iscsi")
         elif key == "iscsiNetworks":
             networks = tuple(n.strip() for n in value.split(",") if n.strip())
+        elif key == "erasure":
+            ec = erasure.parse(value, field)
     if networks and protocol != "iscsi":
         raise InvalidArgument(field, "iscsiNetworks needs protocol iscsi")
-    return VolumeParams(replicas=replicas, spread=spread, protocol=protocol, iscsi_networks=networks)
+    if ec is not None:
+        if "replicas" in merged:
+            raise InvalidArgument(field, "give replicas or erasure, not both: an erasure-coded volume has k+m "
+                                         "shards instead of replicas")
+        if protocol != "nvmf":
+            raise InvalidArgument(field, "erasure-coded volumes are exported over NVMe/TCP only")
+        replicas = ec.shards
+    return VolumeParams(replicas=replicas, spread=spread, protocol=protocol, iscsi_networks=networks, erasure=ec)
 
 
 def chap_from_secrets(secrets: dict[str, str], field: str = "secrets") -> tuple[str, str]:

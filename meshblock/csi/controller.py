@@ -71,7 +71,10 @@ def host_field(v: admin.Volume, name: str) -> dict[str, str]:
 
 def volume_context(v: admin.Volume) -> dict[str, str]:
     ctx = {"protocol": "iscsi", "targetIQN": v.target_iqn} if v.protocol == "iscsi" else {"nqn": v.nqn}
-    return {**ctx, "namespaceUUID": v.namespace_uuid, "replicas": str(v.replicas)}
+    ctx = {**ctx, "namespaceUUID": v.namespace_uuid, "replicas": str(v.replicas)}
+    if v.HasField("erasure"):
+        ctx["erasure"] = f"{v.erasure.data}+{v.erasure.parity}"
+    return ctx
 
 
 def to_csi_volume(v: admin.Volume) -> csi.Volume:
@@ -147,10 +150,15 @@ class ControllerServicer(csi_grpc.ControllerServicer):
                 self._check_same(existing, request.name, cr, params, src, kind)
                 v = await self._wait_serving(existing)
             elif kind is None:
+                ec = params.erasure
                 v = await self.admin.volumes.CreateVolume(admin.CreateVolumeRequest(
-                    name=name, size_bytes=size, replicas=params.replicas, spread=params.spread,
-                    protocol=params.protocol, iscsi=iscsi))
+                    name=name, size_bytes=size, replicas=0 if ec else params.replicas, spread=params.spread,
+                    protocol=params.protocol, iscsi=iscsi,
+                    erasure=admin.ErasureCoding(data=ec.data, parity=ec.parity) if ec else None))
                 v = await self._wait_serving(v)
+            elif params.erasure is not None:
+                raise InvalidArgument("parameters", "erasure-coded volumes cannot be made from a snapshot or "
+                                                    "another volume")
             else:
                 v = await self._clone(name, size, params, iscsi, src, kind)
         if not caps.fits(v.size_bytes, cr):
@@ -175,7 +183,10 @@ class ControllerServicer(csi_grpc.ControllerServicer):
         problems = []
         if not caps.fits(v.size_bytes, cr):
             problems.append(f"its size is {v.size_bytes} bytes")
-        if v.replicas != params.replicas:
+        ec = (v.erasure.data, v.erasure.parity) if v.HasField("erasure") else None
+        if ec != ((params.erasure.data, params.erasure.parity) if params.erasure else None):
+            problems.append(f"it is erasure-coded {ec[0]}+{ec[1]}" if ec else "it is replicated")
+        elif v.replicas != params.replicas:
             problems.append(f"it has {v.replicas} replica(s)")
         if v.spread != params.spread:
             problems.append(f"it spreads over {v.spread or 'nodes'!r}")
@@ -378,12 +389,14 @@ class ControllerServicer(csi_grpc.ControllerServicer):
         free = sorted((n.free_bytes for n in usable), reverse=True)
         if len(free) < params.replicas:
             return csi.GetCapacityResponse(available_capacity=0, maximum_volume_size=Int64Value(value=0))
-        largest = free[params.replicas - 1]
+        # every replica holds the whole volume; every shard of an erasure-coded one 1/k of it
+        k = params.data_shards
+        largest = free[params.replicas - 1] * k
         if wanted:
-            # a volume whose head is on that node: its replica there bounds the size
-            here = [n.free_bytes for n in usable if n.name == wanted or n.id == wanted]
+            # a volume whose head is on that node: its replica (or shard) there bounds the size
+            here = [n.free_bytes * k for n in usable if n.name == wanted or n.id == wanted]
             largest = min([largest] + here) if here else 0
-        available = sum(free) // params.replicas if not wanted else largest
+        available = sum(free) * k // params.replicas if not wanted else largest
         return csi.GetCapacityResponse(available_capacity=available, maximum_volume_size=Int64Value(value=largest),
                                        minimum_volume_size=Int64Value(value=caps.GRANULARITY))
 

@@ -186,7 +186,8 @@ class NodeServicer(csi_grpc.NodeServicer):
             found = await fs.probe(device)
             if found is None:
                 log.info("making %s on %s volume_id=%s", want, device, vid)
-                await fs.mkfs(device, want)
+                # erasure-coded volumes take whole 4 KiB writes only (docs/erasure-coding.md)
+                await fs.mkfs(device, want, sector=4096 if request.volume_context.get("erasure") else 0)
                 found = want
             elif found not in caps.FS_TYPES:
                 raise FailedPrecondition(f"volume {vid} holds {found}, not a file system this driver mounts")

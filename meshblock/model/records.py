@@ -156,10 +156,24 @@ class Volume(Record):
     created_at: float = 0.0
     message: str = ""
     generation: int = 1              # bumped on every change of what the volume should be
+    # erasure coding (0: replicated): ec_data + ec_parity shards, and ``replicas`` counts them all
+    ec_data: int = 0
+    ec_parity: int = 0
 
     @property
     def name_key(self) -> str | None:
         return self.name
+
+    @property
+    def erasure(self):
+        """The volume's erasure-coding layout, or None for a replicated volume."""
+        from ..replication.erasure import Layout
+        return Layout(self.ec_data, self.ec_parity) if self.ec_data else None
+
+    @property
+    def replica_bytes(self) -> int:
+        """What each replica (or shard) holds."""
+        return self.size_bytes // self.ec_data if self.ec_data else self.size_bytes
 
     def move_to(self, new: VolumeState) -> None:
         if new == self.state:
@@ -179,6 +193,7 @@ class Replica(Record):
     source_snapshot_replica: str = ""   # for clones: the snapshot lvol id on the same node
     created_at: float = 0.0
     offline_since: float = 0.0          # when it was last seen leaving the volume (0: it has not)
+    shard: int = -1                     # erasure-coded volumes: the position in the stripe
 
 
 @dataclass

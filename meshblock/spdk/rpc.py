@@ -186,11 +186,12 @@ class SpdkRpc:
     async def nvmf_create_subsystem(self, nqn: str, serial_number: str | None = None,
                                     model_number: str | None = None, allow_any_host: bool = False,
                                     ana_reporting: bool = False, max_namespaces: int | None = None,
-                                    min_cntlid: int | None = None, max_cntlid: int | None = None) -> bool:
+                                    min_cntlid: int | None = None, max_cntlid: int | None = None,
+                                    dmrsl: int | None = None) -> bool:
         return await self._call("nvmf_create_subsystem", nqn=nqn, serial_number=serial_number,
                                 model_number=model_number, allow_any_host=allow_any_host or None,
                                 ana_reporting=ana_reporting or None, max_namespaces=max_namespaces,
-                                min_cntlid=min_cntlid, max_cntlid=max_cntlid)
+                                min_cntlid=min_cntlid, max_cntlid=max_cntlid, dmrsl=dmrsl)
 
     async def nvmf_delete_subsystem(self, nqn: str) -> bool:
         return await self._call("nvmf_delete_subsystem", nqn=nqn)

@@ -7,23 +7,25 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ReplicaStatus(_message.Message):
-    __slots__ = ("replica_id", "node_id", "node_name", "state", "rebuild_progress", "rebuild_eta_seconds")
+    __slots__ = ("replica_id", "node_id", "node_name", "state", "rebuild_progress", "rebuild_eta_seconds", "shard")
     REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     REBUILD_PROGRESS_FIELD_NUMBER: _ClassVar[int]
     REBUILD_ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SHARD_FIELD_NUMBER: _ClassVar[int]
     replica_id: str
     node_id: str
     node_name: str
     state: str
     rebuild_progress: float
     rebuild_eta_seconds: int
-    def __init__(self, replica_id: _Optional[str] = ..., node_id: _Optional[str] = ..., node_name: _Optional[str] = ..., state: _Optional[str] = ..., rebuild_progress: _Optional[float] = ..., rebuild_eta_seconds: _Optional[int] = ...) -> None: ...
+    shard: int
+    def __init__(self, replica_id: _Optional[str] = ..., node_id: _Optional[str] = ..., node_name: _Optional[str] = ..., state: _Optional[str] = ..., rebuild_progress: _Optional[float] = ..., rebuild_eta_seconds: _Optional[int] = ..., shard: _Optional[int] = ...) -> None: ...
 
 class Volume(_message.Message):
-    __slots__ = ("id", "name", "size_bytes", "replicas", "spread", "labels", "state", "stage", "nqn", "namespace_uuid", "head_node_id", "hosts", "replica_status", "source_snapshot_id", "source_volume_id", "created_at", "message", "read_only_hosts", "protocol", "target_iqn", "iscsi_netmasks", "chap_user")
+    __slots__ = ("id", "name", "size_bytes", "replicas", "spread", "labels", "state", "stage", "nqn", "namespace_uuid", "head_node_id", "hosts", "replica_status", "source_snapshot_id", "source_volume_id", "created_at", "message", "read_only_hosts", "protocol", "target_iqn", "iscsi_netmasks", "chap_user", "erasure")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +55,7 @@ class Volume(_message.Message):
     TARGET_IQN_FIELD_NUMBER: _ClassVar[int]
     ISCSI_NETMASKS_FIELD_NUMBER: _ClassVar[int]
     CHAP_USER_FIELD_NUMBER: _ClassVar[int]
+    ERASURE_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     size_bytes: int
@@ -75,7 +78,16 @@ class Volume(_message.Message):
     target_iqn: str
     iscsi_netmasks: _containers.RepeatedScalarFieldContainer[str]
     chap_user: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., replicas: _Optional[int] = ..., spread: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., state: _Optional[str] = ..., stage: _Optional[str] = ..., nqn: _Optional[str] = ..., namespace_uuid: _Optional[str] = ..., head_node_id: _Optional[str] = ..., hosts: _Optional[_Iterable[str]] = ..., replica_status: _Optional[_Iterable[_Union[ReplicaStatus, _Mapping]]] = ..., source_snapshot_id: _Optional[str] = ..., source_volume_id: _Optional[str] = ..., created_at: _Optional[float] = ..., message: _Optional[str] = ..., read_only_hosts: _Optional[_Iterable[str]] = ..., protocol: _Optional[str] = ..., target_iqn: _Optional[str] = ..., iscsi_netmasks: _Optional[_Iterable[str]] = ..., chap_user: _Optional[str] = ...) -> None: ...
+    erasure: ErasureCoding
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., replicas: _Optional[int] = ..., spread: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., state: _Optional[str] = ..., stage: _Optional[str] = ..., nqn: _Optional[str] = ..., namespace_uuid: _Optional[str] = ..., head_node_id: _Optional[str] = ..., hosts: _Optional[_Iterable[str]] = ..., replica_status: _Optional[_Iterable[_Union[ReplicaStatus, _Mapping]]] = ..., source_snapshot_id: _Optional[str] = ..., source_volume_id: _Optional[str] = ..., created_at: _Optional[float] = ..., message: _Optional[str] = ..., read_only_hosts: _Optional[_Iterable[str]] = ..., protocol: _Optional[str] = ..., target_iqn: _Optional[str] = ..., iscsi_netmasks: _Optional[_Iterable[str]] = ..., chap_user: _Optional[str] = ..., erasure: _Optional[_Union[ErasureCoding, _Mapping]] = ...) -> None: ...
+
+class ErasureCoding(_message.Message):
+    __slots__ = ("data", "parity")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    PARITY_FIELD_NUMBER: _ClassVar[int]
+    data: int
+    parity: int
+    def __init__(self, data: _Optional[int] = ..., parity: _Optional[int] = ...) -> None: ...
 
 class IscsiOptions(_message.Message):
     __slots__ = ("netmasks", "chap_user", "chap_secret")
@@ -88,7 +100,7 @@ class IscsiOptions(_message.Message):
     def __init__(self, netmasks: _Optional[_Iterable[str]] = ..., chap_user: _Optional[str] = ..., chap_secret: _Optional[str] = ...) -> None: ...
 
 class CreateVolumeRequest(_message.Message):
-    __slots__ = ("name", "size_bytes", "replicas", "spread", "labels", "protocol", "iscsi")
+    __slots__ = ("name", "size_bytes", "replicas", "spread", "labels", "protocol", "iscsi", "erasure")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -103,6 +115,7 @@ class CreateVolumeRequest(_message.Message):
     LABELS_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_FIELD_NUMBER: _ClassVar[int]
     ISCSI_FIELD_NUMBER: _ClassVar[int]
+    ERASURE_FIELD_NUMBER: _ClassVar[int]
     name: str
     size_bytes: int
     replicas: int
@@ -110,7 +123,8 @@ class CreateVolumeRequest(_message.Message):
     labels: _containers.ScalarMap[str, str]
     protocol: str
     iscsi: IscsiOptions
-    def __init__(self, name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., replicas: _Optional[int] = ..., spread: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., protocol: _Optional[str] = ..., iscsi: _Optional[_Union[IscsiOptions, _Mapping]] = ...) -> None: ...
+    erasure: ErasureCoding
+    def __init__(self, name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., replicas: _Optional[int] = ..., spread: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., protocol: _Optional[str] = ..., iscsi: _Optional[_Union[IscsiOptions, _Mapping]] = ..., erasure: _Optional[_Union[ErasureCoding, _Mapping]] = ...) -> None: ...
 
 class GetVolumeRequest(_message.Message):
     __slots__ = ("ref",)
