@@ -75,10 +75,10 @@ class MeshCluster:
     def cli_json(self, *args: str, timeout: float = 180.0) -> dict:
         return json.loads(self.cli(*args, "-o", "json", timeout=timeout))
 
-    def up(self) -> None:
+    def up(self, nodes: int = 3) -> None:
         t0 = time.monotonic()
         try:
-            self.cli("up", "--nodes", "3", "--port", str(self.port), "-o", "json", timeout=240)
+            self.cli("up", "--nodes", str(nodes), "--port", str(self.port), "-o", "json", timeout=240)
         finally:
             self.up_seconds = time.monotonic() - t0
             self.pids()

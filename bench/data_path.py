@@ -7,7 +7,7 @@ reads hit allocated data.
 
 Cases (every SPDK target with --no-huge -s 1024 --no-pci --disable-cpumask-locks):
   A          plain SPDK with SPDK's defaults: one nvmf_tgt in interrupt mode on core 0: AIO bdev
-             (4 KiB blocks) on a sparse 8 GiB file -> lvstore (4 MiB clusters) -> thin 1 GiB lvol,
+             (blocks of meshblock's pool block size) on a sparse 8 GiB file -> lvstore (4 MiB clusters) -> thin 1 GiB lvol,
              exported directly.
   A-nozc     A with the posix sock option enable_zerocopy_send_server=false (a --json config at
              start-up), the setting meshblock's targets start with.
@@ -69,6 +69,7 @@ for p in (REPO, Path(__file__).resolve().parent):
 import grpc
 from _dp_cluster import MeshCluster
 
+from meshblock.agent.config import AgentConfig
 from meshblock.control.server import ControllerConfig
 
 DEFAULT_NODE_TIMEOUT = ControllerConfig.node_timeout     # what `meshblock up` starts its controller with
@@ -242,7 +243,8 @@ class Bench:
         self.cmds.add(section, ["truncate", "-s", "8G", str(pool)])
         with open(pool, "wb") as f:
             f.truncate(8 * GiB)
-        t.rpc("bdev_aio_create", str(pool), "pool0", "4096")
+        # the block size meshblock's pools get, so the plain export and meshblock's replicas match
+        t.rpc("bdev_aio_create", str(pool), "pool0", str(AgentConfig(name="x", data_dir=wd).pool_block_size))
         t.rpc("bdev_lvol_create_lvstore", "pool0", "lvs", "-c", str(4 * MiB))
         t.rpc("bdev_lvol_create", "-l", "lvs", "-t", "lv", "1024")
         t.rpc("nvmf_create_transport", "-t", "TCP")

@@ -363,7 +363,7 @@ class Reconciler:
             known = [apb.HeadLeg(replica_id=r.id, node_id=r.node_id, subsystem_nqn=nqn("replica", r.id),
                                  address=nodes[r.node_id].nvmf_address, port=nodes[r.node_id].nvmf_port,
                                  slot=max(r.shard, 0))
-                     for r in active if r.node_id in nodes]
+                     for r in head_members(v, active) if r.node_id in nodes]
             demote = head_spec(v, known, in_sync_replica_ids=sorted(in_sync), replica_count=raid_slots(v, active))
             for n in newcomers:
                 try:
@@ -411,8 +411,10 @@ class Reconciler:
                 log.info("replica %s of volume %s: %s -> %s", r.id, v.name, r.state.value, want.value)
                 r.state = want
                 await self.repo.commit(put=[r])
-        for r in active:   # replicas whose node is down never reached the head
-            if r.id not in {leg.replica_id for leg in st.legs} and r.state != ReplicaState.OFFLINE:
+        members = {r.id for r in head_members(v, active)}
+        for r in active:   # replicas whose node is down never reached the head (waiting shards stay as they are)
+            if r.id in members and r.id not in {leg.replica_id for leg in st.legs} and \
+                    r.state != ReplicaState.OFFLINE:
                 r.state = ReplicaState.OFFLINE
                 r.offline_since = r.offline_since or time.time()
                 await self.repo.commit(put=[r])
@@ -424,7 +426,7 @@ class Reconciler:
     async def _export_replicas(self, v: Volume, active: list[Replica], nodes: dict[str, Node],
                                allowed: list[str]) -> list[apb.HeadLeg]:
         legs = []
-        for r in active:
+        for r in head_members(v, active):
             node = nodes.get(r.node_id)
             if not self._up(node) or self._replica_ok.get(r.id, ("", 0))[0] != self.liveness.instance(r.node_id):
                 continue
@@ -700,6 +702,17 @@ def head_spec(v: Volume, legs: list, **kw) -> apb.HeadSpec:
         kw.update(raid_level="raid5f", strip_size_kb=ec.strip_size_kb)
     return apb.HeadSpec(volume_id=v.id, nqn=v.nqn, namespace_uuid=v.namespace_uuid, legs=legs,
                         allowed_host_nqns=sorted(v.hosts), **kw)
+
+
+def head_members(v: Volume, active: list[Replica]) -> list[Replica]:
+    """The replicas a head's raid holds. An erasure-coded volume's replacement shard waits until the
+    shard whose position it takes (on a draining node) has left it."""
+    if not v.ec_data:
+        return active
+    held: dict[int, Replica] = {}
+    for r in sorted(active, key=lambda r: r.created_at):
+        held.setdefault(r.shard, r)
+    return [r for r in active if held.get(r.shard) is r]
 
 
 def raid_slots(v: Volume, active: list[Replica]) -> int:

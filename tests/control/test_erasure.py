@@ -180,3 +180,40 @@ async def test_data_survives_shard_loss_and_rebuild(real_only, short_tmp):
         await read_back("rebuilt.bin")
     finally:
         await c.stop()
+
+
+async def test_head_failover_moves_the_raid5f_to_a_standby(backend, short_tmp):
+    """With standby heads (the controller's default) every shard node exports the volume; when the
+    head's node dies a standby takes over with the surviving shards and the lost one is replaced."""
+    c = Cluster(backend, short_tmp, nodes=4, controller_args=("--replace-after", "2"))
+    try:
+        await c.start()
+        v = await c.volumes.CreateVolume(pb.CreateVolumeRequest(name="e", size_bytes=16 * MiB, erasure=ec(2, 1)))
+        await c.volumes.PublishVolume(pb.PublishVolumeRequest(ref="e", host_nqn=HOST))
+        old = c.agent_by_id(v.head_node_id)
+        spare = next(a.name for a in c.agents if a.name not in states(v))
+        await down(c, old.name)
+        v = await wait_for(c, "e", lambda v: v.head_node_id and c.agent_by_id(v.head_node_id) is not old
+                           and v.state == "degraded")
+        info = await c.volumes.GetConnectInfo(pb.GetConnectInfoRequest(ref="e", host_nqn=HOST))
+        assert info.paths[0].ana_state == "optimized" and info.paths[0].traddr == c.agent_by_id(v.head_node_id).address
+        v = await wait_for(c, "e", lambda v: v.state == "available" and spare in {n for n, _ in shards(v).values()})
+        raid = await head_raid(c, v)
+        assert raid["raid_level"] == "raid5f" and all(b["is_configured"] for b in raid["base_bdevs_list"])
+    finally:
+        await c.stop()
+
+
+async def test_drain_moves_a_shard_into_its_position(cluster4):
+    """A raid5f has no spare position: the draining node's shard leaves once its replacement is placed
+    and the others are in sync, and the replacement is rebuilt into the same position."""
+    c = cluster4
+    v = await c.volumes.CreateVolume(pb.CreateVolumeRequest(name="e", size_bytes=16 * MiB, erasure=ec(2, 1)))
+    head = c.agent_by_id(v.head_node_id).name
+    pos, (victim, _) = next((s, x) for s, x in shards(v).items() if x[0] != head)
+    spare = next(a.name for a in c.agents if a.name not in states(v))
+    await c.nodes.DrainNode(pb.DrainNodeRequest(ref=victim))
+    v = await wait_for(c, "e", lambda v: v.state == "available" and victim not in states(v))
+    assert shards(v)[pos] == (spare, "online") and len(v.replica_status) == 3
+    raid = await head_raid(c, v)
+    assert raid["state"] == "online" and all(b["is_configured"] for b in raid["base_bdevs_list"])
