@@ -233,24 +233,39 @@ class NodeServicer(csi_grpc.NodeServicer):
         staging = _required("staging_target_path", request.staging_target_path)
         cap = _cap(request)
         readonly = request.readonly or cap.access_mode.mode in caps.READ_ONLY_MODES
+        single = cap.access_mode.mode == caps.Mode.SINGLE_NODE_SINGLE_WRITER
         async with self._lock(vid):
             if cap.WhichOneof("access_type") == "block":
                 device = await self._block_device(vid)
+                if await asyncio.to_thread(fs.mounts_at, target):
+                    return csi.NodePublishVolumeResponse()
+                if single:
+                    await self._sole_publication(vid, device, {target})
                 Path(target).parent.mkdir(parents=True, exist_ok=True)
                 if not os.path.exists(target):
                     Path(target).touch()
-                if await asyncio.to_thread(fs.mounts_at, target):
-                    return csi.NodePublishVolumeResponse()
                 await fs.bind(device, target, readonly=readonly)
             else:
-                if not await asyncio.to_thread(fs.mounts_at, staging):
+                staged = await asyncio.to_thread(fs.mounts_at, staging)
+                if not staged:
                     raise FailedPrecondition(f"volume {vid} is not staged at {staging}")
-                os.makedirs(target, exist_ok=True)
                 if await asyncio.to_thread(fs.mounts_at, target):
                     return csi.NodePublishVolumeResponse()
+                if single:
+                    await self._sole_publication(vid, staged[-1].source, {staging, target})
+                os.makedirs(target, exist_ok=True)
                 await fs.bind(staging, target, readonly=readonly, options=list(cap.mount.mount_flags))
             log.info("published volume_id=%s at %s readonly=%s", vid, target, readonly)
         return csi.NodePublishVolumeResponse()
+
+    @staticmethod
+    async def _sole_publication(vid: str, device: str, own: set[str]) -> None:
+        """A single-writer volume is published at one target path on the node at a time."""
+        own |= {os.path.realpath(p) for p in own}
+        others = sorted({m.target for m in await asyncio.to_thread(fs.users_of, device) if m.target not in own})
+        if others:
+            raise FailedPrecondition(f"volume {vid} has access mode SINGLE_NODE_SINGLE_WRITER and is already "
+                                     f"published at {others[0]}")
 
     async def _block_device(self, vid: str) -> str:
         device = await self._attached_device(vid, timeout=5)

@@ -79,6 +79,39 @@ def test_create_usage_errors(mb, fc, args, message):
     assert fc.count("CreateVolume") == 0
 
 
+def test_create_erasure_coded(mb, fc):
+    fc.initial_state = "available"
+    r = mb("volume", "create", "logs", "--size", "1GiB", "--ec", "4+1", "--spread", "zone", "-o", "json")
+    assert r.exit_code == 0, r.output
+    req = fc.requests("CreateVolume")[0]
+    assert (req.erasure.data, req.erasure.parity, req.replicas, req.spread) == (4, 1, 0, "zone")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--ec", "2x1"], "is not K+M"),
+    (["--ec", "2+1", "--replicas", "3"], "give one of --ec and --replicas"),
+])
+def test_create_erasure_usage_errors(mb, fc, args, message):
+    r = mb("volume", "create", "logs", "--size", "1GiB", *args)
+    assert r.exit_code == 2 and message in r.stderr, r.output
+    assert fc.count("CreateVolume") == 0
+
+
+def test_get_shows_the_shards_of_an_erasure_coded_volume(mb, fc):
+    v = fc.add_volume("logs", 2 * GiB, replicas=3, erasure=pb.ErasureCoding(data=2, parity=1), state="degraded")
+    for i, (node, state) in enumerate((("node-2", "online"), ("node-3", "rebuilding"), ("node-1", "online"))):
+        v.replica_status.add(replica_id=f"r{i}", node_id=f"id-{node}", node_name=node, state=state, shard=i,
+                             rebuild_progress=0.25 if state == "rebuilding" else 0.0)
+    r = mb("volume", "get", "logs")
+    assert r.exit_code == 0, r.output
+    out = r.stdout
+    assert "erasure-coded 2+1" in out and "1.50x" in out and "2 of 3 online, 1 rebuilding" in out
+    rows = [line for line in out.splitlines() if "node-" in line]
+    assert "0 (data)" in rows[0] and "node-2" in rows[0]
+    assert "1 (data)" in rows[1] and "25%" in rows[1]
+    assert "2 (parity)" in rows[2] and "node-1" in rows[2]
+
+
 def test_create_conflict_is_one_line_error(mb, fc):
     fc.add_volume("db", 5 * GiB)
     r = mb("volume", "create", "db", "--size", "10GiB")
