@@ -504,3 +504,15 @@ class Sampler:
     def stop(self) -> None:
         self._stop.set()
         self._t.join(5)
+
+
+ANALYSIS_MARK = "<!-- analysis: kept when the figures above are regenerated; check it against them -->"
+
+
+def write_report(path: Path, text: str) -> None:
+    """Write a generated report, keeping the hand-written analysis under ANALYSIS_MARK of the old one."""
+    if path.exists():
+        old = path.read_text()
+        if ANALYSIS_MARK in old:
+            text += "\n" + old[old.index(ANALYSIS_MARK):]
+    path.write_text(text)

@@ -75,6 +75,7 @@ from meshblock.control.server import ControllerConfig
 DEFAULT_NODE_TIMEOUT = ControllerConfig.node_timeout     # what `meshblock up` starts its controller with
 from _dp_proc import (
     CLK_TCK,
+    write_report,
     NCPU,
     CommandLog,
     CpuWindow,
@@ -906,9 +907,6 @@ def cpu_line(cpu: dict) -> str:
     return " / ".join(f"{v:.0f}" for k, v in per.items() if k != "cpu")
 
 
-ANALYSIS_MARK = "<!-- analysis: kept when the figures above are regenerated; check it against them -->"
-
-
 def write_markdown(path: Path, res: dict) -> None:
     s = res["summary"]
     L = []
@@ -1062,12 +1060,7 @@ def write_markdown(path: Path, res: dict) -> None:
         for e in res["errors"]:
             L.append(f"- `{e}`")
         L.append("")
-    text = "\n".join(L) + "\n"
-    if path.exists():  # prose under ANALYSIS_MARK was written against the figures; keep it
-        old = path.read_text()
-        if ANALYSIS_MARK in old:
-            text += "\n" + old[old.index(ANALYSIS_MARK):]
-    path.write_text(text)
+    write_report(path, "\n".join(L) + "\n")
 
 
 def plot(path: Path, res: dict) -> str | None:

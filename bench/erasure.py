@@ -38,7 +38,7 @@ for p in (REPO, Path(__file__).resolve().parent):
         sys.path.insert(0, str(p))
 
 from _dp_cluster import MeshCluster  # noqa: E402
-from _dp_proc import NCPU, CommandLog, PerfSpec, Procs, log, run_perf, trid  # noqa: E402
+from _dp_proc import NCPU, CommandLog, PerfSpec, Procs, log, run_perf, trid, write_report  # noqa: E402
 
 from meshblock.spdk.discovery import find_spdk  # noqa: E402
 
@@ -183,7 +183,7 @@ def write_markdown(path: Path, res: dict) -> None:
                  f"{rb['rebuild_s']} s | {rb['shard_bytes'] >> 20} MiB | {rb['shard_mib_s']} | {rb['volume_mib_s']} |")
     if res["errors"]:
         L += ["", "## Errors", ""] + [f"- {e}" for e in res["errors"]]
-    path.write_text("\n".join(L) + "\n")
+    write_report(path, "\n".join(L) + "\n")
 
 
 def main() -> int:
