@@ -35,6 +35,9 @@ class Pool:
         self.cluster_size = cluster_size
         self.uuid = ""
         self.ready = False
+        # the block size of the lvstore and so of every lvol in it, as made: a pool made with another
+        # block_size keeps its own (0 until the pool is loaded)
+        self.lvol_block_size = 0
 
     def _prepare_device(self) -> None:
         path = Path(self.device)
@@ -68,6 +71,7 @@ class Pool:
             log.info("created lvstore %s on %s", self.lvs_name, self.device)
         info = await self.info()
         self.uuid, self.cluster_size = info.uuid, info.cluster_size   # fixed for the life of the lvstore
+        self.lvol_block_size = info.block_size
         self.ready = True
         return info
 

@@ -88,7 +88,7 @@ async def _register_loop(agent: NodeAgent, endpoints: list[str], stop: asyncio.E
                 reply = await stub.Register(pb.RegisterRequest(
                     node_id=agent.node_id, name=cfg.name, endpoint=cfg.advertise, host_nqn=cfg.host_nqn,
                     nvmf_address=cfg.nvmf_address, nvmf_port=cfg.nvmf_port, labels=cfg.labels, total_bytes=total,
-                    free_bytes=free, instance_id=instance), timeout=10)
+                    free_bytes=free, instance_id=instance, pool_block_size=agent.pool.lvol_block_size), timeout=10)
                 lease.renew(instance, sent, reply.head_lease_ms)
                 interval = max(reply.heartbeat_interval_ms, 100) / 1000
                 log.info("registered with controller %s (head lease %d ms)", endpoint, reply.head_lease_ms)

@@ -57,9 +57,9 @@ class Liveness:
                 cur = node
             else:
                 changed = (cur.endpoint, cur.host_nqn, cur.nvmf_address, cur.nvmf_port, cur.labels, cur.name,
-                           cur.state, cur.total_bytes) != (node.endpoint, node.host_nqn, node.nvmf_address,
-                                                           node.nvmf_port, node.labels, node.name, NodeState.UP,
-                                                           node.total_bytes)
+                           cur.state, cur.total_bytes, cur.pool_block_size) != (
+                               node.endpoint, node.host_nqn, node.nvmf_address, node.nvmf_port, node.labels,
+                               node.name, NodeState.UP, node.total_bytes, node.pool_block_size)
                 if cur.slot < 0:
                     changed = True
                     cur.slot = await self._free_slot()
@@ -67,6 +67,7 @@ class Liveness:
                     cur.endpoint, cur.host_nqn, cur.nvmf_address = node.endpoint, node.host_nqn, node.nvmf_address
                     cur.nvmf_port, cur.labels, cur.name = node.nvmf_port, node.labels, node.name
                     cur.total_bytes, cur.free_bytes = node.total_bytes, node.free_bytes
+                    cur.pool_block_size = node.pool_block_size
                     cur.state, cur.last_seen = NodeState.UP, now()
                     try:
                         await self.repo.commit(put=[cur])

@@ -3,7 +3,9 @@
 Rules, in order: only nodes that are up, not cordoned and not draining; never
 two replicas of a volume on one node; where ``spread`` names a node label
 (zone, rack), never two replicas in one value of it (a node without the label
-is its own domain); the new replica must fit under the pool's overcommit limit
+is its own domain); never two block sizes in one volume (a raid's members share one: replicas
+go where the volume's other replicas' pool block size is, shards to 512-byte pools); the new
+replica must fit under the pool's overcommit limit
 (thin provisioning: provisioned bytes may exceed the pool up to that ratio);
 among the nodes that qualify, the least provisioned (relative to size) first,
 so load spreads.  When no choice exists the error says why, per node.
@@ -25,6 +27,7 @@ class Candidate:
     labels: dict[str, str]
     total_bytes: int
     provisioned_bytes: int     # sum of replica sizes placed there (desired state)
+    block_size: int = 0        # of the node's pool (0: not reported, taken to fit)
 
 
 class PlacementError(ResourceExhausted):
@@ -47,12 +50,29 @@ def domain(c: Candidate, spread: str) -> str:
 
 def place(size_bytes: int, count: int, candidates: list[Candidate], *, spread: str = "",
           overcommit: float = 4.0, exclude_nodes: set[str] | None = None,
-          taken_domains: set[str] | None = None) -> Placement:
+          taken_domains: set[str] | None = None, block_size: int = 0) -> Placement:
     """Pick ``count`` nodes for new replicas of ``size_bytes``.
 
     ``exclude_nodes`` and ``taken_domains`` describe replicas the volume already has
-    (when replacing one, or raising the replica count).
+    (when replacing one, or raising the replica count); ``block_size`` is the pool block size they
+    need (0: any, but one for all of them).
     """
+    if not block_size:
+        sizes = sorted({c.block_size for c in candidates if c.block_size},
+                       key=lambda b: (-sum(1 for c in candidates if c.block_size == b), b))
+        err: PlacementError | None = None
+        for b in sizes or [0]:
+            try:
+                return _place(size_bytes, count, candidates, spread, overcommit, exclude_nodes, taken_domains, b)
+            except PlacementError as e:
+                err = err or e
+        assert err is not None
+        raise err
+    return _place(size_bytes, count, candidates, spread, overcommit, exclude_nodes, taken_domains, block_size)
+
+
+def _place(size_bytes: int, count: int, candidates: list[Candidate], spread: str, overcommit: float,
+           exclude_nodes: set[str] | None, taken_domains: set[str] | None, block_size: int) -> Placement:
     exclude = set(exclude_nodes or ())
     taken = set(taken_domains or ())
     reasons: dict[str, str] = {}
@@ -66,6 +86,8 @@ def place(size_bytes: int, count: int, candidates: list[Candidate], *, spread: s
             reasons[c.name] = "already holds a replica of this volume"
         elif c.total_bytes <= 0:
             reasons[c.name] = "no pool capacity reported"
+        elif block_size and c.block_size and c.block_size != block_size:
+            reasons[c.name] = f"its pool has {c.block_size}-byte blocks; this volume needs {block_size}"
         elif c.provisioned_bytes + size_bytes > c.total_bytes * overcommit:
             reasons[c.name] = (f"would exceed the overcommit limit ({c.provisioned_bytes + size_bytes} of "
                                f"{int(c.total_bytes * overcommit)} bytes provisioned)")

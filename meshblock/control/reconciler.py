@@ -25,6 +25,7 @@ from .. import nqn
 from ..faults import crash_point
 from ..model import GroupSnapshot, Node, Replica, ReplicaState, Snapshot, SnapshotState, Volume, VolumeState
 from ..proto.meshblock.v1 import agent_pb2 as apb
+from ..replication.erasure import SHARD_BLOCK_BYTES
 from ..store.base import Conflict
 from .agents import AgentClients
 from .groups import GroupSnapshotter
@@ -517,13 +518,18 @@ class Reconciler:
                 provisioned[r.node_id] = provisioned.get(r.node_id, 0) + r.size_bytes
             cands = [Candidate(node_id=n.id, name=n.name, up=self._up(n),
                                schedulable=not (n.cordoned or n.draining), labels=n.labels,
-                               total_bytes=n.total_bytes, provisioned_bytes=provisioned.get(n.id, 0))
+                               total_bytes=n.total_bytes, provisioned_bytes=provisioned.get(n.id, 0),
+                               block_size=n.pool_block_size)
                      for n in nodes.values()]
+            # a raid's members share one block size: the one the volume's replicas have
+            sizes = [nodes[r.node_id].pool_block_size for r in keepers if r.node_id in nodes]
+            block_size = SHARD_BLOCK_BYTES if v.ec_data else next((b for b in sizes if b), 0)
             by_id = {c.node_id: c for c in cands}
             taken = {domain(by_id[r.node_id], v.spread) for r in keepers if r.node_id in by_id}
             try:
                 chosen = place(v.replica_bytes, missing, cands, spread=v.spread,
-                               exclude_nodes={r.node_id for r in active}, taken_domains=taken).node_ids
+                               exclude_nodes={r.node_id for r in active}, taken_domains=taken,
+                               block_size=block_size).node_ids
             except PlacementError as e:
                 log.warning("volume %s: %d replica(s) cannot be placed yet: %s", v.name, missing, e)
                 chosen = []

@@ -363,7 +363,7 @@ def node_pb(n: Node, reps: list[Replica], up: bool, volumes: dict[str, Volume] |
     return pb.Node(id=n.id, name=n.name, state=NodeState.UP.value if up else NodeState.DOWN.value,
                    cordoned=n.cordoned, draining=n.draining, labels=n.labels, host_nqn=n.host_nqn,
                    nvmf_address=n.nvmf_address, nvmf_port=n.nvmf_port, endpoint=n.endpoint,
-                   total_bytes=n.total_bytes, free_bytes=n.free_bytes,
+                   total_bytes=n.total_bytes, free_bytes=n.free_bytes, pool_block_size=n.pool_block_size,
                    provisioned_bytes=sum(r.size_bytes for r in mine), replica_count=len(mine), last_seen=n.last_seen,
                    drain=drain)
 
@@ -474,7 +474,7 @@ class RegistryServicer(pb_grpc.NodeRegistryServicer):
                     endpoint=validate.ref("endpoint", request.endpoint),
                     host_nqn=validate.host_nqn("host_nqn", request.host_nqn), nvmf_address=request.nvmf_address,
                     nvmf_port=request.nvmf_port, labels=dict(request.labels), total_bytes=request.total_bytes,
-                    free_bytes=request.free_bytes)
+                    free_bytes=request.free_bytes, pool_block_size=request.pool_block_size)
         await self.liveness.register(node, request.instance_id)
         return pb.RegisterReply(heartbeat_interval_ms=self.heartbeat_ms, head_lease_ms=self.head_lease_ms)
 

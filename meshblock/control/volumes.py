@@ -19,7 +19,7 @@ from ..model import (GroupSnapshot, GroupSnapshotState, Node, NodeState, Replica
 from ..model.records import now
 from ..store.base import Conflict, NameTaken
 from .liveness import Liveness
-from ..replication.erasure import Layout
+from ..replication.erasure import SHARD_BLOCK_BYTES, Layout
 from .placement import Candidate, place
 from .reconciler import INTERNAL_SNAPSHOT_PREFIX, Reconciler
 from .repo import Repo
@@ -84,7 +84,8 @@ class VolumeManager:
             provisioned[r.node_id] = provisioned.get(r.node_id, 0) + r.size_bytes
         return [Candidate(node_id=n.id, name=n.name, up=n.state == NodeState.UP and self.liveness.is_up(n.id),
                           schedulable=not (n.cordoned or n.draining), labels=n.labels, total_bytes=n.total_bytes,
-                          provisioned_bytes=provisioned.get(n.id, 0)) for n in nodes.values()], nodes
+                          provisioned_bytes=provisioned.get(n.id, 0), block_size=n.pool_block_size)
+                for n in nodes.values()], nodes
 
     # --- create --------------------------------------------------------------------------------
     def _same(self, v: Volume, spec: VolumeSpec) -> bool:
@@ -112,8 +113,8 @@ class VolumeManager:
                 raise FailedPrecondition(f"snapshot {source.name!r} is not ready")
         else:
             cands, _ = await self.candidates()
-            node_ids = place(each, spec.replicas, cands, spread=spec.spread,
-                             overcommit=self.overcommit).node_ids
+            node_ids = place(each, spec.replicas, cands, spread=spec.spread, overcommit=self.overcommit,
+                             block_size=SHARD_BLOCK_BYTES if ec else 0).node_ids
         v = Volume(id=vid, name=spec.name, size_bytes=spec.size_bytes, replicas=spec.replicas, spread=spec.spread,
                    labels=spec.labels, state=VolumeState.CREATING, stage="placed",
                    nqn=nqn("volume", vid) if spec.protocol == "nvmf" else "",

@@ -107,6 +107,7 @@ class Node(Record):
     drain_total: int = 0             # replicas on the node when its drain started
     total_bytes: int = 0
     free_bytes: int = 0
+    pool_block_size: int = 0         # bytes (0: not reported); raids need one block size in all members
     last_seen: float = 0.0
     registered_at: float = 0.0
     # distinct per node: picks the NVMe controller ids the node's volume exports hand out, so a

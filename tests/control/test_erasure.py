@@ -71,6 +71,9 @@ async def test_shard_loss_is_served_degraded_then_replaced_and_rebuilt(cluster4)
     # the raid's members are the shards in position order
     by_shard = {r.shard: r.replica_id for r in v.replica_status}
     assert [b["name"] for b in raid["base_bdevs_list"]] == [f"att-leg-{by_shard[i]}n1" for i in range(3)]
+    # nodes report their pools' block size (shards need 512-byte blocks; raids one size for all members)
+    nodes = (await c.nodes.ListNodes(pb.ListNodesRequest())).nodes
+    assert [n.pool_block_size for n in nodes] == [512] * 4
     # no deallocate range limit: Linux would take it for discard support, which a raid5f lacks
     assert (await head_subsystem(c, v))["dmrsl"] == 0
 

@@ -77,3 +77,22 @@ def test_placement_properties(nodes, count, size_gib, spread, overcommit):
     for c in chosen:
         assert c.up and c.schedulable
         assert c.provisioned_bytes + size <= c.total_bytes * overcommit
+
+
+def test_one_block_size_per_volume():
+    """A raid's members share a block size: a volume's replicas never mix pools of 512 and 4096."""
+    nodes = [Candidate(node_id=f"id{i}", name=f"n{i}", up=True, schedulable=True, labels={}, total_bytes=100 * GiB,
+                       provisioned_bytes=i, block_size=bs) for i, bs in enumerate((4096, 512, 4096, 512, 512))]
+    # no size asked: the size most nodes have, all replicas alike
+    got = place(GiB, 3, nodes).node_ids
+    assert sorted(got) == ["id1", "id3", "id4"]
+    assert sorted(place(GiB, 2, nodes[:3]).node_ids) == ["id0", "id2"]   # 4096 is the only size with two
+    # a replacement goes where the volume's other replicas' size is
+    assert place(GiB, 1, nodes, block_size=4096, exclude_nodes={"id0"}).node_ids == ["id2"]
+    with pytest.raises(PlacementError) as ei:
+        place(GiB, 3, nodes, block_size=4096)
+    assert ei.value.reasons["n1"] == "its pool has 512-byte blocks; this volume needs 4096"
+    # a node that reports no block size fits any
+    nodes.append(Candidate(node_id="idx", name="nx", up=True, schedulable=True, labels={}, total_bytes=100 * GiB,
+                           provisioned_bytes=0, block_size=0))
+    assert "idx" in place(GiB, 3, nodes, block_size=4096).node_ids

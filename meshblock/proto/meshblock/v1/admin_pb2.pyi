@@ -423,7 +423,7 @@ class DrainProgress(_message.Message):
     def __init__(self, replicas_total: _Optional[int] = ..., replicas_moved: _Optional[int] = ..., done: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("id", "name", "state", "cordoned", "draining", "labels", "host_nqn", "nvmf_address", "nvmf_port", "endpoint", "total_bytes", "free_bytes", "provisioned_bytes", "replica_count", "last_seen", "drain")
+    __slots__ = ("id", "name", "state", "cordoned", "draining", "labels", "host_nqn", "nvmf_address", "nvmf_port", "endpoint", "total_bytes", "free_bytes", "provisioned_bytes", "replica_count", "last_seen", "drain", "pool_block_size")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -447,6 +447,7 @@ class Node(_message.Message):
     REPLICA_COUNT_FIELD_NUMBER: _ClassVar[int]
     LAST_SEEN_FIELD_NUMBER: _ClassVar[int]
     DRAIN_FIELD_NUMBER: _ClassVar[int]
+    POOL_BLOCK_SIZE_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     state: str
@@ -463,7 +464,8 @@ class Node(_message.Message):
     replica_count: int
     last_seen: float
     drain: DrainProgress
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[str] = ..., cordoned: _Optional[bool] = ..., draining: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ..., host_nqn: _Optional[str] = ..., nvmf_address: _Optional[str] = ..., nvmf_port: _Optional[int] = ..., endpoint: _Optional[str] = ..., total_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., provisioned_bytes: _Optional[int] = ..., replica_count: _Optional[int] = ..., last_seen: _Optional[float] = ..., drain: _Optional[_Union[DrainProgress, _Mapping]] = ...) -> None: ...
+    pool_block_size: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[str] = ..., cordoned: _Optional[bool] = ..., draining: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ..., host_nqn: _Optional[str] = ..., nvmf_address: _Optional[str] = ..., nvmf_port: _Optional[int] = ..., endpoint: _Optional[str] = ..., total_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., provisioned_bytes: _Optional[int] = ..., replica_count: _Optional[int] = ..., last_seen: _Optional[float] = ..., drain: _Optional[_Union[DrainProgress, _Mapping]] = ..., pool_block_size: _Optional[int] = ...) -> None: ...
 
 class ListNodesRequest(_message.Message):
     __slots__ = ()
@@ -603,7 +605,7 @@ class ClusterStatus(_message.Message):
     def __init__(self, nodes_up: _Optional[int] = ..., nodes_down: _Optional[int] = ..., total_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., provisioned_bytes: _Optional[int] = ..., overcommit_ratio: _Optional[float] = ..., volumes_by_state: _Optional[_Mapping[str, int]] = ..., leader: _Optional[str] = ...) -> None: ...
 
 class RegisterRequest(_message.Message):
-    __slots__ = ("node_id", "name", "endpoint", "host_nqn", "nvmf_address", "nvmf_port", "labels", "total_bytes", "free_bytes", "instance_id")
+    __slots__ = ("node_id", "name", "endpoint", "host_nqn", "nvmf_address", "nvmf_port", "labels", "total_bytes", "free_bytes", "instance_id", "pool_block_size")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -621,6 +623,7 @@ class RegisterRequest(_message.Message):
     TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
     FREE_BYTES_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    POOL_BLOCK_SIZE_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     name: str
     endpoint: str
@@ -631,7 +634,8 @@ class RegisterRequest(_message.Message):
     total_bytes: int
     free_bytes: int
     instance_id: str
-    def __init__(self, node_id: _Optional[str] = ..., name: _Optional[str] = ..., endpoint: _Optional[str] = ..., host_nqn: _Optional[str] = ..., nvmf_address: _Optional[str] = ..., nvmf_port: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., total_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., instance_id: _Optional[str] = ...) -> None: ...
+    pool_block_size: int
+    def __init__(self, node_id: _Optional[str] = ..., name: _Optional[str] = ..., endpoint: _Optional[str] = ..., host_nqn: _Optional[str] = ..., nvmf_address: _Optional[str] = ..., nvmf_port: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., total_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., instance_id: _Optional[str] = ..., pool_block_size: _Optional[int] = ...) -> None: ...
 
 class RegisterReply(_message.Message):
     __slots__ = ("heartbeat_interval_ms", "head_lease_ms")
