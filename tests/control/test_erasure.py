@@ -9,6 +9,7 @@ import pytest
 
 from meshblock.proto.meshblock.v1 import admin_pb2 as pb
 from tests.control.test_replicated import down, states, up, wait_for
+from tests.support.backends import fake_backend
 from tests.support.cluster import Cluster
 from tests.support.initiator import SpdkHost
 
@@ -50,9 +51,15 @@ async def code(call) -> grpc.StatusCode:
     return ei.value.code(), ei.value.details()
 
 
+def cluster4(backend, root) -> Cluster:
+    return Cluster(backend, root, nodes=4, controller_args=("--replace-after", "2", "--no-standby-heads"))
+
+
 @pytest.fixture
-async def cluster4(backend, short_tmp):
-    c = Cluster(backend, short_tmp, nodes=4, controller_args=("--replace-after", "2", "--no-standby-heads"))
+async def fake4(tmp_path_factory, short_tmp):
+    """Scenarios whose real-SPDK run is part of test_data_survives_shard_loss_and_rebuild (or that only
+    exercise the API) run on the fake alone, to keep the suite short."""
+    c = cluster4(fake_backend(tmp_path_factory.mktemp("fakespdk-registry")), short_tmp)
     try:
         await c.start()
         yield c
@@ -60,11 +67,22 @@ async def cluster4(backend, short_tmp):
         await c.stop()
 
 
-async def test_shard_loss_is_served_degraded_then_replaced_and_rebuilt(cluster4):
-    c = cluster4
-    v = await c.volumes.CreateVolume(pb.CreateVolumeRequest(name="e21", size_bytes=60 * MiB, erasure=ec(2, 1)))
-    # rounded up to whole 4 MiB clusters on each data shard; three shards on three nodes, one per position
-    assert (v.state, v.size_bytes, v.replicas, v.erasure.data, v.erasure.parity) == ("available", 64 * MiB, 3, 2, 1)
+@pytest.fixture
+async def any4(backend, short_tmp):
+    c = cluster4(backend, short_tmp)
+    try:
+        await c.start()
+        yield c
+    finally:
+        await c.stop()
+
+
+async def test_shard_loss_is_served_degraded_then_replaced_and_rebuilt(fake4):
+    await shard_loss_scenario(fake4)
+
+
+async def check_layout(c: Cluster, v: pb.Volume) -> None:
+    """Three shards on three nodes, one per position, under a raid5f of 2 KiB strips on the head."""
     assert sorted(shards(v)) == [0, 1, 2] and len({n for n, _ in shards(v).values()}) == 3
     raid = await head_raid(c, v)
     assert (raid["raid_level"], raid["strip_size_kb"], raid["state"]) == ("raid5f", 2, "online")
@@ -73,9 +91,16 @@ async def test_shard_loss_is_served_degraded_then_replaced_and_rebuilt(cluster4)
     assert [b["name"] for b in raid["base_bdevs_list"]] == [f"att-leg-{by_shard[i]}n1" for i in range(3)]
     # nodes report their pools' block size (shards need 512-byte blocks; raids one size for all members)
     nodes = (await c.nodes.ListNodes(pb.ListNodesRequest())).nodes
-    assert [n.pool_block_size for n in nodes] == [512] * 4
+    assert [n.pool_block_size for n in nodes] == [512] * len(nodes)
     # no deallocate range limit: Linux would take it for discard support, which a raid5f lacks
     assert (await head_subsystem(c, v))["dmrsl"] == 0
+
+
+async def shard_loss_scenario(c: Cluster) -> None:
+    v = await c.volumes.CreateVolume(pb.CreateVolumeRequest(name="e21", size_bytes=60 * MiB, erasure=ec(2, 1)))
+    # rounded up to whole 4 MiB clusters on each data shard; three shards on three nodes, one per position
+    assert (v.state, v.size_bytes, v.replicas, v.erasure.data, v.erasure.parity) == ("available", 64 * MiB, 3, 2, 1)
+    await check_layout(c, v)
 
     # a shard's node dies: the volume serves degraded; after --replace-after a new shard takes the same
     # position on the spare node, is rebuilt, and the volume is whole again
@@ -115,8 +140,8 @@ async def test_four_plus_one_takes_five_nodes(backend, short_tmp):
         await c.stop()
 
 
-async def test_erasure_validation(cluster4):
-    c = cluster4
+async def test_erasure_validation(fake4):
+    c = fake4
     cases = [
         (pb.CreateVolumeRequest(name="x", size_bytes=16 * MiB, erasure=ec(4, 2)), "one"),
         (pb.CreateVolumeRequest(name="x", size_bytes=16 * MiB, erasure=ec(3, 1)), "not a supported layout"),
@@ -151,6 +176,7 @@ async def test_data_survives_shard_loss_and_rebuild(real_only, short_tmp):
     try:
         await c.start()
         v = await c.volumes.CreateVolume(pb.CreateVolumeRequest(name="e", size_bytes=32 * MiB, erasure=ec(2, 1)))
+        await check_layout(c, v)
         await c.volumes.PublishVolume(pb.PublishVolumeRequest(ref="e", host_nqn=HOST))
         host = SpdkHost(real_only.install, short_tmp / "host", HOST)
         data = os.urandom(32 * MiB)
@@ -175,6 +201,11 @@ async def test_data_survives_shard_loss_and_rebuild(real_only, short_tmp):
         await read_back("degraded.bin")
         v = await wait_for(c, "e", lambda v: v.state == "available" and first not in
                            {n for n, _ in shards(v).values()}, timeout=120)
+        # the replacement holds the lost shard's position on the spare node, rebuilt into the raid
+        raid = await head_raid(c, v)
+        by_shard = {r.shard: r.replica_id for r in v.replica_status if r.state != "deleting"}
+        assert [b["name"] for b in raid["base_bdevs_list"]] == [f"att-leg-{by_shard[i]}n1" for i in range(3)]
+        assert all(b["is_configured"] for b in raid["base_bdevs_list"])
         # the rebuilt shard now carries its part: lose another original data-holding node and read again
         second = next(n for n, _ in shards(v).values() if n not in (head, first) and
                       n in {a.name for a in c.agents[:3]})
@@ -207,10 +238,10 @@ async def test_head_failover_moves_the_raid5f_to_a_standby(backend, short_tmp):
         await c.stop()
 
 
-async def test_drain_moves_a_shard_into_its_position(cluster4):
+async def test_drain_moves_a_shard_into_its_position(any4):
     """A raid5f has no spare position: the draining node's shard leaves once its replacement is placed
     and the others are in sync, and the replacement is rebuilt into the same position."""
-    c = cluster4
+    c = any4
     v = await c.volumes.CreateVolume(pb.CreateVolumeRequest(name="e", size_bytes=16 * MiB, erasure=ec(2, 1)))
     head = c.agent_by_id(v.head_node_id).name
     pos, (victim, _) = next((s, x) for s, x in shards(v).items() if x[0] != head)

@@ -73,7 +73,7 @@ async def test_filesystems_through_node_losses_and_rebuilds(testbed, short_tmp):
         remount = f"umount {mnt} && mount {dev} {mnt}"
 
         g.check(f"mkfs.ext4 -F -q {dev} && mkdir -p {mnt} && mount {dev} {mnt}", timeout=600)
-        g.check(["python3", TOOL, "write", f"{mnt}/data", "800", "7"], timeout=900)
+        g.check(["python3", TOOL, "write", f"{mnt}/data", "400", "7"], timeout=900)
         g.check(remount)
         check(g, mnt, "ext4 after a remount")
 
@@ -91,7 +91,7 @@ async def test_filesystems_through_node_losses_and_rebuilds(testbed, short_tmp):
         check(g, mnt, "ext4 after the rebuild, with another node lost")
 
         g.check(f"umount {mnt} && mkfs.xfs -f -q -s size=4096 {dev} && mount {dev} {mnt}", timeout=600)
-        g.check(["python3", TOOL, "write", f"{mnt}/data", "800", "8"], timeout=900)
+        g.check(["python3", TOOL, "write", f"{mnt}/data", "400", "8"], timeout=900)
         check(g, mnt, "xfs written degraded")
         await up(c, first)
         await up(c, second)
