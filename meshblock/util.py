@@ -104,3 +104,13 @@ def atomic_write(path: Path, data: str, mode: int = 0o644) -> None:
         os.fsync(dfd)
     finally:
         os.close(dfd)
+
+
+async def all_of(*aws):
+    """Run ``aws`` concurrently and wait for every one; return their results in order, or raise
+    the first failure (in argument order) once all have ended, so none is left running."""
+    results = await asyncio.gather(*aws, return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    return results

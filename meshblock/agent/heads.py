@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from ..errors import FailedPrecondition, Unavailable
 from ..spdk import SpdkError, SpdkNotFound, SpdkRpc
+from ..util import all_of
 from .attachments import Attacher, AttachSpec
 from .exports import Exporter, ExportSpec
 
@@ -90,11 +91,8 @@ class RaidComposer:
         A standby raid (a head that serves no I/O until it is promoted) never writes: it is made
         from every reachable leg at once, so nothing is rebuilt, and legs that come later wait for
         the promotion (see ``reseed``)."""
-        bdevs: dict[str, str] = {}
-        for leg in legs:
-            b = await self._attach(leg)
-            if b is not None:
-                bdevs[leg.replica_id] = b
+        attached = await all_of(*(self._attach(leg) for leg in legs))   # each over its own connection
+        bdevs = {leg.replica_id: b for leg, b in zip(legs, attached) if b is not None}
         raid = await self.raid(volume_id)
         if raid is not None and raid.get("state") != "online":
             # a raid that lost every member cannot come back by itself; start again from a source

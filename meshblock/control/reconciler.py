@@ -27,6 +27,7 @@ from ..model import GroupSnapshot, Node, Replica, ReplicaState, Snapshot, Snapsh
 from ..proto.meshblock.v1 import agent_pb2 as apb
 from ..replication.erasure import SHARD_BLOCK_BYTES
 from ..store.base import Conflict
+from ..util import all_of
 from .agents import AgentClients
 from .groups import GroupSnapshotter
 from .liveness import Liveness
@@ -207,8 +208,7 @@ class Reconciler:
         if v.state == VolumeState.CREATING:
             await self._set_stage(v, "creating-replicas")
         replicated = v.replicas > 1 or len(active) > 1
-        for r in active:
-            await self._converge_replica(v, r, nodes, replicated)
+        await all_of(*(self._converge_replica(v, r, nodes, replicated) for r in active))   # each on its node
         if v.replicas > 1 or len(active) > 1:
             await self._converge_replicated(v, active, nodes)
             return
@@ -366,29 +366,26 @@ class Reconciler:
                                  slot=max(r.shard, 0))
                      for r in head_members(v, active) if r.node_id in nodes]
             demote = head_spec(v, known, in_sync_replica_ids=sorted(in_sync), replica_count=raid_slots(v, active))
-            for n in newcomers:
-                try:
-                    await self._stub(n).EnsureHead(self._with_cntlids(demote, n, standby=True),
-                                                   timeout=self.call_timeout)
-                except grpc.aio.AioRpcError as e:
-                    log.warning("volume %s: standby head on %s not ready: %s", v.name, n.name, e.details())
-                    continue
-                self._standby_ok[(v.id, n.id)] = self.liveness.instance(n.id) or ""
-                confirmed.append(n)
+            told = await self._ensure_heads(v, [(n, self._with_cntlids(demote, n, standby=True)) for n in newcomers])
+            for n, st in zip(newcomers, told):
+                if st is not None:
+                    self._standby_ok[(v.id, n.id)] = self.liveness.instance(n.id) or ""
+                    confirmed.append(n)
         legs = await self._export_replicas(v, active, nodes, [head_node.host_nqn] + [n.host_nqn for n in confirmed])
         crash_point("replicated.fenced")
         spec = head_spec(v, legs, in_sync_replica_ids=sorted(in_sync), replica_count=raid_slots(v, active))
-        try:
-            st = await self._stub(head_node).EnsureHead(self._with_cntlids(spec, head_node),
-                                                        timeout=self.call_timeout)
-        except grpc.aio.AioRpcError as e:
-            log.warning("volume %s: head on %s not ready: %s", v.name, head_node.name, e.details())
+        # the head and the standbys (only those the replicas admit) are independent: all at once
+        ready = [n for n in standbys if self._standby_ok.get((v.id, n.id)) == self.liveness.instance(n.id)]
+        st, *standby_states = await self._ensure_heads(
+            v, [(head_node, self._with_cntlids(spec, head_node))]
+            + [(n, self._with_cntlids(spec, n, standby=True)) for n in ready])
+        if st is None:
             await self._settle(v, False, 0, active)
             return
         if (v.head_node_id, v.export_address, v.export_port) != (head_node.id, st.address, st.port):
             v.head_node_id, v.export_address, v.export_port = head_node.id, st.address, st.port
             await self.repo.commit(put=[v])
-        await self._converge_standbys(v, standbys, spec, nodes)
+        await self._converge_standbys(v, standbys, dict(zip((n.id for n in ready), standby_states)), nodes)
         by_id = {r.id: r for r in active}
         now_t = time.monotonic()
         for leg in st.legs:
@@ -426,17 +423,16 @@ class Reconciler:
 
     async def _export_replicas(self, v: Volume, active: list[Replica], nodes: dict[str, Node],
                                allowed: list[str]) -> list[apb.HeadLeg]:
-        legs = []
-        for r in head_members(v, active):
-            node = nodes.get(r.node_id)
-            if not self._up(node) or self._replica_ok.get(r.id, ("", 0))[0] != self.liveness.instance(r.node_id):
-                continue
+        async def export(r: Replica, node: Node) -> apb.HeadLeg:
             e = await self._stub(node).ExportReplica(apb.ExportReplicaRequest(replica_id=r.id,
                                                                               allowed_host_nqns=allowed),
                                                      timeout=self.call_timeout)
-            legs.append(apb.HeadLeg(replica_id=r.id, node_id=node.id, subsystem_nqn=e.nqn, address=e.address,
-                                    port=e.port, slot=max(r.shard, 0)))
-        return legs
+            return apb.HeadLeg(replica_id=r.id, node_id=node.id, subsystem_nqn=e.nqn, address=e.address,
+                               port=e.port, slot=max(r.shard, 0))
+
+        return await all_of(*(export(r, nodes[r.node_id]) for r in head_members(v, active)
+                              if self._up(nodes.get(r.node_id))
+                              and self._replica_ok.get(r.id, ("", 0))[0] == self.liveness.instance(r.node_id)))
 
     # --- standby heads ---------------------------------------------------------------------------
     def _standby_nodes(self, v: Volume, active: list[Replica], nodes: dict[str, Node], head_id: str) -> list[Node]:
@@ -460,20 +456,25 @@ class Reconciler:
             out.cntlid_min, out.cntlid_max = node.cntlid_range
         return out
 
-    async def _converge_standbys(self, v: Volume, standbys: list[Node], spec: apb.HeadSpec,
+    async def _ensure_heads(self, v: Volume, specs: list[tuple[Node, apb.HeadSpec]]) -> list:
+        """EnsureHead on every node at once; a node's status, or None where its agent refused."""
+        async def one(n: Node, spec: apb.HeadSpec):
+            try:
+                return await self._stub(n).EnsureHead(spec, timeout=self.call_timeout)
+            except grpc.aio.AioRpcError as e:
+                log.warning("volume %s: %s on %s not ready: %s", v.name,
+                            "standby head" if spec.standby else "head", n.name, e.details())
+                return None
+        return await all_of(*(one(n, spec) for n, spec in specs))
+
+    async def _converge_standbys(self, v: Volume, standbys: list[Node], states: dict,
                                  nodes: dict[str, Node]) -> None:
-        """Standby heads on the other replica nodes; heads on nodes that are no longer standbys go."""
+        """Record the standby heads (``states``: what each admitted standby's EnsureHead answered);
+        heads on nodes that are no longer standbys go."""
         paths: dict[str, str] = {}
         for n in standbys:
-            if self._standby_ok.get((v.id, n.id)) != self.liveness.instance(n.id):
-                continue   # not demoted yet: the replicas do not admit it
-            try:
-                st = await self._stub(n).EnsureHead(self._with_cntlids(spec, n, standby=True),
-                                                    timeout=self.call_timeout)
-            except grpc.aio.AioRpcError as e:
-                log.warning("volume %s: standby head on %s not ready: %s", v.name, n.name, e.details())
-                continue
-            if st.raid_state == "online":
+            st = states.get(n.id)
+            if st is not None and st.raid_state == "online":
                 paths[n.id] = f"{st.address}:{st.port}"
         for node_id in sorted(set(v.standby_paths) - {n.id for n in standbys} - {v.head_node_id}):
             node = nodes.get(node_id)
@@ -602,15 +603,18 @@ class Reconciler:
         return True
 
     async def _delete_volume(self, v: Volume, reps: list[Replica], nodes: dict[str, Node]) -> None:
-        for node_id in sorted(v.standby_paths):
-            node = nodes.get(node_id)
-            if self._up(node):
-                await self._stub(node).DeleteHead(apb.DeleteHeadRequest(volume_id=v.id), timeout=self.call_timeout)
-            elif node is not None:
-                return  # removed when the node is back
-            v.standby_paths.pop(node_id)
-            self._standby_ok.pop((v.id, node_id), None)
-            await self.repo.commit(put=[v])
+        if v.standby_paths:
+            waiting = [i for i in v.standby_paths if nodes.get(i) is not None and not self._up(nodes[i])]
+            gone = [i for i in sorted(v.standby_paths) if i not in waiting]
+            await all_of(*(self._stub(nodes[i]).DeleteHead(apb.DeleteHeadRequest(volume_id=v.id),
+                                                            timeout=self.call_timeout) for i in gone if i in nodes))
+            for i in gone:
+                v.standby_paths.pop(i)
+                self._standby_ok.pop((v.id, i), None)
+            if gone:
+                await self.repo.commit(put=[v])
+            if waiting:
+                return  # removed when their nodes are back
         if v.head_node_id:
             await self._set_stage(v, "removing-export")
             node = nodes.get(v.head_node_id)
@@ -623,7 +627,8 @@ class Reconciler:
             v.head_node_id = ""
             await self.repo.commit(put=[v])
         await self._set_stage(v, "deleting-replicas")
-        pending = [r for r in reps if not await self._delete_replica(r, nodes)]
+        done = await all_of(*(self._delete_replica(r, nodes) for r in reps))
+        pending = [r for r, ok in zip(reps, done) if not ok]
         if pending:
             log.info("volume %s: %d replica(s) wait for their nodes to come back before deletion", v.name,
                      len(pending))
