@@ -33,6 +33,9 @@ class Liveness:
     on_new_instance: Callable[[Node], None] = lambda node: None     # an agent (re)started
     seen: dict[str, Seen] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
+    # registrations one at a time: two new nodes must never be given the same free slot (each
+    # slot is a controller-id range, and hosts refuse a second path with a controller id in use)
+    _registering: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def _free_slot(self) -> int:
         used = {n.slot for n in await self.repo.list(Node)}
@@ -40,6 +43,10 @@ class Liveness:
 
     async def register(self, node: Node, instance_id: str) -> Node:
         """Create or update a node's record from its agent's registration."""
+        async with self._registering:
+            return await self._register(node, instance_id)
+
+    async def _register(self, node: Node, instance_id: str) -> Node:
         for _ in range(10):
             cur = await self.repo.get(Node, node.id)
             if cur is None:

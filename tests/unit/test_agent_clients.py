@@ -63,3 +63,22 @@ async def test_a_new_agent_instance_is_announced_once():
     await live.register(Node(**node), "instance-a")       # the same agent again: not new
     await live.register(Node(**node), "instance-b")       # restarted
     assert seen == ["127.0.0.1:7444", "127.0.0.1:7444"]
+
+
+async def test_nodes_registering_at_once_get_distinct_slots(tmp_path):
+    """Each slot is a range of NVMe controller ids: two nodes with one slot would give a host two
+    paths with the same controller id, and Linux refuses the second."""
+    from meshblock.control.repo import Repo
+    from meshblock.store import open_store
+
+    store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+    await store.open()
+    try:
+        live = Liveness(Repo(store))
+        nodes = [Node(id=f"2f1c9d6e-0b5a-4c1e-9d2a-1b3c4d5e6f7{i}", name=f"n{i}", endpoint=f"127.0.0.1:{7440 + i}",
+                      host_nqn=f"nqn.2026-11.io.meshblock:host:n{i}") for i in range(6)]
+        got = await asyncio.gather(*(live.register(n, f"instance-{n.name}") for n in nodes))
+        assert sorted(n.slot for n in got) == list(range(6))
+        assert len({n.cntlid_range for n in got}) == 6
+    finally:
+        await store.close()
