@@ -16,7 +16,26 @@ from ..units import format_size
 from .types import SIZE, parse_labels  # noqa: E402
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """Subcommand groups whose modules load when a command of theirs runs: a gateway host's
+    `meshblock gateway iscsi ...` then imports neither gRPC nor the admin commands."""
+
+    LAZY = {"volume": "admin", "node": "admin", "cluster": "admin", "gateway": "gateway", "csi": "csi"}
+    ATTR = {"csi": "csi_command"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.LAZY})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.LAZY and name not in self.commands:
+            import importlib
+
+            module = importlib.import_module(f"{__package__}.{self.LAZY[name]}")
+            self.add_command(getattr(module, self.ATTR.get(name, name)), name)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="meshblock")
 def cli() -> None:
     """meshblock: replicated block storage on SPDK NVMe-oF targets."""
@@ -201,17 +220,6 @@ def down(home) -> None:
     from . import local
 
     asyncio.run(local.down(local.meshblock_home(home), log=click.echo))
-
-
-from . import admin, gateway  # noqa: E402  (admin imports this module's group)
-
-for _group in admin.COMMANDS:  # volume, node, cluster
-    cli.add_command(_group)
-cli.add_command(gateway.gateway)
-
-from .csi import csi_command  # noqa: E402
-
-cli.add_command(csi_command)
 
 
 def main() -> None:

@@ -322,7 +322,7 @@ def _parse(command: str, args: list[str]):
     from meshblock.cli.main import cli
     from tests.charts.chartkit import expand
 
-    cmd = cli.commands.get(command)
+    cmd = cli.get_command(click.Context(cli), command)
     if cmd is None:
         pytest.skip(f"`meshblock {command}` is not in this source tree yet")
     try:
