@@ -17,7 +17,6 @@ block holds its last acknowledged write and the writer sees no error.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 
 import pytest
@@ -32,11 +31,7 @@ from tests.vm.test_csi_node import (ADMIN_PORT, SOCKET, clean_guest, guest_pytho
                                     start_plugin)
 from tests.vm.test_head_failover import node_id, online, volume, wait_output
 
-pytestmark = [pytest.mark.vm, pytest.mark.spdk,
-              pytest.mark.skipif(not os.environ.get("MESHBLOCK_PARTITION_TESTS"),
-                                 reason="partition tests run with MESHBLOCK_PARTITION_TESTS=1 (three more SPDK "
-                                        "nodes beside a guest: on a loaded 2-core machine the guest's keep-alive "
-                                        "can time out before the writer starts)")]
+pytestmark = [pytest.mark.vm, pytest.mark.spdk]
 OUT = "/tmp/failover.out"
 AGENT_PORT = 7444
 
