@@ -20,8 +20,9 @@ class _LazyGroup(click.Group):
     """Subcommand groups whose modules load when a command of theirs runs: a gateway host's
     `meshblock gateway iscsi ...` then imports neither gRPC nor the admin commands."""
 
-    LAZY = {"volume": "admin", "node": "admin", "cluster": "admin", "gateway": "gateway", "csi": "csi"}
-    ATTR = {"csi": "csi_command"}
+    LAZY = {"volume": "admin", "node": "admin", "cluster": "admin", "gateway": "gateway", "csi": "csi",
+            "spdk": "provision", "csi-sanity": "provision"}
+    ATTR = {"csi": "csi_command", "csi-sanity": "csi_sanity"}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.LAZY})

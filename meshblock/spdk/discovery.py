@@ -2,8 +2,10 @@
 
 When ``$MESHBLOCK_SPDK_DIR`` is set it is the only place looked at (an SPDK
 source tree after ``make``, or an install prefix): a wrong setting is reported,
-never silently replaced by another build.  Otherwise ``PATH`` is searched, then
-the conventional build location ``/opt/spdk``.  A source tree keeps its apps in
+never silently replaced by another build.  Otherwise the pinned release that
+``meshblock spdk install`` provisions (``/opt/meshblock/spdk-<version>`` for root,
+``~/.local/share/meshblock/spdk-<version>`` otherwise), then ``PATH``, then the
+conventional build location ``/opt/spdk``.  A source tree keeps its apps in
 ``build/bin`` and ``build/examples`` and, when built with ``--with-shared``,
 its libraries in ``build/lib``.
 """
@@ -16,14 +18,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ENV_VAR = "MESHBLOCK_SPDK_DIR"
-SUPPORTED = "SPDK 24.09 or newer (developed against 26.09-pre)"
+SUPPORTED = "SPDK 24.09 or newer (tested: the pinned v26.05)"
 CONVENTIONAL_DIRS = (Path("/opt/spdk"),)
 
 HOW_TO_PROVIDE = (
-    "Build SPDK from its public source (https://spdk.io, `./configure && make`) and either set "
-    f"{ENV_VAR} to the source tree (or install prefix), put its nvmf_tgt on PATH, or build it in /opt/spdk. "
+    "`meshblock spdk install` (run by ./scripts/setup) builds the pinned release; or set "
+    f"{ENV_VAR} to an SPDK source tree after `make` (or an install prefix), or put its nvmf_tgt on PATH. "
     f"Supported: {SUPPORTED}."
 )
+
+
+def provisioned_dirs() -> list[Path]:
+    """Where `meshblock spdk install` puts the pinned release, this user's place first."""
+    from ..provision.build import prefix_roots
+    from ..provision.spdk import VERSION
+
+    return [root / f"spdk-{VERSION}" for root in prefix_roots()]
 
 
 class SpdkNotFoundError(RuntimeError):
@@ -90,6 +100,11 @@ def find_spdk(env: dict[str, str] | None = None) -> SpdkInstall:
         raise SpdkNotFoundError(f"SPDK not found; looked in {ENV_VAR}={root} (no executable nvmf_tgt or "
                                 f"spdk_tgt under build/bin or bin). " + HOW_TO_PROVIDE)
     looked.append(f"{ENV_VAR} (not set)")
+    for root in provisioned_dirs():
+        found = _from_dir(root)
+        if found is not None:
+            return found
+        looked.append(f"{root} (not installed)")
     path = env.get("PATH", os.defpath)
     programs: dict[str, Path] = {}
     for name in PROGRAMS:
