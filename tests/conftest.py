@@ -1,7 +1,13 @@
-"""Shared fixtures: the SPDK backend (fake or real) and a summary of the real-SPDK tier."""
+"""Shared fixtures: the SPDK backend (fake or real) and a summary of the real-SPDK tier.
+
+Under CI=true or MESHBLOCK_REQUIRE_REAL=1 a test that would be skipped fails instead: a
+missing peer (SPDK, csi-sanity, etcd, a test-bed guest) is then a missing install step, and
+the failure names what is missing and how to provide it.
+"""
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 
 import pytest
@@ -27,6 +33,39 @@ def real_only() -> Backend:
     return b
 
 
+REQUIRE_ENV = "MESHBLOCK_REQUIRE_REAL"
+HOW_TO_PROVIDE = ("./scripts/setup provisions SPDK (`meshblock spdk install`), csi-sanity (`meshblock csi-sanity "
+                  "install`), etcd and the test bed's packages")
+
+
+def require_real() -> bool:
+    return (os.environ.get(REQUIRE_ENV, "").strip().lower() in ("1", "true", "yes")
+            or os.environ.get("CI", "").strip().lower() == "true")
+
+
+def _skip_reason(report) -> str:
+    return report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+
+
+def _fail_instead_of_skip(report) -> None:
+    if report.skipped and not hasattr(report, "wasxfail") and require_real():
+        report.outcome = "failed"
+        report.longrepr = (f"would be skipped, but this run requires every real peer (CI=true or {REQUIRE_ENV}=1): "
+                           f"{_skip_reason(report)}. {HOW_TO_PROVIDE}.")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _fail_instead_of_skip(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    _fail_instead_of_skip(outcome.get_result())
+
+
 _outcomes: Counter[str] = Counter()
 _skip_reasons: Counter[str] = Counter()
 
@@ -43,7 +82,7 @@ def pytest_runtest_logreport(report):
         _outcomes[report.outcome] += 1
     elif report.when == "setup" and report.skipped:
         _outcomes["skipped"] += 1
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = _skip_reason(report)
         _skip_reasons[reason.split(". ")[0]] += 1
     elif report.when == "setup" and report.failed:
         _outcomes["error"] += 1

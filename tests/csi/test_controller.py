@@ -312,9 +312,6 @@ async def test_capacity(csi_cluster):
 
 async def test_csi_sanity_controller_specs(csi_cluster, tmp_path):
     binary = csi_sanity_binary()
-    if binary is None:
-        pytest.skip("csi-sanity not found (set MESHBLOCK_CSI_SANITY or put it on PATH; it is built from "
-                    "kubernetes-csi/csi-test)")
     _, p = csi_cluster
     (tmp_path / "params.yaml").write_text('replicas: "2"\n')
     (tmp_path / "mutable.yaml").write_text('replicas: "3"\n')
