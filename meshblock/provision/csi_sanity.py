@@ -24,6 +24,7 @@ SOURCE_ENV = "MESHBLOCK_CSI_TEST_SOURCE"
 BINARY_ENV = "MESHBLOCK_CSI_SANITY"
 SKIP_ENV = "MESHBLOCK_SKIP_CSI_SANITY_BUILD"
 PREFIX_NAME = f"csi-test-{COMMIT[:7]}"
+LEGACY = Path("/opt/csi-sanity/csi-sanity")  # where hand-built copies used to go
 
 
 @dataclass(frozen=True)
@@ -57,11 +58,10 @@ def find_csi_sanity() -> tuple[str | None, str]:
     on_path = shutil.which("csi-sanity")
     if on_path:
         return on_path, on_path
-    legacy = Path("/opt/csi-sanity/csi-sanity")
-    if os.access(legacy, os.X_OK):
-        return str(legacy), str(legacy)
+    if os.access(LEGACY, os.X_OK):
+        return str(LEGACY), str(LEGACY)
     looked = ", ".join(str(c) for c in candidates)
-    return None, (f"looked in {BINARY_ENV} (not set), {looked}, PATH and {legacy}; "
+    return None, (f"looked in {BINARY_ENV} (not set), {looked}, PATH and {LEGACY}; "
                   "`meshblock csi-sanity install` (run by ./scripts/setup) builds it")
 
 

@@ -9,6 +9,12 @@ from meshblock.spdk.discovery import ENV_VAR, SpdkNotFoundError, find_spdk
 from meshblock.units import format_size, parse_size
 
 
+@pytest.fixture(autouse=True)
+def no_provisioned_build(tmp_path, monkeypatch):
+    """These cases are about the other places; the provisioned build has its own test."""
+    monkeypatch.setattr(discovery, "provisioned_dirs", lambda: [tmp_path / "not-provisioned"])
+
+
 def _exe(path):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("#!/bin/sh\nexit 0\n")
