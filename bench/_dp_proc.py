@@ -19,6 +19,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from meshblock.spdk.discovery import SpdkInstall
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 NCPU = len(os.sched_getaffinity(0))
@@ -304,7 +308,7 @@ class RpcError(RuntimeError):
 class Target:
     """One nvmf_tgt started by the bench."""
     name: str
-    spdk: Path
+    spdk: SpdkInstall
     sock: Path
     started: Started
     argv: list[str]
@@ -312,7 +316,7 @@ class Target:
     section: str = ""
 
     def rpc(self, *args: str, timeout: float = 60.0, record: bool = True) -> str:
-        argv = [str(self.spdk / "scripts" / "rpc.py"), "-s", str(self.sock), "-t", str(int(timeout)), *args]
+        argv = [str(self.spdk.program("rpc.py")), "-s", str(self.sock), "-t", str(int(timeout)), *args]
         if record:
             self.cmds.add(self.section, argv)
         r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout + 15, check=False)
@@ -321,12 +325,12 @@ class Target:
         return r.stdout.strip()
 
 
-def start_target(procs: Procs, spdk: Path, name: str, workdir: Path, cpumask: str, interrupt: bool,
+def start_target(procs: Procs, spdk: SpdkInstall, name: str, workdir: Path, cpumask: str, interrupt: bool,
                  cmds: CommandLog, section: str, mem_mb: int = 1024, json_config: Path | None = None,
                  start_timeout: float = 45.0) -> Target:
     workdir.mkdir(parents=True, exist_ok=True)
     sock = workdir / f"{name}.sock"
-    argv = [str(spdk / "build" / "bin" / "nvmf_tgt"), "--no-huge", "-s", str(mem_mb), "-m", cpumask, "--no-pci",
+    argv = [str(spdk.program("nvmf_tgt")), "--no-huge", "-s", str(mem_mb), "-m", cpumask, "--no-pci",
             "--disable-cpumask-locks", "-r", str(sock)]
     if interrupt:
         argv.append("--interrupt-mode")
@@ -340,7 +344,7 @@ def start_target(procs: Procs, spdk: Path, name: str, workdir: Path, cpumask: st
         if not alive(started.pid):
             raise RuntimeError(f"{name} exited while starting: {tail(workdir / f'{name}.log')}")
         if sock.exists():
-            r = subprocess.run([str(spdk / "scripts" / "rpc.py"), "-s", str(sock), "-t", "2", "spdk_get_version"],
+            r = subprocess.run([str(spdk.program("rpc.py")), "-s", str(sock), "-t", "2", "spdk_get_version"],
                                capture_output=True, text=True, timeout=20, check=False)
             if r.returncode == 0:
                 return t
@@ -382,8 +386,8 @@ class PerfSpec:
         return f"{self.rw}_{size}_qd{self.qd}"
 
 
-def perf_argv(spdk: Path, spec: PerfSpec, trid_s: str, cpumask: str) -> list[str]:
-    argv = [str(spdk / "build" / "bin" / "spdk_nvme_perf"), "--no-huge", "-s", "1024", "-c", cpumask,
+def perf_argv(spdk: SpdkInstall, spec: PerfSpec, trid_s: str, cpumask: str) -> list[str]:
+    argv = [str(spdk.program("spdk_nvme_perf")), "--no-huge", "-s", "1024", "-c", cpumask,
             "-q", str(spec.qd), "-o", str(spec.io_size), "-w", spec.rw, "-t", str(spec.seconds)]
     if spec.warmup:
         argv += ["-a", str(spec.warmup)]
@@ -415,7 +419,7 @@ def parse_perf(out: str) -> dict:
     return r
 
 
-def run_perf(spdk: Path, spec: PerfSpec, trid_s: str, cpumask: str, cmds: CommandLog, section: str,
+def run_perf(spdk: SpdkInstall, spec: PerfSpec, trid_s: str, cpumask: str, cmds: CommandLog, section: str,
              watch: dict[str, int] | None = None, timeout: float | None = None,
              exclude: set[int] | None = None) -> dict:
     """One spdk_nvme_perf run; CPU of `watch` processes (and of perf itself) over the run."""
@@ -463,7 +467,7 @@ def run_perf(spdk: Path, spec: PerfSpec, trid_s: str, cpumask: str, cmds: Comman
     return res
 
 
-def perf_once(spdk: Path, trid_s: str, cpumask: str, timeout: float = 20.0) -> tuple[bool, float, str]:
+def perf_once(spdk: SpdkInstall, trid_s: str, cpumask: str, timeout: float = 20.0) -> tuple[bool, float, str]:
     """A single 4 KiB read (perf -q 1 -d 1): ok?, wall seconds, output tail."""
     spec = PerfSpec("randread", 1, 4096, 1, number_ios="1")
     argv = perf_argv(spdk, spec, trid_s, cpumask)

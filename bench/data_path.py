@@ -71,6 +71,7 @@ from _dp_cluster import MeshCluster
 
 from meshblock.agent.config import AgentConfig
 from meshblock.control.server import ControllerConfig
+from meshblock.spdk.discovery import SpdkInstall, find_spdk
 
 DEFAULT_NODE_TIMEOUT = ControllerConfig.node_timeout     # what `meshblock up` starts its controller with
 from _dp_proc import (
@@ -123,9 +124,9 @@ def precondition_spec() -> PerfSpec:
 
 
 class Bench:
-    def __init__(self, args: argparse.Namespace):
+    def __init__(self, args: argparse.Namespace, install: SpdkInstall):
         self.args = args
-        self.spdk = Path(args.spdk)
+        self.spdk = install
         self.work = Path(tempfile.mkdtemp(prefix="mb-dp-bench-"))
         self.procs = Procs()
         self.cmds = CommandLog()
@@ -568,7 +569,7 @@ class Bench:
         attempts = []
         if new is not None:
             tr = trid(new.traddr, new.trsvcid, subnqn, HOST_NQN)
-            self.cmds.add(section, shlex.join([str(self.spdk / "build/bin/spdk_nvme_perf"), "--no-huge", "-s", "1024",
+            self.cmds.add(section, shlex.join([str(self.spdk.program("spdk_nvme_perf")), "--no-huge", "-s", "1024",
                                                "-c", self.mask, "-q", "1", "-o", "4096", "-w", "randread", "-t", "1",
                                                "-d", "1", "-r", tr]), "single 4 KiB read, repeated until it succeeds")
             while time.monotonic() < deadline:
@@ -1140,7 +1141,8 @@ def wait_for_low_load(limit: float, max_wait: float) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--spdk", default=os.environ.get("MESHBLOCK_SPDK_DIR") or "/opt/spdk")
+    ap.add_argument("--spdk", default=None, help="an SPDK build (default: the one meshblock finds: "
+                                                 "MESHBLOCK_SPDK_DIR, else the provisioned build)")
     ap.add_argument("--seconds", type=int, default=10, help="measured seconds per perf run")
     ap.add_argument("--warmup", type=int, default=1, help="perf warm-up seconds before each run")
     ap.add_argument("--rounds", type=int, default=1, help="runs per case and pattern (median reported)")
@@ -1182,15 +1184,17 @@ def main() -> int:
         return 0
 
     # SPDK's programs, started by the bench itself, need a shared build's libraries as meshblock's do
-    from meshblock.spdk.discovery import find_spdk
-    os.environ.update(find_spdk(dict(os.environ, MESHBLOCK_SPDK_DIR=str(args.spdk))).env())
+    if args.spdk:  # the clusters the bench starts use the same build
+        os.environ["MESHBLOCK_SPDK_DIR"] = str(args.spdk)
+    install = find_spdk()
+    os.environ.update(install.env())
 
     def on_signal(signum, _frame):
         raise SystemExit(128 + signum)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
 
-    bench = Bench(args)
+    bench = Bench(args, install)
     res = bench.result
     res["command_line"] = shlex.join([".venv/bin/python", "bench/data_path.py", *sys.argv[1:]])
     res["args"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
@@ -1199,8 +1203,8 @@ def main() -> int:
     res["host_cpumask"] = bench.mask
     res["host_cpu"] = str(NCPU - 1)
     res["machine"] = {"cores": NCPU, "kernel": platform.release(), "python": platform.python_version()}
-    with contextlib.suppress(Exception):
-        res["spdk_version"] = (Path(args.spdk) / "VERSION").read_text().strip()
+    res["spdk"] = install.describe()
+    res["spdk_version"] = install.version()
     res["work_dir"] = str(bench.work)
     if args.wait_load:
         res["load_wait"] = wait_for_low_load(args.wait_load, args.wait_load_max)

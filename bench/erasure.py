@@ -55,7 +55,7 @@ def specs(seconds: int, warmup: int) -> list[PerfSpec]:
 class Bench:
     def __init__(self, args: argparse.Namespace):
         self.args = args
-        self.spdk = Path(find_spdk().root)
+        self.spdk = find_spdk()
         self.procs = Procs()
         self.cmds = CommandLog()
         self.work = Path(tempfile.mkdtemp(prefix="mb-ec-bench-"))

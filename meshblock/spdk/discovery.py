@@ -57,6 +57,20 @@ class SpdkInstall:
     def has(self, name: str) -> bool:
         return name in self.programs
 
+    def version(self) -> str | None:
+        """The release of this build where it says: the install stamp, else a source tree's VERSION."""
+        if self.root is None:
+            return None
+        from ..provision.build import read_stamp
+
+        stamp = read_stamp(self.root)
+        if stamp and stamp.get("version"):
+            return str(stamp["version"])
+        try:
+            return (self.root / "VERSION").read_text().strip()
+        except OSError:
+            return None
+
     def describe(self) -> str:
         return str(self.root) if self.root else "PATH"
 
@@ -69,11 +83,11 @@ class SpdkInstall:
         return env
 
 
-PROGRAMS = ("nvmf_tgt", "spdk_tgt", "iscsi_tgt", "spdk_dd", "bdevperf", "spdk_nvme_perf", "perf")
+PROGRAMS = ("nvmf_tgt", "spdk_tgt", "iscsi_tgt", "spdk_dd", "bdevperf", "spdk_nvme_perf", "perf", "rpc.py")
 
 
 def _from_dir(root: Path) -> SpdkInstall | None:
-    search = [root / "build" / "bin", root / "build" / "examples", root / "bin", root]
+    search = [root / "build" / "bin", root / "build" / "examples", root / "bin", root / "scripts", root]
     programs: dict[str, Path] = {}
     for name in PROGRAMS:
         for d in search:
