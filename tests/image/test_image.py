@@ -133,9 +133,13 @@ async def test_image_runs_a_cluster_that_serves_a_replicated_volume(tmp_path, ti
     env = dict(e.split("=", 1) for e in meta["process"]["env"])
     env.update(HOME="/root", MESHBLOCK_HOME=HOME_IN_IMAGE)
 
-    def mb(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-        return subprocess.run(["/usr/sbin/chroot", str(rootfs), "meshblock", *args], check=False, env=env,
-                              capture_output=True, text=True, timeout=timeout)
+    def mb(*args: str, timeout: float = 180, user: str = "0:0") -> subprocess.CompletedProcess:
+        return subprocess.run(["/usr/sbin/chroot", f"--userspec={user}", str(rootfs), "meshblock", *args],
+                              check=False, env=env, capture_output=True, text=True, timeout=timeout)
+
+    # the chart runs the controller as user 65532 on a read-only root file system
+    unprivileged = mb("--version", user="65532:65532")
+    assert unprivileged.returncode == 0 and version in unprivileged.stdout, unprivileged.stderr
 
     started: list[int] = []
     try:
