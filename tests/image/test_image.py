@@ -208,6 +208,10 @@ async def test_image_runs_a_cluster_that_serves_a_replicated_volume(tmp_path, ti
     finally:
         mounted = bi.unmount_all(rootfs)
         still = bi.mountpoints_under(rootfs)
+        home = rootfs / HOME_IN_IMAGE.lstrip("/")
+        if home.is_dir():  # the cluster's logs stay with the test's temporary directory
+            shutil.copytree(home, tmp_path / "mbhome", ignore=shutil.ignore_patterns("pool.img", "*.sock"),
+                            dirs_exist_ok=True)
         if not still:  # never delete through a mount of the host's /dev or /sys
             shutil.rmtree(rootfs.parent, ignore_errors=True)
     assert not mounted, f"needed lazy unmounts (something kept them busy): {mounted}"
