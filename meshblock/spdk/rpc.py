@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from .errors import SpdkInvalidParams, SpdkNotFound
+
 MiB = 1 << 20
 
 
@@ -34,8 +36,22 @@ class SpdkRpc:
         self.client = client
 
     async def _call(self, method: str, timeout: float | None = None, **params: Any) -> Any:
-        return await self.client.call(method, {k: v for k, v in params.items() if v is not None},
-                                      timeout=timeout)
+        try:
+            return await self.client.call(method, {k: v for k, v in params.items() if v is not None},
+                                          timeout=timeout)
+        except SpdkInvalidParams as e:
+            if params.get("nqn") and (method == "nvmf_delete_subsystem" or method.startswith("nvmf_subsystem_")):
+                await self._subsystem_must_exist(e, params["nqn"])
+            raise
+
+    async def _subsystem_must_exist(self, error: SpdkInvalidParams, nqn: str) -> None:
+        """SPDK 26.05 answers a call naming an unknown subsystem with a bare 'Invalid parameters'
+        (later versions say the subsystem was not found): tell the two apart."""
+        try:
+            await self.client.call("nvmf_get_subsystems", {"nqn": nqn})
+        except SpdkNotFound:
+            raise SpdkNotFound(error.method, error.code, f"Subsystem with NQN '{nqn}' not found",
+                               error.params) from error
 
     # --- application -------------------------------------------------------------------------
     async def spdk_get_version(self) -> dict[str, Any]:

@@ -400,7 +400,7 @@ async def test_transport_and_subsystem_lifecycle(spdk_target):
     missing = NQN + ":missing"
     await expect(SpdkNotFound, -32602, t.rpc.nvmf_delete_subsystem(missing),
                  f"Subsystem with NQN '{missing}' not found")
-    await expect(SpdkNotFound, -32602, t.rpc.nvmf_get_subsystems(missing), f"Subsystem with NQN '{missing}' not found")
+    await expect(SpdkNotFound, -19, t.rpc.nvmf_get_subsystems(missing), "No such device")
     assert await t.rpc.nvmf_delete_subsystem(NQN + "2") is True
     assert [x["nqn"] for x in await t.rpc.nvmf_get_subsystems()] == [DISCOVERY, NQN]
 

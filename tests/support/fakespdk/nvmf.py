@@ -285,10 +285,12 @@ class NvmfTarget:
     def find(self, nqn: str) -> Subsystem | None:
         return next((s for s in self.subsystems if s.nqn == nqn), None)
 
-    def get_subsystem(self, nqn: str) -> Subsystem:
+    def get_subsystem(self, nqn: str, message: str = "Invalid parameters") -> Subsystem:
+        """The subsystem; SPDK 26.05 answers most calls naming an unknown one with a bare
+        'Invalid parameters'."""
         s = self.find(nqn)
         if s is None:
-            raise RpcError(INVALID_PARAMS, f"Subsystem with NQN '{nqn}' not found")
+            raise RpcError(INVALID_PARAMS, message)
         return s
 
     def transport(self, name: str) -> Transport | None:
@@ -509,7 +511,10 @@ def nvmf_get_subsystems(t: Target, params: Any) -> list[dict[str, Any]]:
     p = decode(params, {"nqn": F("string"), "tgt_name": F("string")}, DECODE_INVALID) if params else {}
     _tgt(p)
     if "nqn" in p:
-        return [t.nvmf.get_subsystem(p["nqn"]).dump()]
+        s = t.nvmf.find(p["nqn"])
+        if s is None:
+            raise errno_error(E.ENODEV)
+        return [s.dump()]
     return [s.dump() for s in t.nvmf.sorted()]
 
 
@@ -635,7 +640,7 @@ def nvmf_subsystem_listener_set_ana_state(t: Target, params: Any) -> bool:
     p = decode(params, spec, DECODE_INVALID)
     trid = to_trid(p["listen_address"])
     _tgt(p)
-    s = t.nvmf.get_subsystem(p["nqn"])
+    s = t.nvmf.get_subsystem(p["nqn"], f"Unable to find subsystem with NQN {p['nqn']}")
     anagrpid = p.get("anagrpid", 0)
 
     def fail(err: int) -> RpcError:
