@@ -57,6 +57,7 @@ class Reconciler:
     replace_after: float = 600.0      # seconds a replica may stay out before a new one is placed
     rebuild: dict[str, "RebuildProgress"] = field(default_factory=dict)    # replica id -> progress
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _failed_last_pass: bool = False   # a waiter then lets the interval pace the retries
     _pass_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     group_hold_limit: float = 10.0    # seconds a group snapshot may hold its volumes' writes
     standby_heads: bool = True        # replicated NVMe/TCP volumes are exported by every replica node
@@ -95,7 +96,8 @@ class Reconciler:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                self.kick()
+                if not self._failed_last_pass:
+                    self.kick()
                 try:
                     await asyncio.wait_for(self._changed.wait(), left)
                 except asyncio.TimeoutError:
@@ -113,18 +115,22 @@ class Reconciler:
             for r in await self.repo.list(Replica):
                 reps[r.volume_id].append(r)
             sem = asyncio.Semaphore(16)
+            failed = False
 
             async def one(v: Volume) -> None:
+                nonlocal failed
                 async with sem:
                     try:
                         await self.reconcile_volume(v, reps.get(v.id, []), nodes)
                     except Conflict:
                         self.kick()  # changed under us: look again at once
                     except Exception as e:  # noqa: BLE001
+                        failed = True
                         ERRORS.labels("volume").inc()
                         log.warning("volume %s volume_id=%s not reconciled: %s", v.name, v.id, e)
 
             await asyncio.gather(*(one(v) for v in volumes))
+            self._failed_last_pass = failed
             live_ids = {v.id for v in volumes}
             for vid, rs in reps.items():   # replicas whose volume record is gone (deleted volumes)
                 # a volume created after the volumes were read has its replicas in the later read:
