@@ -193,6 +193,19 @@ def unpack_source(source: Path, dest: Path) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+def fetch_source(source: str | None, dest: Path, env_name: str, clone: Callable[[Path], None]) -> None:
+    """Put the source tree at dest: the archive or directory named by source, else clone(dest)
+    (source is then a repository URL, or None for the official repository)."""
+    if source and Path(source).exists():
+        unpack_source(Path(source), dest)
+        return
+    if source and not source.startswith(("https://", "http://", "git@", "git://", "file://")):
+        raise ProvisionError(f"{env_name}={source}: no such archive or directory")
+    if dest.exists():
+        shutil.rmtree(dest)
+    clone(dest)
+
+
 def install_atomically(prefix: Path, populate: Callable[[Path], None], stamp: dict) -> None:
     """Fill a staging directory beside prefix, write the stamp last, then rename it into place.
 

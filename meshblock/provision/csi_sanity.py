@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .build import (Progress, ProvisionError, cache_dir, clean_env, install_atomically, prefix_root, prefix_roots,
-                    read_stamp, unpack_source)
+from .build import (Progress, ProvisionError, cache_dir, clean_env, fetch_source, install_atomically, prefix_root,
+                    prefix_roots, read_stamp)
 
 COMMIT = "2f1e2f2aa8b7"
 REPOSITORY = "https://github.com/kubernetes-csi/csi-test"
@@ -106,14 +106,11 @@ def install(build: CsiSanityBuild, source: str | None, keep_build: bool = False,
 
 
 def _fetch(source: str | None, src: Path, work: Path, p: Progress) -> None:
-    if source and Path(source).exists():
-        unpack_source(Path(source), src)
-    elif source and not source.startswith(("https://", "http://", "git@", "git://")):
-        raise ProvisionError(f"{SOURCE_ENV}={source}: no such archive or directory")
-    else:
-        if src.exists():
-            shutil.rmtree(src)
-        p.run(["git", "clone", source or REPOSITORY, str(src)], work)
-        p.run(["git", "checkout", "--detach", COMMIT], src)
+
+    def clone(dest: Path) -> None:
+        p.run(["git", "clone", source or REPOSITORY, str(dest)], work)
+        p.run(["git", "checkout", "--detach", COMMIT], dest)
+
+    fetch_source(source, src, SOURCE_ENV, clone)
     if not (src / "cmd" / "csi-sanity").is_dir() or not (src / "vendor").is_dir():
         raise ProvisionError(f"the source at {src} has no cmd/csi-sanity or no vendor/ tree")

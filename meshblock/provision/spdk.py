@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .build import (Progress, ProvisionError, cache_dir, clean_env, ensure_debian_packages, install_atomically,
-                    prefix_root, read_stamp, unpack_source)
+from .build import (Progress, ProvisionError, cache_dir, clean_env, ensure_debian_packages, fetch_source,
+                    install_atomically, prefix_root, read_stamp)
 
 VERSION = "v26.05"
 REPOSITORY = "https://github.com/spdk/spdk"
@@ -117,15 +117,12 @@ def _fetch(source: str | None, src: Path, work: Path, p: Progress) -> None:
         return
     marker.unlink(missing_ok=True)
     (work / "configured").unlink(missing_ok=True)
-    if source and Path(source).exists():
-        unpack_source(Path(source), src)
-    elif source and not source.startswith(("https://", "http://", "git@", "git://")):
-        raise ProvisionError(f"{SOURCE_ENV}={source}: no such archive or directory")
-    else:
-        if src.exists():
-            shutil.rmtree(src)
-        p.run(["git", "clone", "--depth", "1", "--branch", VERSION, source or REPOSITORY, str(src)], work)
-        p.run(["git", "submodule", "update", "--init", "--depth", "1", *SUBMODULES], src)
+
+    def clone(dest: Path) -> None:
+        p.run(["git", "clone", "--depth", "1", "--branch", VERSION, source or REPOSITORY, str(dest)], work)
+        p.run(["git", "submodule", "update", "--init", "--depth", "1", *SUBMODULES], dest)
+
+    fetch_source(source, src, SOURCE_ENV, clone)
     _check_source(src)
     marker.write_text(_source_id(source))
 
