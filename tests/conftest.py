@@ -44,7 +44,8 @@ def require_real() -> bool:
 
 
 def _skip_reason(report) -> str:
-    return report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    return reason.removeprefix("Skipped: ")
 
 
 def _fail_instead_of_skip(report) -> None:
