@@ -519,10 +519,13 @@ class NodeAgent:
             timer = self._holds.pop(volume_id, None)
             if timer is not None:
                 timer.cancel()
+            # an iSCSI head has no NVMe-oF subsystem (its nqn is empty): nothing to delete there
             volume_nqn = head.nqn if head else nqn("volume", volume_id)
-            removed = await self.exporter.remove(volume_nqn)
-            if self.head_rpc is not None and self.head is not self.target:
-                removed = await Exporter(self.head_rpc).remove(volume_nqn) or removed
+            removed = False
+            if volume_nqn:
+                removed = await self.exporter.remove(volume_nqn)
+                if self.head_rpc is not None and self.head is not self.target:
+                    removed = await Exporter(self.head_rpc).remove(volume_nqn) or removed
             if self.iscsi is not None and (head is None or head.iscsi is not None):
                 target_iqn = head.iscsi.target_iqn if head is not None and head.iscsi else iqn("volume", volume_id)
                 removed = await self.iscsi.remove(target_iqn) or removed
