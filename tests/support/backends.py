@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from meshblock.spdk.discovery import ENV_VAR, SpdkInstall, SpdkNotFoundError, find_spdk
+from meshblock.spdk.discovery import ENV_VAR, SpdkInstall, SpdkNotFoundError, find_spdk, provisioned_dirs
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE_DIR = REPO / "tests" / "support" / "fakespdk"
@@ -52,7 +52,8 @@ def real_backend() -> Backend | None:
     if install is None:
         return None
     env = dict(os.environ)
-    if install.root is not None:
+    # the provisioned build is found with no variable, as on a user's machine after setup
+    if install.root is not None and install.root not in provisioned_dirs():
         env[ENV_VAR] = str(install.root)
     return Backend("real", install, env)
 
