@@ -11,9 +11,11 @@ nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -66,8 +68,9 @@ def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH", "PYENV_VERSION", "MAKEFLAGS", "MFLAGS")}
     parts = ["/usr/local/sbin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+    venv = sys.prefix if sys.prefix != sys.base_prefix else None
     rest = [p for p in env.get("PATH", "").split(":") if p and p not in parts and ".pyenv" not in p
-            and not p.startswith(sys.prefix)]
+            and not (venv and p.startswith(venv))]
     env["PATH"] = ":".join(parts + rest)
     env["LC_ALL"] = "C"
     env.update(extra or {})
@@ -139,7 +142,8 @@ class Progress:
                     print(f"{self.what}:     ... {argv[0]} running for {_fmt(time.monotonic() - t0)} "
                           f"(total {self.elapsed()}): {_last_line(self.log_path)}", file=self.out, flush=True)
         except BaseException:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)   # make and every compiler it started
             proc.wait()
             raise
         if rc != 0:
