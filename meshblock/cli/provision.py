@@ -28,7 +28,7 @@ def spdk() -> None:
                    "env MESHBLOCK_SPDK_SOURCE).")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=os.cpu_count() or 2, show_default=True)
 @click.option("--crypto/--no-crypto", default=False, show_default=True,
-              help="Build the crypto bdev (with intel-ipsec-mb): about 12 minutes more.")
+              help="Build the crypto bdev (with intel-ipsec-mb), which makes the build longer.")
 @click.option("--keep-build", is_flag=True, help="Keep the build tree under ~/.cache/meshblock/build.")
 @click.option("--force", is_flag=True, help="Build and install again even if the same build is installed.")
 @click.option("--skip", is_flag=True, help="Do nothing (env MESHBLOCK_SKIP_SPDK_BUILD=1): this host brings its own "

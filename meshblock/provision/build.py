@@ -168,7 +168,7 @@ def _tail(path: Path, n: int) -> list[str]:
 
 
 def _last_line(path: Path) -> str:
-    lines = [ln for ln in _tail(path, 5) if ln.strip() and not ln.startswith("$ ")]
+    lines = [ln for ln in _tail(path, 5) if ln.strip() and not ln.startswith(("$ ", "== "))]
     return (lines[-1].strip() if lines else "")[:100]
 
 

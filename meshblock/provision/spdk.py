@@ -88,7 +88,7 @@ def install(build: SpdkBuild, source: str | None, keep_build: bool = False, forc
     started = time.monotonic()
     with Progress("spdk", log, total=5) as p:
         p.say(f"building SPDK {VERSION} from {describe_source(source)} into {build.prefix} "
-              f"(about 8 minutes on 2 cores, 20 with crypto; log: {log})")
+              f"(about 4 minutes on 2 cores, longer with crypto; log: {log})")
         p.step("build packages", lambda: ensure_debian_packages(BUILD_PACKAGES, p))
         p.step("source", lambda: _fetch(source, src, work, p))
         p.step("configure", lambda: _configure(build, src, p))
