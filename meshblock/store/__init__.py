@@ -3,9 +3,11 @@
 
 from meshblock.store.base import (
     DEFAULT_LEADER_TTL,
+    Change,
     Check,
     Conflict,
     Delete,
+    HistoryLost,
     Item,
     Leadership,
     NameTaken,
@@ -19,9 +21,11 @@ from meshblock.store.base import (
 
 __all__ = [
     "DEFAULT_LEADER_TTL",
+    "Change",
     "Check",
     "Conflict",
     "Delete",
+    "HistoryLost",
     "Item",
     "Leadership",
     "NameTaken",

@@ -3,7 +3,9 @@
 The store holds JSON documents ("items") addressed by ``(kind, id)``, each with an optional
 name that is unique within its kind. Every change of an item bumps its revision; writes go
 through :meth:`StateStore.commit`, which applies a batch of operations all-or-nothing after
-checking every expectation (optimistic concurrency).
+checking every expectation (optimistic concurrency). :meth:`StateStore.snapshot` and
+:meth:`StateStore.changes` give a consumer a consistent starting point and then every item-level
+change after it, in revision order (an informer's list + watch).
 
 Open an engine with :func:`open_store` (``sqlite:///path/to/state.db`` or
 ``etcd://host:port[,host:port...]?prefix=/meshblock``) and elect a single active
@@ -72,6 +74,16 @@ class Check:
 Op = Put | Delete | Check
 
 
+@dataclass(frozen=True)
+class Change:
+    """One item-level change reported by :meth:`StateStore.changes`."""
+
+    kind: str
+    id: str
+    item: Item | None    # the item as written; None when the change deleted it
+    revision: int        # revision of the commit that made this change
+
+
 class StoreError(MeshblockError):
     """Any failure of the state store."""
 
@@ -94,6 +106,19 @@ class Conflict(StoreError):
         self.expected = expected
         self.actual = actual
         super().__init__(message or f"{kind}/{id}: expected revision {expected}, found {actual}")
+
+
+class HistoryLost(StoreError):
+    """The changes after the requested revision are no longer kept (compacted/pruned): take a new
+    snapshot and follow the changes after its revision."""
+
+    code = grpc.StatusCode.OUT_OF_RANGE
+
+    def __init__(self, after: int, oldest: int):
+        self.after = after
+        self.oldest = oldest     # the oldest revision changes can still be followed from
+        super().__init__(f"the changes after revision {after} are no longer kept "
+                         f"(history starts after revision {oldest}): take a new snapshot")
 
 
 class NameTaken(Conflict):
@@ -129,11 +154,38 @@ class StateStore(ABC):
     @abstractmethod
     async def count(self, kind: str) -> int: ...
 
-    @abstractmethod
     async def commit(self, ops: Sequence[Op]) -> dict[tuple[str, str], int]:
         """Check every expectation and apply every write atomically, or change nothing and raise
         :class:`Conflict` / :class:`NameTaken`. Returns the new revision of each written item
         (0 for a deleted one). Items written by one commit share its revision."""
+        return (await self.commit_revision(ops))[1]
+
+    @abstractmethod
+    async def commit_revision(self, ops: Sequence[Op]) -> tuple[int, dict[tuple[str, str], int]]:
+        """Like :meth:`commit`, but also returns the revision of the commit: the one its
+        :class:`Change` records carry. A commit that writes nothing (checks only) returns the
+        store's current revision as of its checks."""
+
+    @abstractmethod
+    async def snapshot(self, kinds: Sequence[str]) -> tuple[int, dict[str, list[Item]]]:
+        """Every item of the given kinds as of ONE store revision, and that revision
+        (kind -> items sorted by id; every requested kind is a key). Follow it with
+        ``changes(kinds, after=revision)``."""
+
+    @abstractmethod
+    def changes(self, kinds: Sequence[str], after: int) -> AsyncIterator[list[Change]]:
+        """Batches of the changes of items of ``kinds`` made by commits with revision > ``after``.
+
+        Changes come in revision order, each once; one commit's changes never straddle two
+        batches, and revisions grow strictly from one batch to the next. Replaying them onto a
+        :meth:`snapshot` taken at ``after`` gives the store's state. A put carries the item as
+        written; several writes of one item between two reads of the engine may come as one
+        change, the last (SQLite keeps only an item's last write, and a tombstone per delete).
+        Writes through this store object arrive promptly after their commit returns; other
+        connections' and processes' within the engine's poll interval or watch latency. Raises
+        :class:`HistoryLost` if ``after`` is older than the history the store keeps. Ends when
+        the store is closed.
+        """
 
     @abstractmethod
     def watch_changes(self) -> AsyncIterator[None]:
@@ -256,6 +308,23 @@ def check_key(kind: str, id: str) -> None:
     check_kind(kind)
     if not isinstance(id, str) or not id or "\x00" in id:
         raise ValueError(f"invalid id {id!r} for kind {kind!r}")
+
+
+def check_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
+    """Validate a list of kinds (not a bare string); duplicates dropped, order kept."""
+    if isinstance(kinds, (str, bytes)):
+        raise TypeError(f"kinds must be a sequence of kinds, not the string {kinds!r}")
+    out = tuple(dict.fromkeys(kinds))
+    if not out:
+        raise ValueError("at least one kind is needed")
+    for kind in out:
+        check_kind(kind)
+    return out
+
+
+def check_after(after: int) -> None:
+    if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+        raise ValueError(f"after must be a revision (an integer >= 0), not {after!r}")
 
 
 def check_list_args(kind: str, limit: int | None, index: str) -> None:

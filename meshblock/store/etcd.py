@@ -15,6 +15,11 @@ store reads again and either reports the failed expectation (:class:`Conflict`,
 
 etcd limits one transaction to ``--max-txn-ops`` operations (128 by default): a commit writes
 one key per item plus one per name added or removed.
+
+:meth:`EtcdStore.snapshot` ranges the requested kinds at one pinned revision;
+:meth:`EtcdStore.changes` is an etcd watch on the objects prefix from the next revision, each
+watch response one batch. etcd keeps the history back to its last compaction: a watch from
+before it raises :class:`HistoryLost`.
 """
 
 from __future__ import annotations
@@ -38,17 +43,21 @@ import grpc
 from aetcd import rpc
 
 from meshblock.store.base import (
+    Change,
     Check,
     Current,
     Delete,
+    HistoryLost,
     Item,
     Leadership,
     Put,
     StateStore,
     StoreError,
     StoreUnavailable,
+    check_after,
     check_key,
     check_kind,
+    check_kinds,
     check_list_args,
     encode_data,
     plan_commit,
@@ -247,6 +256,13 @@ class EtcdStore(StateStore):
     def _name_key(self, kind: str, name: str) -> bytes:
         return self._names + f"{kind}/{name}".encode()
 
+    def _split_key(self, key: bytes) -> tuple[str, str] | None:
+        """``<prefix>/objects/<kind>/<id>`` -> (kind, id); None for anything else."""
+        if not key.startswith(self._objects):
+            return None
+        kind, sep, id = key[len(self._objects):].decode().partition("/")
+        return (kind, id) if sep and kind and id else None
+
     def _item(self, kind: str, kv: Any) -> Item:
         value = json.loads(kv.value)
         id = kv.key[len(self._objects) + len(kind.encode()) + 1:].decode()
@@ -289,6 +305,36 @@ class EtcdStore(StateStore):
                 if "compacted" not in str(e) or attempt == 2:
                     raise
         raise AssertionError("unreachable")
+
+    async def snapshot(self, kinds: Sequence[str]) -> tuple[int, dict[str, list[Item]]]:
+        kinds = check_kinds(kinds)
+        for attempt in range(3):
+            try:
+                return await self._snapshot(kinds)
+            except StoreError as e:
+                # the pinned revision was compacted while paging: start over
+                if "compacted" not in str(e) or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _snapshot(self, kinds: Sequence[str]) -> tuple[int, dict[str, list[Item]]]:
+        revision = 0          # the first range reads the current revision; the rest are pinned to it
+        out: dict[str, list[Item]] = {}
+        for kind in kinds:
+            base = self._objects + f"{kind}/".encode()
+            start, end = base, _prefix_end(base)
+            items: list[Item] = []
+            while True:
+                resp = await self._conn.kv("Range", rpc.RangeRequest(key=start, range_end=end, limit=PAGE,
+                                                                     revision=revision))
+                if revision == 0:
+                    revision = resp.header.revision
+                items.extend(self._item(kind, kv) for kv in resp.kvs)
+                if not resp.more or not resp.kvs:
+                    break
+                start = resp.kvs[-1].key + b"\0"
+            out[kind] = items
+        return revision, out
 
     async def _list_by_id(self, kind: str, start_after: str | None, limit: int | None) -> list[Item]:
         base = self._objects + f"{kind}/".encode()
@@ -342,7 +388,7 @@ class EtcdStore(StateStore):
     # -- commit ----------------------------------------------------------------------------
 
     async def _read_for_commit(self, ops: Sequence[Put | Delete | Check]):
-        """One consistent read of every touched object and every claimed name."""
+        """One consistent read of every touched object and every claimed name, and its revision."""
         keys = [self._obj_key(op.kind, op.id) for op in ops]
         claims = [(op.kind, op.name) for op in ops if isinstance(op, Put) and op.name is not None]
         resp = await self._conn.kv("Txn", rpc.TxnRequest(
@@ -360,18 +406,23 @@ class EtcdStore(StateStore):
             kvs = r.response_range.kvs
             owners[claim] = kvs[0].value.decode() if kvs else None
             name_revs[claim] = kvs[0].mod_revision if kvs else 0
-        return current, owners, name_revs
+        return current, owners, name_revs, resp.header.revision
 
-    async def commit(self, ops: Sequence[Put | Delete | Check]) -> dict[tuple[str, str], int]:
+    async def _current_revision(self) -> int:
+        resp = await self._conn.kv("Range", rpc.RangeRequest(key=self._objects, range_end=_prefix_end(self._objects),
+                                                             count_only=True))
+        return resp.header.revision
+
+    async def commit_revision(self, ops: Sequence[Put | Delete | Check]) -> tuple[int, dict[tuple[str, str], int]]:
         ops = validate_ops(ops)
         if not ops:
-            return {}
+            return await self._current_revision(), {}
         for _ in range(MAX_COMMIT_ATTEMPTS):
-            current, owners, name_revs = await self._read_for_commit(ops)
+            current, owners, name_revs, read_revision = await self._read_for_commit(ops)
             plan = plan_commit(ops, current, owners)          # raises Conflict / NameTaken
             result: dict[tuple[str, str], int] = {(op.kind, op.id): 0 for op in ops if isinstance(op, Delete)}
             if not plan.writes:
-                return result
+                return read_revision, result
             compares = [_mod_equals(self._obj_key(op.kind, op.id), current[(op.kind, op.id)].revision)
                         for op in ops]
             compares += [_mod_equals(self._name_key(*claim), rev) for claim, rev in name_revs.items()]
@@ -390,7 +441,7 @@ class EtcdStore(StateStore):
             if resp.succeeded:
                 for op in plan.puts:
                     result[(op.kind, op.id)] = resp.header.revision
-                return result
+                return resp.header.revision, result
             # something we read changed meanwhile: read again; the plan says whether an
             # expectation now fails (Conflict) or the commit can simply be retried
         raise StoreUnavailable(f"etcd: commit kept racing with other writers ({MAX_COMMIT_ATTEMPTS} attempts)")
@@ -443,6 +494,70 @@ class EtcdStore(StateStore):
                     await watch.cancel()
                 except Exception as e:   # the client may be closing under us
                     log.debug("cancelling the watch on %s: %r", self._objects.decode(), e)
+            await self._sleep_unless_closed(0.5)
+
+    async def changes(self, kinds: Sequence[str], after: int) -> AsyncIterator[list[Change]]:
+        # One watch stream per iterator, straight on etcd's Watch RPC: aetcd's watcher hands out
+        # events one at a time, and a batch here is one watch response (whole revisions, as
+        # fragmenting is off). A broken stream is watched again from the last revision seen.
+        wanted = frozenset(check_kinds(kinds))
+        check_after(after)
+        while not self._closed.is_set():
+            try:
+                client = await self._conn.client()
+                call = rpc.WatchStub(client.channel).Watch(metadata=client.metadata)
+            except Exception as e:           # etcd unreachable, or the client closing under us
+                if self._closed.is_set():
+                    return
+                log.warning("watch on %s failed: %r; retrying", self._objects.decode(), e)
+                await self._sleep_unless_closed(0.5)
+                continue
+            closed = asyncio.ensure_future(self._closed.wait())
+            try:
+                await call.write(rpc.WatchRequest(create_request=rpc.WatchCreateRequest(
+                    key=self._objects, range_end=_prefix_end(self._objects), start_revision=after + 1,
+                    progress_notify=True)))
+                while True:
+                    read = asyncio.ensure_future(call.read())
+                    try:
+                        await asyncio.wait({read, closed}, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        if not read.done():
+                            read.cancel()
+                    if self._closed.is_set():
+                        return
+                    resp = read.result()
+                    if resp is grpc.aio.EOF:
+                        raise StoreUnavailable("etcd ended the watch stream")
+                    if resp.compact_revision:
+                        raise HistoryLost(after, resp.compact_revision - 1)
+                    if resp.canceled:
+                        raise StoreUnavailable(f"etcd cancelled the watch: {resp.cancel_reason or 'no reason'}")
+                    batch: list[Change] = []
+                    for event in resp.events:      # a delete's kv: the key and its deletion revision
+                        key = self._split_key(event.kv.key)
+                        if key is None or key[0] not in wanted:
+                            continue
+                        item = self._item(key[0], event.kv) if event.type == rpc.Event.PUT else None
+                        batch.append(Change(key[0], key[1], item, event.kv.mod_revision))
+                    if resp.events:
+                        after = max(after, resp.events[-1].kv.mod_revision)
+                    elif not resp.created:
+                        # a progress notification (to a watcher that has caught up): nothing
+                        # up to its revision is left to come, so a new watch may start after it
+                        after = max(after, resp.header.revision)
+                    if batch:
+                        yield batch
+            except HistoryLost:
+                raise
+            except Exception as e:           # the stream broke: watch again from `after`
+                if self._closed.is_set():
+                    return
+                log.warning("watch on %s from revision %d ended: %r; watching again",
+                            self._objects.decode(), after + 1, e)
+            finally:
+                closed.cancel()
+                call.cancel()
             await self._sleep_unless_closed(0.5)
 
     async def _sleep_unless_closed(self, seconds: float) -> None:

@@ -9,6 +9,11 @@
   makes a writer wait for another's transaction instead of failing.
 - A global revision counter: every commit that writes takes the next value, and each item it
   writes gets that value as its revision.
+- Change feed: an item row carries the revision of its last write, and a delete leaves a
+  tombstone ``(kind, id, revision)`` written by the same transaction, so the changes after a
+  revision are the rows and tombstones above it. Tombstones older than ``history`` revisions
+  are pruned by later deletes; ``meta.horizon`` records the newest pruned one, and following
+  the changes from before it raises :class:`HistoryLost`.
 - Leadership is an exclusive ``flock`` on ``<database>.leader``; the kernel drops it the instant
   the holding process dies.
 """
@@ -26,9 +31,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from meshblock.store.base import (
+    Change,
     Check,
     Current,
     Delete,
+    HistoryLost,
     Item,
     Leadership,
     Op,
@@ -36,8 +43,10 @@ from meshblock.store.base import (
     StateStore,
     StoreError,
     StoreUnavailable,
+    check_after,
     check_key,
     check_kind,
+    check_kinds,
     check_list_args,
     encode_data,
     plan_commit,
@@ -45,9 +54,12 @@ from meshblock.store.base import (
     wait_until,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2      # 2: tombstones, items_by_revision, meta.horizon
 MEMORY = ":memory:"
+DEFAULT_HISTORY = 100_000   # revisions of tombstones kept for the change feed
 
+# meta.horizon: the revision of the newest pruned tombstone; changes(after) needs
+# after >= horizon. A version-1 database (no tombstones) starts its history at its revision then.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
     kind     TEXT    NOT NULL,
@@ -63,6 +75,14 @@ CREATE TABLE IF NOT EXISTS meta (
     value INTEGER NOT NULL
 ) WITHOUT ROWID;
 INSERT OR IGNORE INTO meta (key, value) VALUES ('revision', 0);
+CREATE TABLE IF NOT EXISTS tombstones (
+    kind     TEXT    NOT NULL,
+    id       TEXT    NOT NULL,
+    revision INTEGER NOT NULL,
+    PRIMARY KEY (revision, kind, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS items_by_revision ON items (kind, revision);
+INSERT OR IGNORE INTO meta (key, value) SELECT 'horizon', value FROM meta WHERE key = 'revision';
 """
 
 
@@ -94,10 +114,14 @@ def _item(kind: str, id: str, name: str | None, data: str, revision: int) -> Ite
 class SQLiteStore(StateStore):
     """The embedded engine (see the module docstring)."""
 
-    def __init__(self, path: str, *, busy_timeout: float = 10.0, poll_interval: float = 0.25):
+    def __init__(self, path: str, *, busy_timeout: float = 10.0, poll_interval: float = 0.25,
+                 history: int = DEFAULT_HISTORY):
+        if not isinstance(history, int) or history < 1:
+            raise ValueError(f"history must be a positive number of revisions, not {history!r}")
         self.path = path
         self.busy_timeout = busy_timeout
         self.poll_interval = poll_interval
+        self.history = history
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="meshblock-sqlite")
         self._conn: sqlite3.Connection | None = None   # touched only by the worker thread
         self._closed = False
@@ -193,7 +217,67 @@ class SQLiteStore(StateStore):
         return conn.execute("SELECT value FROM meta WHERE key = 'revision'").fetchone()[0]
 
     @staticmethod
-    def _commit_sync(conn: sqlite3.Connection, ops: Sequence[Op]) -> tuple[dict[tuple[str, str], int], bool]:
+    def _horizon_sync(conn: sqlite3.Connection) -> int:
+        return conn.execute("SELECT value FROM meta WHERE key = 'horizon'").fetchone()[0]
+
+    @staticmethod
+    def _snapshot_sync(conn: sqlite3.Connection, kinds: Sequence[str]) -> tuple[int, dict[str, list[Item]]]:
+        conn.execute("BEGIN")
+        try:
+            revision = SQLiteStore._revision_sync(conn)
+            items = {kind: SQLiteStore._list_sync(conn, kind, None, None, "id") for kind in kinds}
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return revision, items
+
+    @staticmethod
+    def _changes_sync(conn: sqlite3.Connection, kinds: Sequence[str], after: int) -> tuple[list[Change], int]:
+        """The changes of ``kinds`` above ``after`` in revision order, and the revision they reach."""
+        conn.execute("BEGIN")
+        try:
+            revision = SQLiteStore._revision_sync(conn)
+            horizon = SQLiteStore._horizon_sync(conn)
+            if after < horizon:
+                raise HistoryLost(after, horizon)
+            changes: list[Change] = []
+            if revision > after:
+                marks = ",".join("?" * len(kinds))
+                for kind, id, name, data, rev in conn.execute(
+                        f"SELECT kind, id, name, data, revision FROM items "
+                        f"WHERE kind IN ({marks}) AND revision > ?", (*kinds, after)):
+                    changes.append(Change(kind, id, _item(kind, id, name, data, rev), rev))
+                for kind, id, rev in conn.execute(
+                        f"SELECT kind, id, revision FROM tombstones "
+                        f"WHERE revision > ? AND kind IN ({marks})", (after, *kinds)):
+                    changes.append(Change(kind, id, None, rev))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        # A key has at most one change per revision; a tombstone older than the item's row
+        # (deleted, then created again) sorts before it, so a replay ends with the item.
+        changes.sort(key=lambda c: (c.revision, c.kind, c.id))
+        return changes, max(revision, after)
+
+    @staticmethod
+    def _prune_sync(conn: sqlite3.Connection, revision: int, history: int) -> None:
+        """Drop the tombstones more than ``history`` revisions old; move the horizon past them."""
+        bound = revision - history
+        if bound <= 0:
+            return
+        newest = conn.execute("SELECT MAX(revision) FROM tombstones WHERE revision <= ?", (bound,)).fetchone()[0]
+        if newest is None:
+            return
+        conn.execute("DELETE FROM tombstones WHERE revision <= ?", (bound,))
+        conn.execute("UPDATE meta SET value = MAX(value, ?) WHERE key = 'horizon'", (newest,))
+
+    @staticmethod
+    def _commit_sync(conn: sqlite3.Connection, ops: Sequence[Op],
+                     history: int) -> tuple[dict[tuple[str, str], int], int, bool]:
         conn.execute("BEGIN IMMEDIATE")
         try:
             current: dict[tuple[str, str], Current] = {}
@@ -210,12 +294,17 @@ class SQLiteStore(StateStore):
             plan = plan_commit(ops, current, owners)
             result: dict[tuple[str, str], int] = {(op.kind, op.id): 0 for op in ops if isinstance(op, Delete)}
             if not plan.writes:
+                revision = SQLiteStore._revision_sync(conn)
                 conn.execute("ROLLBACK")
-                return result, False
+                return result, revision, False
             revision = SQLiteStore._revision_sync(conn) + 1
             # Names first released (deletes, renames), then claimed: a commit may move a name.
             for op in plan.deletes:
                 conn.execute("DELETE FROM items WHERE kind = ? AND id = ?", (op.kind, op.id))
+                conn.execute("INSERT INTO tombstones (kind, id, revision) VALUES (?, ?, ?)",
+                             (op.kind, op.id, revision))
+            if plan.deletes:
+                SQLiteStore._prune_sync(conn, revision, history)
             for op in plan.puts:
                 cur = current[(op.kind, op.id)]
                 if cur.name is not None and cur.name != op.name:
@@ -229,7 +318,7 @@ class SQLiteStore(StateStore):
                 result[(op.kind, op.id)] = revision
             conn.execute("UPDATE meta SET value = ? WHERE key = 'revision'", (revision,))
             conn.execute("COMMIT")
-            return result, True
+            return result, revision, True
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -257,14 +346,41 @@ class SQLiteStore(StateStore):
         check_kind(kind)
         return await self._call(self._count_sync, kind)
 
-    async def commit(self, ops: Sequence[Put | Delete | Check]) -> dict[tuple[str, str], int]:
+    async def commit_revision(self, ops: Sequence[Put | Delete | Check]) -> tuple[int, dict[tuple[str, str], int]]:
         ops = validate_ops(ops)
         if not ops:
-            return {}
-        result, wrote = await self._call(self._commit_sync, ops)
+            return await self._call(self._revision_sync), {}
+        result, revision, wrote = await self._call(self._commit_sync, ops, self.history)
         if wrote:
             self._notify()
-        return result
+        return revision, result
+
+    async def snapshot(self, kinds: Sequence[str]) -> tuple[int, dict[str, list[Item]]]:
+        kinds = check_kinds(kinds)
+        return await self._call(self._snapshot_sync, kinds)
+
+    async def changes(self, kinds: Sequence[str], after: int) -> AsyncIterator[list[Change]]:
+        # Commits through this object wake the reader at once (_notify); other connections'
+        # are found by reading again every poll_interval (a read that finds the counter at
+        # `after` costs two lookups).
+        kinds = check_kinds(kinds)
+        check_after(after)
+        while not self._closed:
+            event = self._changed            # taken before reading: no wake-up is lost
+            try:
+                batch, after = await self._call(self._changes_sync, kinds, after)
+            except StoreUnavailable:
+                batch = []                   # busy: read again after the poll interval
+            except HistoryLost:
+                raise
+            except StoreError:
+                if self._closed:
+                    return
+                raise
+            if batch:
+                yield batch
+                continue
+            await wait_until(event.wait(), self.poll_interval)
 
     async def revision(self) -> int:
         """The store's global revision (the last commit that wrote)."""

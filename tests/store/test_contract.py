@@ -7,9 +7,23 @@ import random
 import time
 import uuid
 
+import aetcd
 import pytest
 
-from meshblock.store import Check, Conflict, Delete, Item, NameTaken, Put, StoreError, open_store
+from meshblock.store import (
+    Change,
+    Check,
+    Conflict,
+    Delete,
+    HistoryLost,
+    Item,
+    NameTaken,
+    Put,
+    StoreError,
+    open_store,
+)
+from meshblock.store.etcd import parse_etcd_url
+from meshblock.store.sqlite import SQLiteStore, sqlite_path
 from tests.store._proc import increment
 from tests.store.conftest import proc_cmd
 
@@ -314,3 +328,237 @@ async def test_long_listings(store):
     assert [it.name for it in await store.list("replica", index="name")] == named
     assert [it.name for it in await store.list("replica", index="name", start_after=named[9], limit=120)] \
         == named[10:130]
+
+
+# -- snapshot and change feed ----------------------------------------------------------------
+
+def open_engine(store_url: str, **sqlite_options):
+    """A store on ``store_url``; the SQLite engine with the given constructor options."""
+    if store_url.startswith("sqlite:"):
+        return SQLiteStore(sqlite_path(store_url), **sqlite_options)
+    return open_store(store_url)
+
+
+async def forget_history(store_url: str) -> None:
+    """Make the changes up to now unreplayable: etcd compacts its history; SQLite prunes
+    tombstones, which a delete through a store that keeps only 2 revisions of them does."""
+    if store_url.startswith("sqlite:"):
+        async with open_engine(store_url, history=2) as short:
+            for _ in range(2):
+                scratch = uid()
+                await short.commit([Put("scratch", scratch, {})])
+                await short.commit([Delete("scratch", scratch)])
+        return
+    async with open_store(store_url) as s:      # etcd keeps the compaction revision itself
+        revision, _ = await s.commit_revision([Put("scratch", uid(), {})])
+    host, port = parse_etcd_url(store_url).endpoints[0]
+    client = aetcd.Client(host=host, port=port, timeout=5)
+    try:
+        await client.compact(revision, physical=True)
+    finally:
+        await client.close()
+
+
+def replay(state: dict[tuple[str, str], Item], batches: list[list[Change]]) -> None:
+    for batch in batches:
+        for change in batch:
+            if change.item is None:
+                state.pop((change.kind, change.id), None)
+            else:
+                state[(change.kind, change.id)] = change.item
+
+
+async def listed(store, kinds) -> dict[tuple[str, str], Item]:
+    return {(it.kind, it.id): it for kind in kinds for it in await store.list(kind)}
+
+
+async def collect_until(feed, revision: int, timeout: float = 10.0) -> list[list[Change]]:
+    """Batches from ``feed`` until one reports a change at ``revision`` or later."""
+    batches: list[list[Change]] = []
+    deadline = time.monotonic() + timeout
+    while not batches or batches[-1][-1].revision < revision:
+        batches.append(await asyncio.wait_for(feed.__anext__(), max(0.01, deadline - time.monotonic())))
+    return batches
+
+
+def check_order(batches: list[list[Change]], after: int) -> int:
+    """Revisions above ``after``, growing strictly from batch to batch and never falling within
+    one; each item at most once per revision; puts carry the item as written. Returns the last."""
+    last = after
+    seen: set[tuple[str, str, int]] = set()
+    for batch in batches:
+        assert batch, "an empty batch"
+        assert batch[0].revision > last, (batch[0], last)
+        for change in batch:
+            assert change.revision >= last
+            assert (change.kind, change.id, change.revision) not in seen
+            seen.add((change.kind, change.id, change.revision))
+            if change.item is not None:
+                assert (change.item.kind, change.item.id, change.item.revision) == \
+                    (change.kind, change.id, change.revision)
+            last = change.revision
+    return last
+
+
+FEED = ("volume", "replica")
+
+
+async def test_snapshot_then_changes_replay_to_the_final_state(store):
+    vols = [uid() for _ in range(5)]
+    reps = [uid() for _ in range(3)]
+    await store.commit([Put("volume", v, {"n": n}, name=f"v{n}") for n, v in enumerate(vols)]
+                       + [Put("replica", r, {"volume": vols[0]}) for r in reps]
+                       + [Put("node", uid(), {})])
+    after, snap = await store.snapshot(["volume", "replica", "volume"])
+    assert set(snap) == set(FEED)
+    assert snap["volume"] == await store.list("volume") and snap["replica"] == await store.list("replica")
+    assert [it.id for it in snap["volume"]] == sorted(vols)
+    assert after >= max(it.revision for items in snap.values() for it in items)
+    state = {(it.kind, it.id): it for items in snap.values() for it in items}
+    feed = store.changes(FEED, after)
+
+    # a history written before the feed reads anything: it must all come back, in order
+    await store.commit([Put("volume", vols[0], {"n": 10}, name="v0")])           # update
+    await store.commit([Put("volume", vols[1], {"n": 1}, name="renamed")])        # rename
+    await store.commit([Put("volume", vols[3], {"n": 3}, name="v1")])             # takes the freed name
+    await store.commit([Delete("volume", vols[2])])                                # delete
+    await store.commit([Delete("replica", reps[0])])
+    await store.commit([Put("replica", reps[0], {"again": True})])                 # re-created later
+    await store.commit([Delete("volume", vols[4])])                                # deleted and re-created
+    await store.commit([Put("volume", vols[4], {"back": True}, name="v4")])       # between two reads
+    await store.commit([Put("node", uid(), {}), Put("scratch", uid(), {})])       # kinds not followed
+    await store.commit([Put("volume", vols[0], {}, name="v1"), Put("volume", vols[3], {}, name="v0"),
+                        Delete("replica", reps[2]), Put("replica", uid(), {"new": 1})])   # one commit, many
+    last, _ = await store.commit_revision([Put("volume", vols[1], {"n": 2}, name="renamed")])
+    batches = await collect_until(feed, last)
+    assert check_order(batches, after) == last
+    assert {c.kind for b in batches for c in b} == set(FEED)
+    replay(state, batches)
+    assert state == await listed(store, FEED)
+    assert state[("volume", vols[4])].data == {"back": True}
+    assert state[("replica", reps[0])].data == {"again": True}
+
+    # and while the consumer keeps up, commit by commit, from two tasks at once
+    async def writer(tag: str) -> None:
+        for n in range(8):
+            victim = uid()
+            await store.commit([Put("volume", victim, {tag: n}), Put("replica", reps[1], {tag: n})])
+            await store.commit([Delete("volume", victim), Put("volume", vols[n % 5], {tag: n})])
+
+    live: list[list[Change]] = []
+
+    async def consume() -> None:
+        while True:
+            live.append(await feed.__anext__())
+
+    consumer = asyncio.ensure_future(consume())
+    await asyncio.gather(writer("a"), writer("b"))
+    last, _ = await store.commit_revision([Put("volume", vols[0], {"end": True})])
+    deadline = time.monotonic() + 10
+    while not live or live[-1][-1].revision < last:
+        assert time.monotonic() < deadline and not consumer.done(), "the last change did not arrive"
+        await asyncio.sleep(0.02)
+    consumer.cancel()
+    assert check_order(batches + live, after) == last
+    replay(state, live)
+    assert state == await listed(store, FEED)
+
+
+async def test_changes_from_another_connection_and_process(store, store2, store_url):
+    after, snap = await store.snapshot(["node"])
+    assert snap == {"node": []}
+    feed = store.changes(["node"], after)
+    a = uid()
+    rev, _ = await store2.commit_revision([Put("node", a, {"by": "store2"}, name="n-a")])
+    batch = await asyncio.wait_for(feed.__anext__(), 10)
+    assert batch == [Change("node", a, Item("node", a, "n-a", {"by": "store2"}, rev), rev)]
+
+    b = uid()
+    child = await asyncio.create_subprocess_exec(*proc_cmd("commit-one", store_url, "node", b),
+                                                 stdout=asyncio.subprocess.PIPE)
+    out, _ = await asyncio.wait_for(child.communicate(), 30)
+    assert child.returncode == 0 and out.strip() == b"done"
+    batch = await asyncio.wait_for(feed.__anext__(), 10)
+    assert [(c.id, c.item.data) for c in batch] == [(b, {"from": "child"})]
+    assert batch[0].revision == (await store.get("node", b)).revision > rev
+
+    gone, _ = await store2.commit_revision([Delete("node", a)])
+    batch = await asyncio.wait_for(feed.__anext__(), 10)
+    assert batch == [Change("node", a, None, gone)]
+    await feed.aclose()
+
+
+async def test_own_commits_arrive_without_waiting_for_a_poll(store_url):
+    # an hour between SQLite's polls: only the direct notification can deliver within the bound
+    async with open_engine(store_url, poll_interval=3600) as s:
+        after, _ = await s.commit_revision([])
+        feed = s.changes(["volume"], after)
+        vid = uid()
+        for n in range(3):
+            pending = asyncio.ensure_future(feed.__anext__())
+            await asyncio.sleep(0.1)                # the feed has read everything and waits
+            rev, _ = await s.commit_revision([Put("volume", vid, {"n": n})])
+            batch = await asyncio.wait_for(pending, 5)
+            assert [(c.id, c.revision, c.item.data) for c in batch] == [(vid, rev, {"n": n})]
+        await feed.aclose()
+
+
+async def test_commit_revision_is_the_revision_of_its_changes(store):
+    after, _ = await store.snapshot(["volume"])
+    feed = store.changes(["volume"], after)
+    a, b = uid(), uid()
+    r1, revs = await store.commit_revision([Put("volume", a, {}), Put("volume", b, {}, name="b")])
+    assert r1 > after and revs == {("volume", a): r1, ("volume", b): r1}
+    batch = await asyncio.wait_for(feed.__anext__(), 10)
+    assert sorted((c.id, c.revision, c.item.revision) for c in batch) == sorted([(a, r1, r1), (b, r1, r1)])
+    r2, revs = await store.commit_revision([Delete("volume", a), Check("volume", b, r1)])
+    assert r2 > r1 and revs == {("volume", a): 0}
+    assert await asyncio.wait_for(feed.__anext__(), 10) == [Change("volume", a, None, r2)]
+    # commits that write nothing report the current revision
+    assert await store.commit_revision([Check("volume", b, r1)]) == (r2, {})
+    absent = uid()
+    assert await store.commit_revision([Delete("volume", absent)]) == (r2, {("volume", absent): 0})
+    assert await store.commit_revision([]) == (r2, {})
+    assert (await store.snapshot(["volume"]))[0] == r2
+    r3, _ = await store.commit_revision([Put("volume", b, {"x": 1}, name="b")])
+    assert await asyncio.wait_for(feed.__anext__(), 10) == \
+        [Change("volume", b, Item("volume", b, "b", {"x": 1}, r3), r3)]    # nothing in between
+    await feed.aclose()
+
+
+async def test_history_lost(store, store_url):
+    a = uid()
+    await store.commit([Put("volume", a, {})])
+    old, _ = await store.snapshot(["volume"])
+    await store.commit([Delete("volume", a)])
+    await forget_history(store_url)
+    feed = store.changes(["volume"], old)
+    with pytest.raises(HistoryLost) as exc:
+        await asyncio.wait_for(feed.__anext__(), 10)
+    assert exc.value.after == old and exc.value.oldest > old
+    # start over: a new snapshot, and the changes after it
+    rev, snap = await store.snapshot(["volume"])
+    assert snap == {"volume": []} and rev >= exc.value.oldest
+    feed = store.changes(["volume"], rev)
+    b = uid()
+    r, _ = await store.commit_revision([Put("volume", b, {})])
+    batch = await asyncio.wait_for(feed.__anext__(), 10)
+    assert [(c.id, c.revision) for c in batch] == [(b, r)]
+    await feed.aclose()
+
+
+async def test_changes_end_on_close_and_check_their_arguments(store_url):
+    s = open_store(store_url)
+    with pytest.raises(TypeError):
+        await s.snapshot("volume")                  # a kind, not a list of kinds
+    with pytest.raises(ValueError):
+        await s.snapshot([])
+    with pytest.raises(ValueError):
+        await s.changes(["volume"], -1).__anext__()
+    after, _ = await s.commit_revision([Put("volume", uid(), {})])
+    feed = s.changes(["volume"], after)
+    pending = asyncio.ensure_future(feed.__anext__())
+    await asyncio.sleep(0.1)
+    await s.close()
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(pending, 5)

@@ -69,6 +69,10 @@ async def test_store_rides_out_an_etcd_crash(own_etcd_server):
         await store.commit([Put("volume", f"v{n}", {"n": n}, name=f"vol{n}") for n in range(20)])
         watch = store.watch_changes()
         await asyncio.wait_for(watch.__anext__(), 5)
+        after, _ = await store.commit_revision([])
+        feed = store.changes(["volume"], after)
+        first = asyncio.ensure_future(feed.__anext__())
+        await asyncio.sleep(0.2)                      # the feed watches
         server.kill()
         with pytest.raises(StoreUnavailable):
             await store.commit([Put("volume", "during", {})])
@@ -84,8 +88,15 @@ async def test_store_rides_out_an_etcd_crash(own_etcd_server):
         assert await store.count("volume") == 21
         assert (await store.get_by_name("volume", "vol7")).data == {"n": 7}
         await asyncio.wait_for(watch.__anext__(), 10)  # woken again (changes may have been missed)
-        await store.commit([Put("volume", "later", {})])
+        later, _ = await store.commit_revision([Put("volume", "later", {})])
         await asyncio.wait_for(watch.__anext__(), 10)
         await watch.aclose()
+        # the feed watched again from where it was: every change once, in order
+        batches = [await asyncio.wait_for(first, 15)]
+        while batches[-1][-1].revision < later:
+            batches.append(await asyncio.wait_for(feed.__anext__(), 10))
+        assert [(c.id, c.revision) for b in batches for c in b] == \
+            [("after", (await store.get("volume", "after")).revision), ("later", later)]
+        await feed.aclose()
     finally:
         await store.close()

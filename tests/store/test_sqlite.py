@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import stat
 
 import pytest
 
-from meshblock.store import Put, StoreError, open_leadership, open_store
+from meshblock.store import Change, Delete, HistoryLost, Put, StoreError, open_leadership, open_store
 from meshblock.store.sqlite import MEMORY, SQLiteStore, sqlite_path
 
 
@@ -59,7 +60,7 @@ async def test_reopen_keeps_data_and_revisions_grow(tmp_path):
         assert await store.revision() == r2
     conn = sqlite3.connect(tmp_path / "state.db")
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
     finally:
         conn.close()
 
@@ -91,3 +92,57 @@ def test_sqlite_urls():
             sqlite_path(bad)
     with pytest.raises(ValueError):
         open_store("mysql://localhost/db")
+
+
+# The schema of version 1 (before the change feed), as such databases were created.
+V1_SCHEMA = """
+CREATE TABLE items (kind TEXT NOT NULL, id TEXT NOT NULL, name TEXT, data TEXT NOT NULL,
+                    revision INTEGER NOT NULL, PRIMARY KEY (kind, id)) WITHOUT ROWID;
+CREATE UNIQUE INDEX items_by_name ON items (kind, name) WHERE name IS NOT NULL;
+CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO meta (key, value) VALUES ('revision', 7);
+INSERT INTO items VALUES ('volume', 'v1', 'one', '{"size":1}', 3), ('volume', 'v2', NULL, '{}', 7);
+PRAGMA user_version = 1;
+"""
+
+
+async def test_a_database_from_before_the_change_feed_is_migrated(tmp_path):
+    db = tmp_path / "state.db"
+    conn = sqlite3.connect(db)
+    conn.executescript(V1_SCHEMA)
+    conn.close()
+    async with open_store(f"sqlite://{db}") as store:
+        rev, snap = await store.snapshot(["volume"])
+        assert rev == 7 and [(it.id, it.name, it.revision) for it in snap["volume"]] == \
+            [("v1", "one", 3), ("v2", None, 7)]
+        # deletes before the migration left no trace: the feed starts at the revision it had
+        with pytest.raises(HistoryLost) as exc:
+            await store.changes(["volume"], 6).__anext__()
+        assert exc.value.oldest == 7
+        feed = store.changes(["volume"], 7)
+        gone, _ = await store.commit_revision([Delete("volume", "v1")])
+        assert await asyncio.wait_for(feed.__anext__(), 5) == [Change("volume", "v1", None, gone)]
+        await feed.aclose()
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("SELECT kind, id, revision FROM tombstones").fetchall() == [("volume", "v1", 8)]
+    finally:
+        conn.close()
+
+
+async def test_tombstones_stay_bounded(tmp_path):
+    async with SQLiteStore(str(tmp_path / "state.db"), history=10) as store:
+        await store.commit([Put("volume", "kept", {})])                  # revision 1
+        for n in range(40):                                               # t<n>: put 2n+2, deleted 2n+3
+            await store.commit([Put("volume", f"t{n}", {})])
+            await store.commit([Delete("volume", f"t{n}")])
+        revision, _ = await store.commit_revision([])
+        assert revision == 81
+        tombstones = await store._call(lambda c: c.execute("SELECT revision FROM tombstones").fetchall())
+        assert sorted(r for r, in tombstones) == [73, 75, 77, 79, 81]     # the last 10 revisions' deletes
+        with pytest.raises(HistoryLost):
+            await store.changes(["volume"], 1).__anext__()
+        # within the kept history, the feed has every delete (t36 was created and deleted after 72)
+        batch = await store.changes(["volume"], 72).__anext__()
+        assert batch == [Change("volume", f"t{n}", None, 2 * n + 3) for n in range(35, 40)]
