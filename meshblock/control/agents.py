@@ -1,4 +1,9 @@
-"""gRPC clients of the node agents, one channel per agent endpoint."""
+"""gRPC clients of the node agents, one channel per agent endpoint.
+
+Calls to one agent are bounded (``per_agent`` at once): when hundreds of volumes move to the
+surviving nodes after a node fails, each surviving agent sees a steady stream of calls, not a
+burst of hundreds; the others wait their turn in the controller.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,11 @@ from ..proto.meshblock.v1 import agent_pb2_grpc
 
 
 class AgentClients:
-    def __init__(self, credentials: grpc.ChannelCredentials | None = None, tls_name: str = ""):
+    def __init__(self, credentials: grpc.ChannelCredentials | None = None, tls_name: str = "",
+                 per_agent: int = 16):
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._limits: dict[str, asyncio.Semaphore] = {}
+        self.per_agent = per_agent
         self.credentials = credentials
         # A channel to an agent that was down keeps backing off between connection attempts (up to
         # 120 s by gRPC's defaults), so the first calls after the agent is back would still fail:
@@ -23,7 +31,7 @@ class AgentClients:
         if tls_name:
             self.options.append(("grpc.ssl_target_name_override", tls_name))
 
-    def stub(self, endpoint: str) -> agent_pb2_grpc.AgentServiceStub:
+    def stub(self, endpoint: str) -> "_Bounded":
         if not endpoint:
             raise Unavailable("node has no agent endpoint")
         ch = self._channels.get(endpoint)
@@ -33,7 +41,10 @@ class AgentClients:
             else:
                 ch = grpc.aio.secure_channel(endpoint, self.credentials, options=self.options)
             self._channels[endpoint] = ch
-        return agent_pb2_grpc.AgentServiceStub(ch)
+        limit = self._limits.get(endpoint)
+        if limit is None:
+            limit = self._limits[endpoint] = asyncio.Semaphore(self.per_agent)
+        return _Bounded(agent_pb2_grpc.AgentServiceStub(ch), limit)
 
     def renew(self, endpoint: str, grace: float = 30.0) -> None:
         """Dial ``endpoint`` afresh from now on (its agent restarted); the old channel is closed after
@@ -46,3 +57,20 @@ class AgentClients:
         for ch in self._channels.values():
             await ch.close()
         self._channels.clear()
+
+
+class _Bounded:
+    """An AgentService stub whose calls hold one of the agent's slots while they run."""
+
+    def __init__(self, stub: agent_pb2_grpc.AgentServiceStub, limit: asyncio.Semaphore):
+        self._stub = stub
+        self._limit = limit
+
+    def __getattr__(self, method: str):
+        call = getattr(self._stub, method)
+        limit = self._limit
+
+        async def bounded(request, **kw):
+            async with limit:
+                return await call(request, **kw)
+        return bounded

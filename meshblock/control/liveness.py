@@ -29,7 +29,7 @@ class Seen:
 class Liveness:
     repo: Repo
     timeout: float = 3.0
-    on_change: Callable[[], None] = lambda: None
+    on_change: Callable[[str], None] = lambda node_id: None         # up/down/health of a node
     on_new_instance: Callable[[Node], None] = lambda node: None     # an agent (re)started
     seen: dict[str, Seen] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
@@ -85,7 +85,7 @@ class Liveness:
             if prev is None or prev.instance_id != instance_id:
                 log.info("node registered node_id=%s name=%s instance=%s", node.id, node.name, instance_id)
                 self.on_new_instance(cur)
-                self.on_change()
+                self.on_change(cur.id)
             return cur
         raise Conflict(Node.KIND, node.id, None, None, "node record kept changing while registering")
 
@@ -96,7 +96,7 @@ class Liveness:
         was_healthy = s.healthy
         s.at, s.total_bytes, s.free_bytes, s.healthy = time.monotonic(), total, free, healthy
         if healthy != was_healthy:
-            self.on_change()
+            self.on_change(node_id)
         return True
 
     async def settle(self) -> None:
@@ -137,7 +137,7 @@ class Liveness:
                     await self.repo.commit(put=[node])
                 except Conflict:
                     continue
-                self.on_change()
+                self.on_change(node.id)
 
     async def run(self, interval: float = 1.0) -> None:
         while True:

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Sequence, TypeVar
+from typing import TYPE_CHECKING, Sequence, TypeVar
 
 from ..model.records import Record
 from ..store.base import Check, Delete, Put, StateStore
+
+if TYPE_CHECKING:
+    from .view import ClusterView
 
 R = TypeVar("R", bound=Record)
 
 
 class Repo:
-    def __init__(self, store: StateStore):
+    def __init__(self, store: StateStore, view: "ClusterView | None" = None):
         self.store = store
+        # when set, a commit returns once the view holds it: what this process writes, it reads back
+        self.view = view
 
     async def get(self, cls: type[R], id: str) -> R | None:
         item = await self.store.get(cls.KIND, id)
@@ -40,6 +45,10 @@ class Repo:
             ops.append(Delete(r.KIND, r.id, expect=r.revision or None))
         for r in check:
             ops.append(Check(r.KIND, r.id, expect=r.revision))
-        revs = await self.store.commit(ops)
+        rev, revs = await self.store.commit_revision(ops)
+        view = self.view
+        if view is not None and view.ready.is_set() and any(
+                not isinstance(op, Check) and op.kind in view.kinds for op in ops):
+            await view.caught_up(rev)
         for r in list(create) + list(put):
             r.revision = revs.get((r.KIND, r.id), r.revision)

@@ -26,6 +26,7 @@ from .hosts import HOST_SERVICE, HostServicer
 from .liveness import Liveness
 from .reconciler import Reconciler
 from .repo import Repo
+from .view import ClusterView
 from .service import (CLUSTER_SERVICE, NODE_SERVICE, REGISTRY_SERVICE, VOLUME_SERVICE, ClusterServicer, Gate,
                       NodeServicer, RegistryServicer, VolumeServicer)
 from .volumes import VolumeManager
@@ -77,15 +78,19 @@ async def run_controller(cfg: ControllerConfig, stop: asyncio.Event | None = Non
     store = open_store(cfg.store_url)
     await store.open()
     leadership = open_leadership(cfg.store_url, identity, ttl=cfg.leader_ttl)
-    repo = Repo(store)
+    # the view reads the store from the start, standbys included, so a controller that takes over
+    # has the cluster in memory already and serves at once
+    view = ClusterView(store)
+    view.start()
+    repo = Repo(store, view)
     # the controller dials agents' TCP APIs with its own certificate as client identity
     agents = AgentClients(client_tls(cfg.tls_client_ca, cfg.tls_cert, cfg.tls_key) if cfg.tls_cert else None,
                           tls_name=cfg.agent_tls_name)
     gate = Gate()
     liveness = Liveness(repo, timeout=cfg.node_timeout)
-    reconciler = Reconciler(repo, agents, liveness, orphan_grace=cfg.orphan_grace, standby_heads=cfg.standby_heads,
-                            replace_after=cfg.replace_after)
-    liveness.on_change = reconciler.kick
+    reconciler = Reconciler(repo, agents, liveness, view=view, orphan_grace=cfg.orphan_grace,
+                            standby_heads=cfg.standby_heads, replace_after=cfg.replace_after)
+    liveness.on_change = reconciler.node_changed
     liveness.on_new_instance = lambda node: agents.renew(node.endpoint)
     mgr = VolumeManager(repo, liveness, reconciler, overcommit=cfg.overcommit)
 
@@ -116,15 +121,11 @@ async def run_controller(cfg: ControllerConfig, stop: asyncio.Event | None = Non
         liveness.started = time.monotonic()
         gate.active = True
         await liveness.settle()
+        await view.ready.wait()
         gate.settled = True
         set_serving(health, SERVICES, True)
 
-        async def watch() -> None:
-            async for _ in store.watch_changes():
-                reconciler.kick()
-
-        tasks = [asyncio.create_task(reconciler.run()), asyncio.create_task(liveness.run()),
-                 asyncio.create_task(watch())]
+        tasks = [asyncio.create_task(reconciler.run()), asyncio.create_task(liveness.run())]
         lost = asyncio.create_task(leadership.lost.wait())
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait({lost, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -143,5 +144,6 @@ async def run_controller(cfg: ControllerConfig, stop: asyncio.Event | None = Non
         with contextlib.suppress(Exception):
             await leadership.resign()
         await agents.close()
+        await view.stop()
         await store.close()
         log.info("controller %s stopped", identity)

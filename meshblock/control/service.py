@@ -106,7 +106,7 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
         self.gate = gate
 
     async def _pb(self, v: Volume) -> pb.Volume:
-        nodes = {n.id: n for n in await self.mgr.repo.list(Node)}
+        nodes = await self.mgr.nodes()
         return volume_pb(v, await self.mgr.replicas_of(v.id), nodes, self.mgr.reconciler.rebuild)
 
     def _spec(self, name: str, size: int, replicas: int, spread: str, labels) -> VolumeSpec:
@@ -176,10 +176,7 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
         if request.state and request.state not in {s.value for s in VolumeState}:
             raise InvalidArgument("state", f"{request.state!r} is not a volume state")
         cursor = _untoken(request.page_token)
-        nodes = {n.id: n for n in await self.mgr.repo.list(Node)}
-        reps: dict[str, list[Replica]] = {}
-        for r in await self.mgr.repo.list(Replica):
-            reps.setdefault(r.volume_id, []).append(r)
+        nodes = await self.mgr.nodes()
         out: list[pb.Volume] = []
         batch_size = max(size, 200)
         while len(out) < size:
@@ -190,9 +187,10 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
                     continue
                 if any(v.labels.get(k) != val for k, val in request.label_selector.items()):
                     continue
-                if request.node_id and not any(r.node_id == request.node_id for r in reps.get(v.id, [])):
+                reps = await self.mgr.replicas_of(v.id)
+                if request.node_id and not any(r.node_id == request.node_id for r in reps):
                     continue
-                out.append(volume_pb(v, reps.get(v.id, []), nodes, self.mgr.reconciler.rebuild))
+                out.append(volume_pb(v, reps, nodes, self.mgr.reconciler.rebuild))
                 if len(out) == size:
                     break
             if len(batch) < batch_size:
@@ -351,12 +349,13 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
         return await self._pb(v)
 
 
-def node_pb(n: Node, reps: list[Replica], up: bool, volumes: dict[str, Volume] | None = None) -> pb.Node:
-    mine = [r for r in reps if r.node_id == n.id]
+def node_pb(n: Node, mine: list[Replica], up: bool, volume_of: Callable[[str], Volume | None] | None = None
+            ) -> pb.Node:
+    """``mine``: the replicas on the node; ``volume_of`` looks their volumes up (for a drain's progress)."""
     drain = pb.DrainProgress()
     if n.draining:
-        stuck = sorted(volumes[r.volume_id].name for r in mine
-                       if volumes and r.volume_id in volumes and volumes[r.volume_id].replicas == 1)
+        vols = [volume_of(r.volume_id) for r in mine] if volume_of else []
+        stuck = sorted(v.name for v in vols if v is not None and v.replicas == 1)
         drain = pb.DrainProgress(replicas_total=max(n.drain_total, len(mine)),
                                  replicas_moved=max(n.drain_total - len(mine), 0), done=not mine,
                                  message=(f"single-replica volumes cannot move: {', '.join(stuck)}" if stuck else ""))
@@ -382,16 +381,13 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
         return n
 
     async def _pb(self, n: Node) -> pb.Node:
-        vols = {v.id: v for v in await self.mgr.repo.list(Volume)}
-        return node_pb(n, await self.mgr.repo.list(Replica), self.liveness.is_up(n.id), vols)
+        return node_pb(n, await self.mgr.replicas_on(n.id), self.liveness.is_up(n.id), self.mgr.volume_of)
 
     @rpc_method(NODE_SERVICE)
     async def ListNodes(self, request, context) -> pb.ListNodesReply:
         self.gate.check()
-        reps = await self.mgr.repo.list(Replica)
-        vols = {v.id: v for v in await self.mgr.repo.list(Volume)}
-        nodes = sorted(await self.mgr.repo.list(Node), key=lambda n: n.name)
-        return pb.ListNodesReply(nodes=[node_pb(n, reps, self.liveness.is_up(n.id), vols) for n in nodes])
+        nodes = sorted((await self.mgr.nodes()).values(), key=lambda n: n.name)
+        return pb.ListNodesReply(nodes=[await self._pb(n) for n in nodes])
 
     @rpc_method(NODE_SERVICE)
     async def GetNode(self, request, context) -> pb.Node:
@@ -428,11 +424,12 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
     @rpc_method(NODE_SERVICE)
     async def DrainNode(self, request, context) -> pb.Node:
         self.gate.check()
-        reps = await self.mgr.repo.list(Replica)
+        n0 = await self._find(request.ref)
+        count = len(await self.mgr.replicas_on(n0.id))
 
         def drain(n: Node) -> None:
             if not n.draining:
-                n.drain_total = sum(1 for r in reps if r.node_id == n.id)
+                n.drain_total = count
             n.cordoned = n.draining = True
         return await self._set(request.ref, drain)
 
@@ -448,14 +445,12 @@ class ClusterServicer(pb_grpc.ClusterServiceServicer):
     @rpc_method(CLUSTER_SERVICE)
     async def GetClusterStatus(self, request, context) -> pb.ClusterStatus:
         self.gate.check()
-        nodes = await self.mgr.repo.list(Node)
+        nodes = list((await self.mgr.nodes()).values())
         up = [n for n in nodes if self.liveness.is_up(n.id)]
-        by_state: dict[str, int] = {}
-        for v in await self.mgr.repo.list(Volume):
-            by_state[v.state.value] = by_state.get(v.state.value, 0) + 1
+        by_state, provisioned = await self.mgr.totals()
         return pb.ClusterStatus(nodes_up=len(up), nodes_down=len(nodes) - len(up),
                                 total_bytes=sum(n.total_bytes for n in up), free_bytes=sum(n.free_bytes for n in up),
-                                provisioned_bytes=sum(r.size_bytes for r in await self.mgr.repo.list(Replica)),
+                                provisioned_bytes=provisioned,
                                 overcommit_ratio=self.overcommit, volumes_by_state=by_state, leader=self.identity)
 
 

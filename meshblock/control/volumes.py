@@ -21,7 +21,7 @@ from ..store.base import Conflict, NameTaken
 from .liveness import Liveness
 from ..replication.erasure import SHARD_BLOCK_BYTES, Layout
 from .placement import Candidate, place
-from .reconciler import INTERNAL_SNAPSHOT_PREFIX, Reconciler
+from .reconciler import INTERNAL_SNAPSHOT_PREFIX, Reconciler, volume_key
 from .repo import Repo
 
 log = logging.getLogger(__name__)
@@ -74,18 +74,57 @@ class VolumeManager:
             raise NotFound(f"volume {ref!r} not found")
         return v
 
+    @property
+    def view(self):
+        """The reconciler's view of the store once it has loaded (None before)."""
+        view = self.reconciler.view
+        return view if view is not None and view.ready.is_set() else None
+
     async def replicas_of(self, volume_id: str) -> list[Replica]:
+        if self.view is not None:
+            return self.view.replicas_of(volume_id)
         return [r for r in await self.repo.list(Replica) if r.volume_id == volume_id]
 
+    async def replicas_on(self, node_id: str) -> list[Replica]:
+        if self.view is not None:
+            return self.view.replicas_on(node_id)
+        return [r for r in await self.repo.list(Replica) if r.node_id == node_id]
+
+    def volume_of(self, volume_id: str) -> Volume | None:
+        return self.view.get(Volume, volume_id) if self.view is not None else None
+
+    async def totals(self) -> tuple[dict[str, int], int]:
+        """Volumes by state, and the bytes all replicas provision."""
+        if self.view is not None:
+            return dict(self.view.volume_states), sum(self.view.provisioned.values())
+        by_state: dict[str, int] = {}
+        for v in await self.repo.list(Volume):
+            by_state[v.state.value] = by_state.get(v.state.value, 0) + 1
+        return by_state, sum(r.size_bytes for r in await self.repo.list(Replica))
+
+    async def nodes(self) -> dict[str, Node]:
+        """Every node by id (read-only)."""
+        if self.view is not None:
+            return self.view.nodes()
+        return {n.id: n for n in await self.repo.list(Node)}
+
     async def candidates(self) -> tuple[list[Candidate], dict[str, Node]]:
-        nodes = {n.id: n for n in await self.repo.list(Node)}
-        provisioned: dict[str, int] = {}
-        for r in await self.repo.list(Replica):
-            provisioned[r.node_id] = provisioned.get(r.node_id, 0) + r.size_bytes
+        nodes = await self.nodes()
+        if self.view is not None:
+            provisioned: dict[str, int] = dict(self.view.provisioned)
+        else:
+            provisioned = {}
+            for r in await self.repo.list(Replica):
+                provisioned[r.node_id] = provisioned.get(r.node_id, 0) + r.size_bytes
         return [Candidate(node_id=n.id, name=n.name, up=n.state == NodeState.UP and self.liveness.is_up(n.id),
                           schedulable=not (n.cordoned or n.draining), labels=n.labels, total_bytes=n.total_bytes,
                           provisioned_bytes=provisioned.get(n.id, 0), block_size=n.pool_block_size)
                 for n in nodes.values()], nodes
+
+    async def _snapshots_of(self, volume_id: str) -> list[Snapshot]:
+        if self.view is not None:
+            return self.view.snapshots_of(volume_id)
+        return [s for s in await self.repo.list(Snapshot) if s.volume_id == volume_id]
 
     # --- create --------------------------------------------------------------------------------
     def _same(self, v: Volume, spec: VolumeSpec) -> bool:
@@ -145,7 +184,7 @@ class VolumeManager:
             cur = await self.repo.get(Volume, v.id)
             return cur is None or self.reconciler.synced.get(v.id, 0) >= gen or cur.state == VolumeState.FAULTED
 
-        await self.reconciler.wait_for(done, self.wait_timeout if timeout is None else timeout)
+        await self.reconciler.wait_for(done, self.wait_timeout if timeout is None else timeout, volume_key(v.id))
         return await self.repo.get(Volume, v.id) or v
 
     # --- changes -------------------------------------------------------------------------------
@@ -171,8 +210,8 @@ class VolumeManager:
             if v is None:
                 return False
             if v.state != VolumeState.DELETING:
-                clones = [s for s in await self.repo.list(Snapshot) if s.volume_id == v.id
-                          and not s.name.startswith(INTERNAL_SNAPSHOT_PREFIX)]
+                clones = [s for s in await self._snapshots_of(v.id)
+                          if not s.name.startswith(INTERNAL_SNAPSHOT_PREFIX)]
                 if clones:
                     raise FailedPrecondition(f"volume {v.name!r} has {len(clones)} snapshot(s); delete them first")
                 v.move_to(VolumeState.DELETING)
@@ -188,7 +227,7 @@ class VolumeManager:
             async def gone() -> bool:
                 return await self.repo.get(Volume, v.id) is None
 
-            await self.reconciler.wait_for(gone, self.wait_timeout)
+            await self.reconciler.wait_for(gone, self.wait_timeout, volume_key(v.id))
             return True
         raise FailedPrecondition(f"volume {ref!r} kept changing; try again")
 
