@@ -20,25 +20,21 @@ one key per item plus one per name added or removed.
 :meth:`EtcdStore.changes` is an etcd watch on the objects prefix from the next revision, each
 watch response one batch. etcd keeps the history back to its last compaction: a watch from
 before it raises :class:`HistoryLost`.
+
+The connection and request builders are in :mod:`.etcd_client`, the leader election in
+:mod:`.etcd_leadership`; this module re-exports :class:`EtcdLeadership`, :class:`EtcdConfig`
+and :func:`parse_etcd_url`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import logging
-import math
-import socket
-import time
-import urllib.parse
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import aetcd
-import aetcd.exceptions
-import aetcd.utils
 import grpc
 from aetcd import rpc
 
@@ -49,7 +45,6 @@ from meshblock.store.base import (
     Delete,
     HistoryLost,
     Item,
-    Leadership,
     Put,
     StateStore,
     StoreError,
@@ -64,176 +59,27 @@ from meshblock.store.base import (
     validate_ops,
     wait_until,
 )
+from meshblock.store.etcd_client import (
+    DEFAULT_PORT,
+    DEFAULT_PREFIX,
+    Connection,
+    EtcdConfig,
+    delete_op,
+    mod_equals,
+    parse_etcd_url,
+    prefix_end,
+    put_op,
+    range_op,
+)
+from meshblock.store.etcd_leadership import EtcdLeadership
+
+__all__ = ["DEFAULT_PORT", "DEFAULT_PREFIX", "EtcdConfig", "EtcdLeadership", "EtcdStore", "parse_etcd_url"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT = 2379
-DEFAULT_PREFIX = "/meshblock"
 PAGE = 500              # keys per range request when listing everything
 NAME_PAGE = 100         # names per step when listing by name (one read transaction each)
 MAX_COMMIT_ATTEMPTS = 64
-
-_GRPC_OPTIONS = {
-    "grpc.keepalive_time_ms": 10_000,        # etcd allows pings every 5 s (--grpc-keepalive-min-time)
-    "grpc.keepalive_timeout_ms": 5_000,
-    "grpc.initial_reconnect_backoff_ms": 200,
-    "grpc.min_reconnect_backoff_ms": 200,
-    "grpc.max_reconnect_backoff_ms": 2_000,
-    "grpc.max_receive_message_length": 64 * 1024 * 1024,
-    "grpc.lb_policy_name": "pick_first",
-}
-
-
-@dataclass(frozen=True)
-class EtcdConfig:
-    endpoints: tuple[tuple[str, int], ...]
-    prefix: str = DEFAULT_PREFIX
-    timeout: float = 5.0                # per request
-
-
-def parse_etcd_url(url: str) -> EtcdConfig:
-    """``etcd://host:port[,host:port...]?prefix=/meshblock&timeout=5``."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme.lower() != "etcd":
-        raise ValueError(f"not an etcd URL: {url!r}")
-    if parts.path not in ("", "/"):
-        raise ValueError(f"etcd URL {url!r}: put the key prefix in ?prefix=, not in the path")
-    endpoints = []
-    for ep in parts.netloc.split(","):
-        ep = ep.strip()
-        if not ep:
-            continue
-        if ep.startswith("["):                      # [::1]:2379
-            host, _, rest = ep[1:].partition("]")
-            port = rest[1:] if rest.startswith(":") else ""
-        else:
-            host, _, port = ep.partition(":")
-        try:
-            endpoints.append((host, int(port) if port else DEFAULT_PORT))
-        except ValueError:
-            raise ValueError(f"etcd URL {url!r}: bad endpoint {ep!r}") from None
-    if not endpoints:
-        raise ValueError(f"etcd URL {url!r} names no endpoint")
-    query = urllib.parse.parse_qs(parts.query)
-    prefix = query.get("prefix", [DEFAULT_PREFIX])[-1].rstrip("/")
-    if prefix and not prefix.startswith("/"):
-        prefix = "/" + prefix
-    timeout = float(query.get("timeout", ["5"])[-1])
-    return EtcdConfig(endpoints=tuple(endpoints), prefix=prefix, timeout=timeout)
-
-
-def _prefix_end(prefix: bytes) -> bytes:
-    return aetcd.utils.prefix_range_end(prefix)
-
-
-def _map_error(e: BaseException) -> StoreError:
-    if isinstance(e, StoreError):
-        return e
-    if isinstance(e, grpc.aio.AioRpcError):
-        code, details = e.code(), e.details() or str(e.code())
-        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
-                    grpc.StatusCode.CANCELLED):
-            return StoreUnavailable(f"etcd: {details}")
-        if "too many operations in txn request" in details:
-            return StoreError(f"etcd: {details} (the commit is larger than etcd's --max-txn-ops)")
-        return StoreError(f"etcd: {details}")
-    if isinstance(e, (aetcd.exceptions.ConnectionFailedError, aetcd.exceptions.ConnectionTimeoutError)):
-        return StoreUnavailable(f"etcd: {e}")
-    if isinstance(e, asyncio.TimeoutError):
-        return StoreUnavailable("etcd: request timed out")
-    return StoreError(f"etcd: {e}")
-
-
-class _Client(aetcd.Client):
-    """An aetcd client on a gRPC target of our choosing (several endpoints fail over in order)."""
-
-    def __init__(self, target: str, timeout: float):
-        host, _, port = target.rpartition(":")
-        super().__init__(host=host, port=port, timeout=timeout, options=dict(_GRPC_OPTIONS))
-
-
-def _ip_literal(host: str) -> ipaddress._BaseAddress | None:
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        return None
-
-
-async def _grpc_target(endpoints: tuple[tuple[str, int], ...]) -> str:
-    if len(endpoints) == 1:
-        host, port = endpoints[0]
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    addrs: list[tuple[int, str, int]] = []
-    loop = asyncio.get_running_loop()
-    for host, port in endpoints:
-        ip = _ip_literal(host)
-        if ip is not None:
-            addrs.append((ip.version, str(ip), port))
-            continue
-        for family, _, _, _, sockaddr in await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM):
-            addrs.append((6 if family == socket.AF_INET6 else 4, sockaddr[0], port))
-    if all(v == 4 for v, _, _ in addrs):
-        return "ipv4:" + ",".join(f"{a}:{p}" for _, a, p in addrs)
-    if all(v == 6 for v, _, _ in addrs):
-        return "ipv6:" + ",".join(f"[{a}]:{p}" for _, a, p in addrs)
-    raise ValueError("etcd endpoints mix IPv4 and IPv6 addresses; list one family")
-
-
-class _Connection:
-    """The lazily opened aetcd client shared by one store or one leadership."""
-
-    def __init__(self, cfg: EtcdConfig):
-        self.cfg = cfg
-        self._client: _Client | None = None
-        self._lock: asyncio.Lock | None = None
-        self._closed = False
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    async def client(self) -> _Client:
-        if self._closed:
-            raise StoreError("the etcd connection is closed")
-        if self._client is None:
-            if self._lock is None:
-                self._lock = asyncio.Lock()
-            async with self._lock:
-                if self._client is None:
-                    client = _Client(await _grpc_target(self.cfg.endpoints), self.cfg.timeout)
-                    await client.connect()
-                    self._client = client
-        return self._client
-
-    async def kv(self, method: str, request: Any) -> Any:
-        client = await self.client()
-        try:
-            return await getattr(client.kvstub, method)(request, timeout=self.cfg.timeout,
-                                                         metadata=client.metadata)
-        except (grpc.aio.AioRpcError, aetcd.exceptions.ClientError) as e:
-            raise _map_error(e) from e
-
-    async def close(self) -> None:
-        self._closed = True
-        client, self._client = self._client, None
-        if client is not None:
-            await client.close()
-
-
-def _range_op(key: bytes, revision: int = 0) -> rpc.RequestOp:
-    return rpc.RequestOp(request_range=rpc.RangeRequest(key=key, revision=revision))
-
-
-def _put_op(key: bytes, value: bytes, lease: int = 0) -> rpc.RequestOp:
-    return rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value, lease=lease))
-
-
-def _delete_op(key: bytes) -> rpc.RequestOp:
-    return rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key))
-
-
-def _mod_equals(key: bytes, revision: int) -> rpc.Compare:
-    return rpc.Compare(key=key, target=rpc.Compare.MOD, result=rpc.Compare.EQUAL, mod_revision=revision)
 
 
 class EtcdStore(StateStore):
@@ -241,7 +87,7 @@ class EtcdStore(StateStore):
 
     def __init__(self, cfg: EtcdConfig):
         self.cfg = cfg
-        self._conn = _Connection(cfg)
+        self._conn = Connection(cfg)
         p = cfg.prefix
         self._objects = f"{p}/objects/".encode()
         self._names = f"{p}/names/".encode()
@@ -271,7 +117,7 @@ class EtcdStore(StateStore):
     # -- reads -----------------------------------------------------------------------------
 
     async def open(self) -> None:
-        await self._conn.kv("Range", rpc.RangeRequest(key=self._objects, range_end=_prefix_end(self._objects),
+        await self._conn.kv("Range", rpc.RangeRequest(key=self._objects, range_end=prefix_end(self._objects),
                                                       count_only=True))
 
     async def get(self, kind: str, id: str) -> Item | None:
@@ -322,7 +168,7 @@ class EtcdStore(StateStore):
         out: dict[str, list[Item]] = {}
         for kind in kinds:
             base = self._objects + f"{kind}/".encode()
-            start, end = base, _prefix_end(base)
+            start, end = base, prefix_end(base)
             items: list[Item] = []
             while True:
                 resp = await self._conn.kv("Range", rpc.RangeRequest(key=start, range_end=end, limit=PAGE,
@@ -339,7 +185,7 @@ class EtcdStore(StateStore):
     async def _list_by_id(self, kind: str, start_after: str | None, limit: int | None) -> list[Item]:
         base = self._objects + f"{kind}/".encode()
         start = base + start_after.encode() + b"\0" if start_after is not None else base
-        end = _prefix_end(base)
+        end = prefix_end(base)
         items: list[Item] = []
         revision = 0
         while limit is None or len(items) < limit:
@@ -356,7 +202,7 @@ class EtcdStore(StateStore):
     async def _list_by_name(self, kind: str, start_after: str | None, limit: int | None) -> list[Item]:
         base = self._names + f"{kind}/".encode()
         start = base + start_after.encode() + b"\0" if start_after is not None else base
-        end = _prefix_end(base)
+        end = prefix_end(base)
         items: list[Item] = []
         revision = 0
         while limit is None or len(items) < limit:
@@ -368,7 +214,7 @@ class EtcdStore(StateStore):
             revision = names.header.revision
             ids = [kv.value.decode() for kv in names.kvs]
             objs = await self._conn.kv("Txn", rpc.TxnRequest(
-                success=[_range_op(self._obj_key(kind, id), revision) for id in ids]))
+                success=[range_op(self._obj_key(kind, id), revision) for id in ids]))
             for r in objs.responses:
                 kvs = r.response_range.kvs
                 if kvs:
@@ -381,7 +227,7 @@ class EtcdStore(StateStore):
     async def count(self, kind: str) -> int:
         check_kind(kind)
         base = self._objects + f"{kind}/".encode()
-        resp = await self._conn.kv("Range", rpc.RangeRequest(key=base, range_end=_prefix_end(base),
+        resp = await self._conn.kv("Range", rpc.RangeRequest(key=base, range_end=prefix_end(base),
                                                              count_only=True))
         return resp.count
 
@@ -392,7 +238,7 @@ class EtcdStore(StateStore):
         keys = [self._obj_key(op.kind, op.id) for op in ops]
         claims = [(op.kind, op.name) for op in ops if isinstance(op, Put) and op.name is not None]
         resp = await self._conn.kv("Txn", rpc.TxnRequest(
-            success=[_range_op(k) for k in keys] + [_range_op(self._name_key(*c)) for c in claims]))
+            success=[range_op(k) for k in keys] + [range_op(self._name_key(*c)) for c in claims]))
         current: dict[tuple[str, str], Current] = {}
         for op, r in zip(ops, resp.responses[:len(ops)]):
             kvs = r.response_range.kvs
@@ -409,7 +255,7 @@ class EtcdStore(StateStore):
         return current, owners, name_revs, resp.header.revision
 
     async def _current_revision(self) -> int:
-        resp = await self._conn.kv("Range", rpc.RangeRequest(key=self._objects, range_end=_prefix_end(self._objects),
+        resp = await self._conn.kv("Range", rpc.RangeRequest(key=self._objects, range_end=prefix_end(self._objects),
                                                              count_only=True))
         return resp.header.revision
 
@@ -423,20 +269,20 @@ class EtcdStore(StateStore):
             result: dict[tuple[str, str], int] = {(op.kind, op.id): 0 for op in ops if isinstance(op, Delete)}
             if not plan.writes:
                 return read_revision, result
-            compares = [_mod_equals(self._obj_key(op.kind, op.id), current[(op.kind, op.id)].revision)
+            compares = [mod_equals(self._obj_key(op.kind, op.id), current[(op.kind, op.id)].revision)
                         for op in ops]
-            compares += [_mod_equals(self._name_key(*claim), rev) for claim, rev in name_revs.items()]
+            compares += [mod_equals(self._name_key(*claim), rev) for claim, rev in name_revs.items()]
             success = []
             for op in plan.deletes:
-                success.append(_delete_op(self._obj_key(op.kind, op.id)))
+                success.append(delete_op(self._obj_key(op.kind, op.id)))
             for op in plan.puts:
                 value = f'{{"name":{json.dumps(op.name, ensure_ascii=False)},"data":{encode_data(op.data)}}}'
-                success.append(_put_op(self._obj_key(op.kind, op.id), value.encode()))
+                success.append(put_op(self._obj_key(op.kind, op.id), value.encode()))
             for kind, name in sorted(plan.names_freed):
-                success.append(_delete_op(self._name_key(kind, name)))
+                success.append(delete_op(self._name_key(kind, name)))
             for (kind, name), id in sorted(plan.names_claimed.items()):
                 if owners.get((kind, name)) != id:
-                    success.append(_put_op(self._name_key(kind, name), id.encode()))
+                    success.append(put_op(self._name_key(kind, name), id.encode()))
             resp = await self._conn.kv("Txn", rpc.TxnRequest(compare=compares, success=success))
             if resp.succeeded:
                 for op in plan.puts:
@@ -454,9 +300,9 @@ class EtcdStore(StateStore):
             ended = asyncio.Event()        # the stream ended
             try:
                 head = await self._conn.kv("Range", rpc.RangeRequest(
-                    key=self._objects, range_end=_prefix_end(self._objects), count_only=True))
+                    key=self._objects, range_end=prefix_end(self._objects), count_only=True))
                 client = await self._conn.client()
-                watch = await client.watch(self._objects, range_end=_prefix_end(self._objects),
+                watch = await client.watch(self._objects, range_end=prefix_end(self._objects),
                                            start_revision=head.header.revision + 1)
             except Exception as e:           # etcd unreachable, or the client closing under us
                 if self._closed.is_set():
@@ -515,7 +361,7 @@ class EtcdStore(StateStore):
             closed = asyncio.ensure_future(self._closed.wait())
             try:
                 await call.write(rpc.WatchRequest(create_request=rpc.WatchCreateRequest(
-                    key=self._objects, range_end=_prefix_end(self._objects), start_revision=after + 1,
+                    key=self._objects, range_end=prefix_end(self._objects), start_revision=after + 1,
                     progress_notify=True)))
                 while True:
                     read = asyncio.ensure_future(call.read())
@@ -572,200 +418,3 @@ class EtcdStore(StateStore):
         await asyncio.sleep(0)   # let watchers see it
         await self._conn.close()
 
-
-class EtcdLeadership(Leadership):
-    """Leader = the candidate whose lease holds ``<prefix>/leader``.
-
-    A candidate grants a lease of ``ttl`` seconds (whole seconds, etcd's unit), refreshes it every
-    ``ttl/3`` and creates the leader key with it in a transaction that succeeds only if the key is
-    absent. Standbys watch the key and try again as soon as it is deleted (the leader resigned,
-    or its lease expired because it died). The leader counts its lease as alive only until
-    ``ttl`` after the last refresh it *sent* that succeeded; past that, or if its key is deleted
-    or taken over, it sets ``lost``.
-    """
-
-    def __init__(self, cfg: EtcdConfig, candidate_id: str, ttl: float = 3.0):
-        super().__init__(candidate_id)
-        self.cfg = cfg
-        self.key = f"{cfg.prefix}/leader".encode()
-        self.ttl = max(1, math.ceil(ttl))
-        self._conn = _Connection(cfg)
-        self._lease_id: int | None = None
-        self._deadline = 0.0                 # monotonic time until which the lease surely lives
-        self._keepalive_task: asyncio.Task | None = None
-        self._guard_task: asyncio.Task | None = None
-        self._background: set[asyncio.Future] = set()
-
-    # -- lease -----------------------------------------------------------------------------
-
-    async def _grant(self) -> int:
-        client = await self._conn.client()
-        sent = time.monotonic()
-        lease = await client.lease(self.ttl)
-        self._lease_id = lease.id
-        self._deadline = sent + lease.ttl
-        self._keepalive_task = asyncio.create_task(self._keepalive(lease.id), name="etcd lease keep-alive")
-        return lease.id
-
-    async def _keepalive(self, lease_id: int) -> None:
-        interval = self.ttl / 3
-        next_refresh = time.monotonic() + interval
-        client = await self._conn.client()
-        while self._lease_id == lease_id:
-            now = time.monotonic()
-            if now >= self._deadline:
-                self._lease_gone(lease_id)
-                return
-            if now < next_refresh:
-                await asyncio.sleep(min(next_refresh, self._deadline) - now)
-                continue
-            sent = time.monotonic()
-            try:
-                reply = await wait_until(client.refresh_lease(lease_id), max(0.05, self._deadline - sent))
-            except Exception:
-                reply = None
-            if reply is None:        # failed or timed out: try again soon (the deadline still holds)
-                next_refresh = time.monotonic() + min(0.5, interval)
-                continue
-            if reply.TTL <= 0:
-                self._lease_gone(lease_id)       # expired or revoked
-                return
-            self._deadline = sent + reply.TTL
-            next_refresh = sent + interval
-
-    def _lease_gone(self, lease_id: int) -> None:
-        if self._lease_id != lease_id:
-            return
-        self._lease_id = None
-        self._mark_lost(f"reason=lease-expired lease={lease_id:x}")
-
-    # -- campaign --------------------------------------------------------------------------
-
-    async def campaign(self) -> None:
-        if self._is_leader:
-            return
-        try:
-            await self._campaign()
-        except BaseException:
-            if not self._is_leader:
-                self._drop_lease()   # a lease kept alive without a campaign could hold the key
-            raise
-
-    def _drop_lease(self) -> None:
-        lease_id, self._lease_id = self._lease_id, None
-        task, self._keepalive_task = self._keepalive_task, None
-        if task is not None:
-            task.cancel()
-        if lease_id is not None and not self._conn.closed:
-            revoke = asyncio.ensure_future(self._revoke(lease_id))
-            self._background.add(revoke)
-            revoke.add_done_callback(self._background.discard)
-
-    async def _revoke(self, lease_id: int) -> None:
-        try:
-            client = await self._conn.client()
-            await wait_until(client.revoke_lease(lease_id), self.cfg.timeout)   # deletes its keys
-        except Exception as e:   # unreachable: the lease expires by itself within its TTL
-            log.debug("revoking lease %x: %r", lease_id, e)
-
-    async def _campaign(self) -> None:
-        while True:
-            self._check_open()
-            try:
-                lease_id = self._lease_id if self._lease_id is not None else await self._grant()
-                resp = await self._conn.kv("Txn", rpc.TxnRequest(
-                    compare=[rpc.Compare(key=self.key, target=rpc.Compare.CREATE, result=rpc.Compare.EQUAL,
-                                         create_revision=0)],
-                    success=[_put_op(self.key, self.candidate_id.encode(), lease_id)],
-                    failure=[_range_op(self.key)]))
-                holder = None
-                if not resp.succeeded:
-                    kvs = resp.responses[0].response_range.kvs
-                    holder = kvs[0] if kvs else None
-                if resp.succeeded or (holder is not None and holder.lease == lease_id):
-                    if self._lease_id != lease_id:
-                        continue                 # the lease expired meanwhile
-                    self.lost.clear()
-                    self._is_leader = True
-                    self._guard_task = asyncio.create_task(
-                        self._guard(lease_id, resp.header.revision + 1), name="etcd leader guard")
-                    return
-                await self._wait_for_vacancy(resp.header.revision + 1)
-            except Exception as e:           # etcd unreachable, or the client closing under us
-                self._check_open()
-                log.warning("leader campaign candidate=%s error=%r; retrying", self.candidate_id, e)
-                await asyncio.sleep(0.5)
-
-    async def _wait_for_vacancy(self, from_revision: int) -> None:
-        client = await self._conn.client()
-        try:
-            event = await client.watch_once(self.key, timeout=1.0, start_revision=from_revision)
-        except aetcd.exceptions.WatchTimeoutError:
-            return
-        if event is None or isinstance(event, Exception):
-            await asyncio.sleep(0.5)   # the watch stream broke
-
-    async def _guard(self, lease_id: int, from_revision: int) -> None:
-        """While leading: lost as soon as the leader key is deleted or no longer ours."""
-        client = await self._conn.client()
-        revision = from_revision
-        while self._is_leader and self._lease_id == lease_id:
-            try:
-                event = await client.watch_once(self.key, timeout=self.ttl, start_revision=revision)
-            except aetcd.exceptions.WatchTimeoutError:
-                continue
-            except asyncio.CancelledError:
-                raise
-            except aetcd.exceptions.RevisionCompactedError:
-                try:
-                    resp = await self._conn.kv("Range", rpc.RangeRequest(key=self.key))
-                except StoreError:
-                    await asyncio.sleep(0.5)
-                    continue
-                if self._lease_id != lease_id:
-                    return
-                if not resp.kvs or resp.kvs[0].lease != lease_id:
-                    self._mark_lost("reason=leader-key-gone")
-                    return
-                revision = resp.header.revision + 1
-                continue
-            except Exception:
-                await asyncio.sleep(0.5)
-                continue
-            if event is None or isinstance(event, Exception):
-                await asyncio.sleep(0.5)   # the watch stream broke: watch again
-                continue
-            if not self._is_leader or self._lease_id != lease_id:
-                return                     # resigned meanwhile: this guard is stale
-            if event.kind != aetcd.EventKind.PUT or event.kv.lease != lease_id:
-                self._mark_lost(f"reason=leader-key-{'deleted' if event.kind != aetcd.EventKind.PUT else 'taken'}")
-                return
-            revision = event.kv.mod_revision + 1
-
-    # -- the rest --------------------------------------------------------------------------
-
-    async def resign(self) -> None:
-        self._is_leader = False
-        lease_id, self._lease_id = self._lease_id, None
-        tasks = [t for t in (self._guard_task, self._keepalive_task)
-                 if t is not None and t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            # Bounded: on Python 3.11 a cancellation racing with a completing asyncio.wait_for
-            # inside the client can be lost; such a task ends by itself (it checks the lease id).
-            await asyncio.wait(tasks, timeout=0.5)
-        self._guard_task = self._keepalive_task = None
-        if lease_id is not None:
-            await self._revoke(lease_id)
-
-    async def current_leader(self) -> str | None:
-        resp = await self._conn.kv("Range", rpc.RangeRequest(key=self.key))
-        return resp.kvs[0].value.decode() if resp.kvs else None
-
-    async def close(self) -> None:
-        self._closed = True
-        await self.resign()
-        if self._background:
-            await asyncio.wait(self._background, timeout=self.cfg.timeout)
-        await self._conn.close()
