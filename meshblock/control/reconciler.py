@@ -223,9 +223,13 @@ class Reconciler(ReplicatedVolumes):
     async def _reconcile_cluster(self, nodes: dict[str, Node]) -> None:
         assert self.view is not None
         view = self.view
-        snaps = view.all(Snapshot)
+        groups = view.unsettled_of(GroupSnapshot)
+        snaps = view.unsettled_of(Snapshot)
+        seen = {x.id for x in snaps}
+        for g in groups:     # a group needs all its members, settled or not
+            snaps += [m for m in (view.get(Snapshot, sid) for sid in g.snapshot_ids if sid not in seen) if m]
         reps = _ReplicasByVolume(view)
-        for g in view.all(GroupSnapshot):
+        for g in groups:
             try:
                 await self.groups.reconcile(g, nodes, snaps, reps)  # type: ignore[arg-type]
             except Conflict:

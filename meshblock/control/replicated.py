@@ -75,6 +75,7 @@ class ReplicatedVolumes:
         in_sync = {r.id for r in active if r.state == ReplicaState.ONLINE or (fresh and r.state == ReplicaState.CREATING)}
         head_node = nodes.get(v.head_node_id) if v.head_node_id else None
         failover = False
+        resync: list[Replica] = []
         if not self._up(head_node):
             candidates = [r for r in up if r.id in in_sync] or []
             if not candidates:
@@ -96,14 +97,14 @@ class ReplicatedVolumes:
                 for r in active:
                     if r.id != seed and r.state == ReplicaState.ONLINE:
                         r.state = ReplicaState.REBUILDING
-                        await self.repo.commit(put=[r])
+                        resync.append(r)
                 in_sync = {seed}
             v.head_node_id = head_node.id
             # where hosts find it until the new head reports: its standby export, if it had one
             addr, _, port = v.standby_paths.pop(head_node.id, "").rpartition(":")
             v.export_address, v.export_port = addr, int(port or 0)
             v.stage = "moving-head" if failover else "exporting"
-            await self.repo.commit(put=[v])
+            await self.repo.commit(put=[*resync, v])    # the replicas to resync and the move, at once
             self._head_ok.pop(v.id, None)
         assert head_node is not None
         # a whole, settled volume whose nodes have not restarted needs no agent calls every pass;
@@ -152,6 +153,7 @@ class ReplicatedVolumes:
         await self._converge_standbys(v, standbys, dict(zip((n.id for n in ready), standby_states)), nodes)
         by_id = {r.id: r for r in active}
         now_t = time.monotonic()
+        changed: dict[str, Replica] = {}     # written together, in one commit
         for leg in st.legs:
             r = by_id.get(leg.replica_id)
             if r is None:
@@ -172,14 +174,16 @@ class ReplicatedVolumes:
             if r.state != want:
                 log.info("replica %s of volume %s: %s -> %s", r.id, v.name, r.state.value, want.value)
                 r.state = want
-                await self.repo.commit(put=[r])
+                changed[r.id] = r
         members = {r.id for r in head_members(v, active)}
         for r in active:   # replicas whose node is down never reached the head (waiting shards stay as they are)
             if r.id in members and r.id not in {leg.replica_id for leg in st.legs} and \
                     r.state != ReplicaState.OFFLINE:
                 r.state = ReplicaState.OFFLINE
                 r.offline_since = r.offline_since or time.time()
-                await self.repo.commit(put=[r])
+                changed[r.id] = r
+        if changed:
+            await self.repo.commit(put=list(changed.values()))
         await self._rebalance(v, active, nodes, head_node.id)
         online = sum(1 for r in active if r.state == ReplicaState.ONLINE)
         await self._settle(v, st.raid_state == "online", online, active)

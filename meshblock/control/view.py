@@ -43,6 +43,8 @@ class ClusterView:
         self.snapshots_by_volume: dict[str, set[str]] = defaultdict(set)
         self.provisioned: Counter[str] = Counter()                         # node id -> replica bytes
         self.volume_states: Counter[str] = Counter()
+        # snapshots and group snapshots being taken or deleted (the others need no visit)
+        self.unsettled: dict[str, set[str]] = {Snapshot.KIND: set(), GroupSnapshot.KIND: set()}
         self._advanced = asyncio.Condition()
         self._task: asyncio.Task | None = None
 
@@ -155,7 +157,9 @@ class ClusterView:
             self.volume_states[d.get("state", "")] += 1
         elif kind == Snapshot.KIND:
             self.snapshots_by_volume[d.get("volume_id", "")].add(id)
-        elif kind == Node.KIND:
+        if kind in self.unsettled and d.get("state") in ("creating", "deleting"):
+            self.unsettled[kind].add(id)
+        if kind == Node.KIND:
             self._nodes[id] = Node.from_data(id, _own(d), item.revision)
 
     def _unindex(self, kind: str, id: str, item: Item | None) -> None:
@@ -178,6 +182,8 @@ class ClusterView:
                 del self.volume_states[st]
         elif kind == Snapshot.KIND:
             _discard(self.snapshots_by_volume, d.get("volume_id", ""), id)
+        if kind in self.unsettled:
+            self.unsettled[kind].discard(id)
 
     # --- reads ---------------------------------------------------------------------------------
     def get(self, cls: type[R], id: str) -> R | None:
@@ -192,6 +198,12 @@ class ClusterView:
 
     def all(self, cls: type[R]) -> list[R]:
         return [cls.from_data(i.id, _own(i.data), i.revision) for i in self._items[cls.KIND].values()]
+
+    def unsettled_of(self, cls: type[R]) -> list[R]:
+        """Snapshots or group snapshots being taken or deleted."""
+        items = self._items[cls.KIND]
+        return [cls.from_data(i, _own(items[i].data), items[i].revision)
+                for i in sorted(self.unsettled[cls.KIND]) if i in items]
 
     def nodes(self) -> dict[str, Node]:
         """Every node record by id (shared: read-only)."""
