@@ -108,4 +108,5 @@ def short_tmp():
 
     d = Path(tempfile.mkdtemp(prefix="mb-"))
     yield d
-    shutil.rmtree(d, ignore_errors=True)
+    if not os.environ.get("MESHBLOCK_KEEP_TMP"):
+        shutil.rmtree(d, ignore_errors=True)

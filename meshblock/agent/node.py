@@ -540,7 +540,7 @@ class NodeAgent:
         self._require_running()
         out = []
         lvols = await self.replicas.lvols()
-        for head in self.heads.values():
+        for head in list(self.heads.values()):   # heads may change while this awaits SPDK
             if head.direct:
                 lv = lvols.get(REPLICA_PREFIX + head.legs[0].replica_id)
                 out.append(HeadView(head, self.config.nvmf_address, self.config.nvmf_port,

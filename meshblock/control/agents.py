@@ -20,6 +20,7 @@ class AgentClients:
                  per_agent: int = 16):
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._limits: dict[str, asyncio.Semaphore] = {}
+        self._stubs: dict[str, _Bounded] = {}
         self.per_agent = per_agent
         self.credentials = credentials
         # A channel to an agent that was down keeps backing off between connection attempts (up to
@@ -34,6 +35,9 @@ class AgentClients:
     def stub(self, endpoint: str) -> "_Bounded":
         if not endpoint:
             raise Unavailable("node has no agent endpoint")
+        cached = self._stubs.get(endpoint)
+        if cached is not None:
+            return cached
         ch = self._channels.get(endpoint)
         if ch is None:
             if endpoint.startswith("unix:") or self.credentials is None:
@@ -44,11 +48,13 @@ class AgentClients:
         limit = self._limits.get(endpoint)
         if limit is None:
             limit = self._limits[endpoint] = asyncio.Semaphore(self.per_agent)
-        return _Bounded(agent_pb2_grpc.AgentServiceStub(ch), limit)
+        stub = self._stubs[endpoint] = _Bounded(agent_pb2_grpc.AgentServiceStub(ch), limit)
+        return stub
 
     def renew(self, endpoint: str, grace: float = 30.0) -> None:
         """Dial ``endpoint`` afresh from now on (its agent restarted); the old channel is closed after
         ``grace`` seconds, so calls already on it end as they would have."""
+        self._stubs.pop(endpoint, None)
         ch = self._channels.pop(endpoint, None)
         if ch is not None:
             asyncio.get_running_loop().call_later(grace, lambda: asyncio.ensure_future(ch.close()))
@@ -57,6 +63,7 @@ class AgentClients:
         for ch in self._channels.values():
             await ch.close()
         self._channels.clear()
+        self._stubs.clear()
 
 
 class _Bounded:
@@ -73,4 +80,5 @@ class _Bounded:
         async def bounded(request, **kw):
             async with limit:
                 return await call(request, **kw)
+        setattr(self, method, bounded)    # made once per method and agent
         return bounded

@@ -29,6 +29,7 @@ class Seen:
 class Liveness:
     repo: Repo
     timeout: float = 3.0
+    capacity_every: float = 30.0     # seconds between writes of a node's reported capacity
     on_change: Callable[[str], None] = lambda node_id: None         # up/down/health of a node
     on_new_instance: Callable[[Node], None] = lambda node: None     # an agent (re)started
     seen: dict[str, Seen] = field(default_factory=dict)
@@ -112,31 +113,47 @@ class Liveness:
         s = self.seen.get(node_id)
         return s is not None and s.healthy and time.monotonic() - s.at <= self.timeout
 
+    def capacity(self, node: Node) -> tuple[int, int]:
+        """The pool's total and free bytes as the node's agent last reported them."""
+        s = self.seen.get(node.id)
+        return (s.total_bytes, s.free_bytes) if s is not None else (node.total_bytes, node.free_bytes)
+
     def instance(self, node_id: str) -> str | None:
         s = self.seen.get(node_id)
         return s.instance_id if s else None
 
     async def check(self) -> None:
-        """Persist up/down transitions (a node is down after `timeout` without a heartbeat)."""
+        """Persist up/down transitions (a node is down after `timeout` without a heartbeat), and the
+        capacity agents report, at most every ``capacity_every`` seconds per node (it changes with
+        every write to a thin pool: writing it each time would rewrite every node record each second)."""
         grace = time.monotonic() - self.started < self.timeout  # just took over: give agents time to call in
-        for node in await self.repo.list(Node):
+        view = self.repo.view
+        nodes = list(view.nodes().values()) if view is not None and view.ready.is_set() else \
+            await self.repo.list(Node)
+        for node in nodes:
             up = self.is_up(node.id)
             if not up and grace:
                 continue
             want = NodeState.UP if up else NodeState.DOWN
             s = self.seen.get(node.id)
-            if node.state != want or (s and (node.free_bytes, node.total_bytes) != (s.free_bytes, s.total_bytes)
-                                      and up):
-                if node.state != want:
-                    log.warning("node %s node_id=%s is %s", node.name, node.id, want.value)
-                node.state = want
-                if s is not None:
-                    node.total_bytes, node.free_bytes = s.total_bytes, s.free_bytes
-                node.last_seen = now()
-                try:
-                    await self.repo.commit(put=[node])
-                except Conflict:
-                    continue
+            moved = node.state != want
+            capacity = (s is not None and up and (node.free_bytes, node.total_bytes) != (s.free_bytes, s.total_bytes)
+                        and now() - node.last_seen >= self.capacity_every)
+            if not (moved or capacity):
+                continue
+            if view is not None and view.ready.is_set():
+                node = view.get(Node, node.id) or node    # the view's records are shared: change a copy
+            if moved:
+                log.warning("node %s node_id=%s is %s", node.name, node.id, want.value)
+            node.state = want
+            if s is not None:
+                node.total_bytes, node.free_bytes = s.total_bytes, s.free_bytes
+            node.last_seen = now()
+            try:
+                await self.repo.commit(put=[node])
+            except Conflict:
+                continue
+            if moved:
                 self.on_change(node.id)
 
     async def run(self, interval: float = 1.0) -> None:

@@ -7,9 +7,10 @@ snapshots, group snapshots and the orphan sweep. Workers take keys (``workers`` 
 key by one worker at a time) and converge that object with idempotent agent calls, reading the
 records from the view. A key that failed comes back after a growing backoff; a volume that is not
 settled yet comes back after ``interval`` (``rebuild_interval`` while a rebuild runs); a settled
-replicated volume is re-checked every ``HEAD_RECHECK`` seconds or more (at most ``recheck_rate``
-such checks a second); and every volume is visited again every ``resync_interval`` as a safety
-net. The cost of a change therefore follows the objects it touches, not the cluster's size.
+head's legs are checked every ``HEAD_RECHECK`` seconds by one ListHeads call per node (a leg can
+drop without any event the controller sees), and a volume whose head or standby head reports a
+leg out of sync is visited; and every volume is visited again every ``resync_interval`` as a
+safety net. The cost of a change therefore follows the objects it touches, not the cluster's size.
 
 It is still level-triggered: each visit compares a volume's desired records with what the leader
 knows of the nodes, whatever the key's reason. What has been applied is remembered per agent
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from dataclasses import dataclass, field
 from typing import Hashable
@@ -37,6 +37,7 @@ from ..proto.meshblock.v1 import agent_pb2 as apb
 from ..replication.layout import RebuildProgress
 from ..store.base import Conflict, Item
 from ..util import all_of
+from .adopt import Adopted, confirm_single
 from .agents import AgentClients
 from .groups import GroupSnapshotter
 from .liveness import Liveness
@@ -72,7 +73,6 @@ class Reconciler(ReplicatedVolumes):
     orphan_grace: float = 60.0
     call_timeout: float = 30.0
     workers: int = 32                 # volumes reconciled at once
-    recheck_rate: float = 200.0       # settled replicated volumes re-checked per second, at most
     resync_interval: float = 300.0    # every volume is visited at least this often
     synced: dict[str, int] = field(default_factory=dict)          # volume id -> generation applied
     _replica_ok: dict[str, tuple[str, int]] = field(default_factory=dict)  # replica -> (instance, size)
@@ -84,6 +84,8 @@ class Reconciler(ReplicatedVolumes):
     standby_heads: bool = True        # replicated NVMe/TCP volumes are exported by every replica node
     _standby_ok: dict[tuple[str, str], str] = field(default_factory=dict)  # (volume, node) -> agent instance
     queue: WorkQueue = field(default_factory=WorkQueue)
+    adopted: Adopted = field(default_factory=Adopted)   # what agents listed when they registered
+    _adopting: dict[str, asyncio.Task] = field(default_factory=dict)
     _waiters: dict[Hashable, list[asyncio.Future]] = field(default_factory=dict)
     _sweep_due: bool = False
     groups: GroupSnapshotter = field(init=False)
@@ -103,6 +105,31 @@ class Reconciler(ReplicatedVolumes):
         for vid in self.view.volumes_on(node_id):
             self.queue.add(volume_key(vid))
         self.queue.add(CLUSTER)
+
+    def agent_started(self, node: Node) -> None:
+        """A node's agent registered as a new instance: read what it holds (two calls), then visit
+        its volumes, which can then be confirmed from those lists instead of one call at a time."""
+        old = self._adopting.get(node.id)
+        if old is not None:
+            old.cancel()
+        self._adopting[node.id] = asyncio.create_task(self._adopt(node))
+
+    async def _adopt(self, node: Node) -> None:
+        inst = self.liveness.instance(node.id) or ""
+        try:
+            stub = self._stub(node)
+            replicas, heads = await asyncio.gather(
+                stub.ListReplicas(apb.ListReplicasRequest(), timeout=self.call_timeout),
+                stub.ListHeads(apb.ListHeadsRequest(), timeout=self.call_timeout))
+            self.adopted.record(node.id, inst, replicas, heads)
+            log.info("node %s holds %d replica(s) and %d head(s)", node.name, len(replicas.replicas),
+                     len(heads.heads))
+        except grpc.aio.AioRpcError as e:
+            log.info("node %s: its holdings not listed (%s); its volumes are re-applied call by call", node.name,
+                     e.details())
+        finally:
+            if self.view is not None and self.view.ready.is_set():
+                self.node_changed(node.id)
 
     def _on_change(self, kind: str, id: str, old: Item | None, new: Item | None) -> None:
         if kind == Volume.KIND:
@@ -135,16 +162,23 @@ class Reconciler(ReplicatedVolumes):
         await view.ready.wait()
         await self.liveness.settle()
         view.listeners.append(self._on_change)
+        pending = [t for t in self._adopting.values() if not t.done()]
+        if pending:   # the agents that called in while settling are being listed: wait (bounded)
+            await asyncio.wait(pending, timeout=self.call_timeout)
         self._enqueue_all()
         workers = [asyncio.create_task(self._worker()) for _ in range(self.workers)]
         sweep_every = min(30.0, max(1.0, self.orphan_grace / 2))
-        last_sweep = last_resync = time.monotonic()
+        last_sweep = last_resync = last_heads = time.monotonic()
+        heads: asyncio.Task | None = None
         try:
             while True:
                 await asyncio.sleep(self.interval)
                 now_m = time.monotonic()
                 if now_m - last_sweep >= sweep_every:
                     last_sweep, self._sweep_due = now_m, True
+                if now_m - last_heads >= HEAD_RECHECK and (heads is None or heads.done()):
+                    last_heads = now_m
+                    heads = asyncio.create_task(self.sweep_heads())
                 if now_m - last_resync >= self.resync_interval:
                     last_resync = now_m
                     self._enqueue_all()
@@ -155,9 +189,9 @@ class Reconciler(ReplicatedVolumes):
             if self._on_change in view.listeners:
                 view.listeners.remove(self._on_change)
             self.queue.shut_down()
-            for w in workers:
+            for w in workers + ([heads] if heads is not None else []):
                 w.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+            await asyncio.gather(*workers, *([heads] if heads is not None else []), return_exceptions=True)
 
     async def _worker(self) -> None:
         while True:
@@ -213,12 +247,39 @@ class Reconciler(ReplicatedVolumes):
                  and all(r.state == ReplicaState.ONLINE for r in reps))
         if not whole:
             return self.interval
-        if v.replicas > 1 or len(reps) > 1:
-            # legs can drop without a node event: look again, spread out so that the re-checks of
-            # a large cluster stay within recheck_rate
-            every = max(HEAD_RECHECK, self.view.count(Volume) / self.recheck_rate)
-            return every * (1 + 0.2 * random.random())
-        return None
+        return None    # settled: visited again on a change, or when the head sweep finds a leg out of sync
+
+    async def sweep_heads(self) -> None:
+        """One ListHeads per up node: a volume whose head or standby head there is missing, or reports
+        its raid or a leg out of sync, loses what the controller remembers applying and is visited."""
+        assert self.view is not None
+        view = self.view
+
+        async def one(node: Node) -> None:
+            if not self._up(node):
+                return
+            try:
+                got = await self._stub(node).ListHeads(apb.ListHeadsRequest(), timeout=self.call_timeout)
+            except grpc.aio.AioRpcError:
+                return
+            reported = {h.volume_id: h for h in got.heads}
+            for vid in list(view.volumes_by_node.get(node.id, ())):
+                if vid not in self._head_ok:
+                    continue     # not settled: visited anyway
+                h = reported.get(vid)
+                if h is None or (h.raid_state and h.raid_state != "online") or \
+                        any(leg.state != "in_sync" for leg in h.legs):
+                    log.info("volume %s: its %s on node %s reports %s; visiting it", vid,
+                             "head" if h is None or not h.standby else "standby head", node.name,
+                             "nothing" if h is None else f"raid {h.raid_state or '-'}, legs "
+                             + ",".join(leg.state for leg in h.legs))
+                    self._head_ok.pop(vid, None)
+                    self._standby_ok.pop((vid, node.id), None)
+                    for rid in view.replicas_by_volume.get(vid, ()):
+                        self._replica_ok.pop(rid, None)
+                    self.queue.add(volume_key(vid))
+
+        await asyncio.gather(*(one(n) for n in list(view.nodes().values())))
 
     async def _reconcile_cluster(self, nodes: dict[str, Node]) -> None:
         assert self.view is not None
@@ -376,9 +437,17 @@ class Reconciler(ReplicatedVolumes):
             return
         assert node is not None
         inst = self.liveness.instance(node.id) or ""
+        listed = None
+        if self._replica_ok.get(r.id) != (inst, v.size_bytes) and r.state != ReplicaState.CREATING \
+                and not r.source_snapshot_replica:
+            listed = self.adopted.replica(node.id, inst, r.id)   # what the agent listed when it registered
+            if listed is not None and listed.size_bytes < v.replica_bytes:
+                listed = None
         if self._replica_ok.get(r.id) != (inst, v.size_bytes):
             stub = self._stub(node)
-            if r.state == ReplicaState.CREATING and not r.source_snapshot_replica:
+            if listed is not None:
+                got = listed
+            elif r.state == ReplicaState.CREATING and not r.source_snapshot_replica:
                 # not made yet (or made by a pass that crashed): create is idempotent, skip the lookup
                 got = await stub.CreateReplica(apb.CreateReplicaRequest(replica_id=r.id, size_bytes=v.replica_bytes),
                                                timeout=self.call_timeout)
@@ -420,6 +489,9 @@ class Reconciler(ReplicatedVolumes):
         inst = self.liveness.instance(node.id) or ""
         key = (inst, v.nqn, v.target_iqn, v.namespace_uuid, tuple(sorted(v.hosts)), r.id)
         if self._head_ok.get(v.id) == key and v.head_node_id == node.id:
+            return True
+        if confirm_single(self.adopted, v, r, node, inst):
+            self._head_ok[v.id] = key
             return True
         if v.protocol == "iscsi":
             # iSCSI is served by the node's polling head target, which reaches the replica in the
@@ -515,7 +587,7 @@ class Reconciler(ReplicatedVolumes):
         assert self.view is not None
         known = set(self.view.ids(Replica))
         nowm = time.monotonic()
-        for node in nodes.values():
+        for node in list(nodes.values()):   # the view may change while this awaits
             if not self._up(node):
                 continue
             try:

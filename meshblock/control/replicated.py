@@ -21,6 +21,7 @@ from ..proto.meshblock.v1 import agent_pb2 as apb
 from ..replication.erasure import SHARD_BLOCK_BYTES
 from ..replication.layout import RebuildProgress, head_members, plan_membership, raid_slots
 from ..util import all_of
+from .adopt import Adopted, confirm_replicated
 
 if TYPE_CHECKING:
     from .agents import AgentClients
@@ -31,7 +32,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("meshblock.control.reconciler")
 
-HEAD_RECHECK = 10.0   # seconds between agent checks of a whole replicated volume
+HEAD_RECHECK = 10.0   # seconds between the head sweeps (one ListHeads per node)
+RESYNC = 1800.0       # seconds after which a settled volume's head is applied again on its next visit
 
 
 def head_spec(v: Volume, legs: list, **kw) -> apb.HeadSpec:
@@ -57,6 +59,7 @@ class ReplicatedVolumes:
     liveness: Liveness
     view: ClusterView | None
     queue: WorkQueue
+    adopted: Adopted
     call_timeout: float
     replace_after: float
     standby_heads: bool
@@ -107,18 +110,27 @@ class ReplicatedVolumes:
             await self.repo.commit(put=[*resync, v])    # the replicas to resync and the move, at once
             self._head_ok.pop(v.id, None)
         assert head_node is not None
-        # a whole, settled volume whose nodes have not restarted needs no agent calls every pass;
-        # it is still re-checked every HEAD_RECHECK seconds (a leg can drop without a restart)
+        # a whole, settled volume whose nodes have not restarted needs no agent calls on a visit; the
+        # head sweep (Reconciler.sweep_heads) forgets it when a head reports a leg out of sync, and it
+        # is applied again at least every RESYNC seconds
         standbys = self._standby_nodes(v, active, nodes, head_node.id)
         self._standby_ok.pop((v.id, head_node.id), None)
         confirmed = [n for n in standbys if self._standby_ok.get((v.id, n.id)) == self.liveness.instance(n.id)]
         key = (self.liveness.instance(head_node.id), v.nqn, v.target_iqn, tuple(sorted(v.hosts)), v.replicas,
-               v.size_bytes, tuple(sorted((r.id, self.liveness.instance(r.node_id)) for r in active)),
+               v.size_bytes, tuple(sorted((r.id, self.liveness.instance(r.node_id),
+                                           r.node_id in nodes and nodes[r.node_id].draining) for r in active)),
                tuple(n.id for n in standbys), tuple(n.id for n in confirmed))
         whole = (v.state == VolumeState.AVAILABLE and len(active) == v.replicas
                  and all(r.state == ReplicaState.ONLINE for r in active))
         cached = self._head_ok.get(v.id)
-        if whole and cached is not None and cached[0] == key and time.monotonic() - cached[1] < HEAD_RECHECK:
+        if whole and cached is not None and cached[0] == key and time.monotonic() - cached[1] < RESYNC:
+            self.synced[v.id] = v.generation
+            return
+        if cached is None and confirm_replicated(self.adopted, v, active, head_node, standbys, self.liveness.instance):
+            # as the agents listed it when they registered: nothing to apply
+            for n in standbys:
+                self._standby_ok[(v.id, n.id)] = self.liveness.instance(n.id) or ""
+            self._head_ok[v.id] = (key[:-1] + (tuple(n.id for n in standbys),), time.monotonic())
             self.synced[v.id] = v.generation
             return
         # the replica exports admit the head and the standbys that have been told they are standbys
@@ -187,7 +199,9 @@ class ReplicatedVolumes:
         await self._rebalance(v, active, nodes, head_node.id)
         online = sum(1 for r in active if r.state == ReplicaState.ONLINE)
         await self._settle(v, st.raid_state == "online", online, active)
-        self._head_ok[v.id] = (key, time.monotonic())
+        # keyed as the next visit will see it: with the standbys this visit has confirmed
+        done = tuple(n.id for n in standbys if self._standby_ok.get((v.id, n.id)) == self.liveness.instance(n.id))
+        self._head_ok[v.id] = (key[:-1] + (done,), time.monotonic())
 
     async def _export_replicas(self, v: Volume, active: list[Replica], nodes: dict[str, Node],
                                allowed: list[str]) -> list[apb.HeadLeg]:

@@ -91,7 +91,11 @@ async def run_controller(cfg: ControllerConfig, stop: asyncio.Event | None = Non
     reconciler = Reconciler(repo, agents, liveness, view=view, orphan_grace=cfg.orphan_grace,
                             standby_heads=cfg.standby_heads, replace_after=cfg.replace_after)
     liveness.on_change = reconciler.node_changed
-    liveness.on_new_instance = lambda node: agents.renew(node.endpoint)
+
+    def agent_started(node) -> None:
+        agents.renew(node.endpoint)
+        reconciler.agent_started(node)
+    liveness.on_new_instance = agent_started
     mgr = VolumeManager(repo, liveness, reconciler, overcommit=cfg.overcommit)
 
     def register(server) -> None:

@@ -349,9 +349,11 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
         return await self._pb(v)
 
 
-def node_pb(n: Node, mine: list[Replica], up: bool, volume_of: Callable[[str], Volume | None] | None = None
-            ) -> pb.Node:
-    """``mine``: the replicas on the node; ``volume_of`` looks their volumes up (for a drain's progress)."""
+def node_pb(n: Node, mine: list[Replica], up: bool, volume_of: Callable[[str], Volume | None] | None = None,
+            capacity: tuple[int, int] | None = None) -> pb.Node:
+    """``mine``: the replicas on the node; ``volume_of`` looks their volumes up (for a drain's progress);
+    ``capacity``: the pool's (total, free) bytes as last reported (default: the record's)."""
+    total, free = capacity or (n.total_bytes, n.free_bytes)
     drain = pb.DrainProgress()
     if n.draining:
         vols = [volume_of(r.volume_id) for r in mine] if volume_of else []
@@ -362,7 +364,7 @@ def node_pb(n: Node, mine: list[Replica], up: bool, volume_of: Callable[[str], V
     return pb.Node(id=n.id, name=n.name, state=NodeState.UP.value if up else NodeState.DOWN.value,
                    cordoned=n.cordoned, draining=n.draining, labels=n.labels, host_nqn=n.host_nqn,
                    nvmf_address=n.nvmf_address, nvmf_port=n.nvmf_port, endpoint=n.endpoint,
-                   total_bytes=n.total_bytes, free_bytes=n.free_bytes, pool_block_size=n.pool_block_size,
+                   total_bytes=total, free_bytes=free, pool_block_size=n.pool_block_size,
                    provisioned_bytes=sum(r.size_bytes for r in mine), replica_count=len(mine), last_seen=n.last_seen,
                    drain=drain)
 
@@ -381,7 +383,8 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
         return n
 
     async def _pb(self, n: Node) -> pb.Node:
-        return node_pb(n, await self.mgr.replicas_on(n.id), self.liveness.is_up(n.id), self.mgr.volume_of)
+        return node_pb(n, await self.mgr.replicas_on(n.id), self.liveness.is_up(n.id), self.mgr.volume_of,
+                       self.liveness.capacity(n))
 
     @rpc_method(NODE_SERVICE)
     async def ListNodes(self, request, context) -> pb.ListNodesReply:
@@ -449,7 +452,8 @@ class ClusterServicer(pb_grpc.ClusterServiceServicer):
         up = [n for n in nodes if self.liveness.is_up(n.id)]
         by_state, provisioned = await self.mgr.totals()
         return pb.ClusterStatus(nodes_up=len(up), nodes_down=len(nodes) - len(up),
-                                total_bytes=sum(n.total_bytes for n in up), free_bytes=sum(n.free_bytes for n in up),
+                                total_bytes=sum(self.liveness.capacity(n)[0] for n in up),
+                                free_bytes=sum(self.liveness.capacity(n)[1] for n in up),
                                 provisioned_bytes=provisioned,
                                 overcommit_ratio=self.overcommit, volumes_by_state=by_state, leader=self.identity)
 

@@ -70,12 +70,15 @@ class Record:
         return None
 
     def to_data(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d.pop("revision", None)
-        d.pop("id", None)
-        for k, v in d.items():
+        # records hold scalars, enums and flat lists/dicts of strings: one level of copying is a deep copy
+        d: dict[str, Any] = {}
+        for name in _field_names(type(self)):
+            v = getattr(self, name)
             if isinstance(v, enum.Enum):
-                d[k] = v.value
+                v = v.value
+            elif isinstance(v, (list, dict)):
+                v = v.copy()
+            d[name] = v
         return d
 
     @classmethod
@@ -248,6 +251,16 @@ class Host(Record):
     registered_at: float = 0.0
     max_volumes: int = 0             # 0: no limit
     initiator_iqn: str = ""          # iSCSI initiator name ("": none)
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls) if f.name not in ("id", "revision"))
+    return names
 
 
 _ENUMS = {"NodeState": NodeState, "VolumeState": VolumeState, "ReplicaState": ReplicaState,
