@@ -1,0 +1,185 @@
+"""A real controller process with 20 simulated storage nodes (tests/support/sim): volumes of one, two
+and three replicas become available, move their heads off a node that dies, resync when it comes
+back, and leave nothing behind on the nodes when deleted."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import grpc
+import pytest
+
+from meshblock.proto.meshblock.v1 import admin_pb2 as pb
+from tests.support.backends import Backend
+from tests.support.cluster import ControllerProc
+from tests.support.sim import SimCluster
+
+NODES = 20
+MiB = 1 << 20
+HOST = "nqn.2026-11.io.meshblock:host:sim-test"
+
+
+async def eventually(check, timeout: float, what: str, interval: float = 0.2):
+    """Wait until ``check()`` returns a true value (and return it); fail naming ``what`` and the last
+    thing ``check`` said otherwise. A bound on waiting, not a timing assertion."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            got = await check()
+            if got:
+                return got
+            last = got
+        except (AssertionError, grpc.aio.AioRpcError) as e:
+            last = e
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not reached within {timeout:.0f} s; last: {last}")
+        await asyncio.sleep(interval)
+
+
+@pytest.fixture
+async def sim_cluster(short_tmp):
+    ctl = ControllerProc(Backend("sim", None, dict(os.environ)), short_tmp / "controller")
+    # 64 MiB replicas rebuild in a quarter of a second
+    sim = SimCluster(short_tmp / "sim", pool_bytes=64 << 30, rebuild_rate=256 * MiB)
+    ctl.start()
+    try:
+        await sim.start(NODES, [ctl.listen], labels={"zone": [f"z{i}" for i in range(5)]})
+        await ctl.wait_nodes(NODES)
+        yield ctl, sim
+    finally:
+        await ctl.stop()
+        await sim.stop()
+
+
+async def test_failover_resync_and_no_orphans(sim_cluster):
+    ctl, sim = sim_cluster
+    volumes = ctl.stubs()[0]
+
+    # --- create: 1, 2 and 3 replicas, published to a host --------------------------------------
+    specs = [(f"r{r}-{i}", r) for r, n in ((1, 3), (2, 4), (3, 5)) for i in range(n)]
+    await asyncio.gather(*(volumes.CreateVolume(pb.CreateVolumeRequest(name=name, size_bytes=64 * MiB, replicas=r,
+                                                                       spread="zone"), timeout=60)
+                           for name, r in specs))
+    for name, _ in specs:
+        await volumes.PublishVolume(pb.PublishVolumeRequest(ref=name, host_nqn=HOST), timeout=60)
+
+    async def all_available():
+        vs = [await volumes.GetVolume(pb.GetVolumeRequest(ref=name), timeout=10) for name, _ in specs]
+        bad = [(v.name, v.state, [r.state for r in v.replica_status]) for v in vs
+               if v.state != "available" or any(r.state != "online" for r in v.replica_status)]
+        assert not bad, bad
+        return vs
+
+    vols = await eventually(all_available, 30, "every volume available with every replica online")
+    by_name = {v.name: v for v in vols}
+    for name, r in specs:
+        v = by_name[name]
+        assert len(v.replica_status) == r and len({x.node_id for x in v.replica_status}) == r
+        assert v.head_node_id in {x.node_id for x in v.replica_status}
+    volume_ids = {v.id for v in vols}
+    replica_ids = {r.replica_id for v in vols for r in v.replica_status}
+
+    # --- the node heading the most replicated volumes dies ---------------------------------------
+    headed: dict[str, list] = {}
+    for v in vols:
+        if v.replicas > 1:
+            headed.setdefault(v.head_node_id, []).append(v)
+    victim_id, moved = max(headed.items(), key=lambda kv: len(kv[1]))
+    victim = sim.node(victim_id)
+    await victim.kill()
+
+    async def heads_moved():
+        for v in moved:
+            info = await volumes.GetConnectInfo(pb.GetConnectInfoRequest(ref=v.id, host_nqn=HOST), timeout=10)
+            active = [p for p in info.paths if p.ana_state == "optimized"]
+            assert len(active) == 1 and active[0].node_id != victim_id, f"{v.name}: paths {info.paths}"
+            node = sim.node(active[0].node_id)
+            assert node.alive, f"{v.name}: head named on dead node {node.name}"
+            got = await volumes.GetVolume(pb.GetVolumeRequest(ref=v.id), timeout=10)
+            assert got.head_node_id == node.node_id and got.state in ("available", "degraded"), got
+            # the data plane agrees: that node serves the volume, optimized, to the host
+            head = node.agent.heads.get(v.id)
+            assert head is not None and not head.standby, f"{v.name}: {node.name} holds no active head"
+            sub = node.target.subsystems[head.nqn]
+            assert sub.ana_state == "optimized" and HOST in sub.hosts, f"{v.name}: {sub}"
+            assert node.target.raid(v.id) is not None and node.target.raid(v.id).state == "online"
+        return True
+
+    await eventually(heads_moved, 30, f"heads of {[v.name for v in moved]} moved off {victim.name}")
+
+    # --- it comes back: every replica resyncs ------------------------------------------------------
+    await victim.revive()
+    vols = await eventually(all_available, 45, f"every replica online again after {victim.name} came back")
+    for v in vols:
+        if v.replicas > 1:
+            head = sim.node(v.head_node_id)
+            view = {h.head.volume_id: h for h in await head.agent.list_heads()}[v.id]
+            assert view.raid_state == "online" and all(leg.state == "in_sync" for leg in view.legs), (v.name, view)
+
+    # --- deletion leaves nothing on any node ------------------------------------------------------------
+    for name, _ in specs:
+        got = await volumes.DeleteVolume(pb.DeleteVolumeRequest(ref=name), timeout=60)
+        assert got.existed
+
+    async def nothing_left():
+        left = sim.holdings(volume_ids, replica_ids)
+        assert not left, left
+        return True
+
+    await eventually(nothing_left, 15, "no replica, export or head of a deleted volume on any node")
+    listed = await volumes.ListVolumes(pb.ListVolumesRequest(), timeout=10)
+    assert not listed.volumes
+
+
+async def test_agent_restart_and_head_lease(sim_cluster):
+    """An agent restart leaves the data path serving and the controller gives the new agent its heads
+    again; without a controller the replicated heads stop serving once their lease runs out, and
+    serve again when a controller answers."""
+    ctl, sim = sim_cluster
+    volumes = ctl.stubs()[0]
+    for name, r in (("rep", 3), ("single", 1)):
+        await volumes.CreateVolume(pb.CreateVolumeRequest(name=name, size_bytes=64 * MiB, replicas=r), timeout=60)
+        await volumes.PublishVolume(pb.PublishVolumeRequest(ref=name, host_nqn=HOST), timeout=60)
+
+    async def available(name: str):
+        v = await ctl.stubs()[0].GetVolume(pb.GetVolumeRequest(ref=name), timeout=10)
+        assert v.state == "available" and v.head_node_id, v
+        node = sim.node(v.head_node_id)
+        head = node.agent.heads.get(v.id)
+        assert head is not None and not head.standby, f"{node.name} does not know it heads {name}"
+        sub = node.target.subsystems[head.nqn]
+        assert sub.ana_state == "optimized" and HOST in sub.hosts, sub
+        return v
+
+    rep = await eventually(lambda: available("rep"), 30, "replicated volume served")
+    single = await eventually(lambda: available("single"), 30, "single-replica volume served")
+
+    # the head node's agent restarts: its target keeps exporting, the new agent is told its heads again
+    node = sim.node(rep.head_node_id)
+    old_instance = node.instance_id
+    await node.restart_agent()
+    assert node.instance_id != old_instance
+    assert node.target.subsystems[rep.nqn].ana_state == "optimized"
+    assert not node.agent.heads
+    await eventually(lambda: available("rep"), 30, "replicated volume re-applied to the restarted agent")
+
+    # no controller: the replicated head stops serving when its lease runs out; a single replica cannot
+    # move, so its head keeps serving
+    await ctl.stop()
+    rep_node, single_node = sim.node(rep.head_node_id), sim.node(single.head_node_id)
+
+    async def stopped():
+        sub = rep_node.target.subsystems.get(rep.nqn)
+        assert sub is not None and sub.ana_state == "inaccessible" and not sub.hosts, sub
+        return True
+
+    await eventually(stopped, 30, "replicated head stopped after its lease ran out")
+    assert single_node.target.subsystems[single.nqn].ana_state == "optimized"
+
+    ctl.start()     # the stubs of the stopped one are closed: ctl.stubs() dials afresh
+    await ctl.wait_nodes(NODES)
+    await eventually(lambda: available("rep"), 30, "replicated volume served again under a controller")
+    await eventually(lambda: available("single"), 30, "single-replica volume still served")
