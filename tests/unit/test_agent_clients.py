@@ -39,6 +39,7 @@ class _Repo:
 
     def __init__(self):
         self.rows: dict[str, Node] = {}
+        self.view = None      # no cluster view: registrations read the rows
 
     async def get(self, kind, key):
         return self.rows.get(key)
