@@ -6,37 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 
-import grpc
 import pytest
 
 from meshblock.proto.meshblock.v1 import admin_pb2 as pb
 from tests.support.backends import Backend
 from tests.support.cluster import ControllerProc
+from tests.support.eventually import eventually
 from tests.support.sim import SimCluster
 
 NODES = 20
 MiB = 1 << 20
 HOST = "nqn.2026-11.io.meshblock:host:sim-test"
-
-
-async def eventually(check, timeout: float, what: str, interval: float = 0.2):
-    """Wait until ``check()`` returns a true value (and return it); fail naming ``what`` and the last
-    thing ``check`` said otherwise. A bound on waiting, not a timing assertion."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        try:
-            got = await check()
-            if got:
-                return got
-            last = got
-        except (AssertionError, grpc.aio.AioRpcError) as e:
-            last = e
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not reached within {timeout:.0f} s; last: {last}")
-        await asyncio.sleep(interval)
 
 
 @pytest.fixture

@@ -17,13 +17,13 @@ import signal
 import time
 import urllib.request
 
-import grpc
 import pytest
 
 from meshblock.proto.meshblock.v1 import admin_pb2 as pb
 from meshblock.proto.meshblock.v1 import admin_pb2_grpc as pb_grpc
 from tests.support.backends import Backend
 from tests.support.cluster import ControllerProc
+from tests.support.eventually import eventually
 from tests.support.sim import SimCluster
 
 NODES = 100
@@ -44,22 +44,6 @@ def metric(port: int, name: str) -> float:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     m = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", text, re.M)
     return float(m.group(1)) if m else 0.0
-
-
-async def eventually(check, timeout: float, what: str, interval: float = 0.25):
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        try:
-            got = await check()
-            if got:
-                return got
-            last = got
-        except (AssertionError, grpc.aio.AioRpcError) as e:
-            last = e
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not reached within {timeout:.0f} s; last: {last}")
-        await asyncio.sleep(interval)
 
 
 @pytest.fixture
