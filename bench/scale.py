@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import io
 import json
 import os
@@ -77,6 +78,11 @@ from tests.support.sim.serve import SimProcess, usage
 
 MiB = 1 << 20
 HOST = "nqn.2026-11.io.meshblock:host:scale-bench"
+# the bench's own reads load the controller too (a GetVolume reads every replica record): probes and
+# polls are paced so that they stay a small part of what is measured
+GET_PROBE_INTERVAL = 0.25
+LIST_PROBE_INTERVAL = 1.0
+POLL_INTERVAL = 0.5
 
 
 def log(*a) -> None:
@@ -147,6 +153,17 @@ class Controller:
 
     def log_size(self) -> int:
         return self.log.stat().st_size if self.log.exists() else 0
+
+    def logged_at(self, offset: int, *needles: str) -> float | None:
+        """The time (epoch seconds) of the first line since ``offset`` that contains every needle."""
+        with open(self.log, "rb") as f:
+            f.seek(offset)
+            for line in f:
+                if all(n.encode() in line for n in needles):
+                    stamp = line[:23].decode(errors="replace")
+                    with contextlib.suppress(ValueError):
+                        return time.mktime(time.strptime(stamp[:19], "%Y-%m-%d %H:%M:%S")) + int(stamp[20:23]) / 1000
+        return None
 
     def count_in_log(self, offset: int, needle: str) -> int:
         """Lines containing ``needle`` written to the log since ``offset``."""
@@ -282,7 +299,7 @@ class Bench:
             while v.state != "available":
                 if time.monotonic() - t > 120:
                     return None
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(0.1)
                 v = await self.volumes.GetVolume(pb.GetVolumeRequest(ref=name), timeout=30)
         except grpc.aio.AioRpcError as e:
             log(f"create {name}: {e.code().name}: {e.details()}")
@@ -416,7 +433,7 @@ class Bench:
                 with contextlib.suppress(grpc.aio.AioRpcError):
                     await self.volumes.GetVolume(pb.GetVolumeRequest(ref=name), timeout=30)
                     gets.append(time.monotonic() - t)
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(GET_PROBE_INTERVAL)
 
         async def list_probe() -> None:
             token = ""
@@ -427,7 +444,7 @@ class Bench:
                                                        timeout=60)
                     lists.append(time.monotonic() - t)
                     token = r.next_page_token
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(LIST_PROBE_INTERVAL)
 
         ctask = asyncio.create_task(creator())
         probes = [asyncio.create_task(get_probe()), asyncio.create_task(list_probe())]
@@ -478,18 +495,28 @@ class Bench:
         _, nodes, _ = self.leader.stubs()
         log(f"  killing {victim_name}: it heads {n_heads} volumes ({len(affected)} as the controller sees it)")
         down_at: list[float] = []
+        offset = self.leader.log_size()
 
         async def watch_down() -> None:
+            # the failure detector logs the moment it records the node down: read there, so that
+            # watching costs the controller nothing (GetNode reads every volume and replica record);
+            # GetNode once a second in case the log says nothing recognisable
+            polls = 0
             while True:
-                with contextlib.suppress(grpc.aio.AioRpcError):
-                    n = await nodes.GetNode(pb.GetNodeRequest(ref=victim_name), timeout=10)
-                    if n.state == "down":
-                        down_at.append(time.monotonic())
-                        return
-                await asyncio.sleep(0.05)
+                at = self.leader.logged_at(offset, f"node {victim_name} ", " is down")
+                if at is not None:
+                    down_at.append(at - (time.time() - time.monotonic()))
+                    return
+                polls += 1
+                if polls % 5 == 0:
+                    with contextlib.suppress(grpc.aio.AioRpcError):
+                        n = await nodes.GetNode(pb.GetNodeRequest(ref=victim_name), timeout=10)
+                        if n.state == "down":
+                            down_at.append(time.monotonic())
+                            return
+                await asyncio.sleep(0.2)
 
         watcher = asyncio.create_task(watch_down())
-        await asyncio.sleep(0.2)
         killed_at = await self.sim.call("kill", node=victim)
         remaining = {v.id: v for v in affected}
         moved_at: dict[str, float] = {}
@@ -507,7 +534,7 @@ class Bench:
 
         while remaining and time.monotonic() - killed_at < timeout:
             await asyncio.gather(*(check(vid) for vid in list(remaining)))
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.1)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(watcher, 30)
         t_down = down_at[0] if down_at else float("nan")
@@ -529,17 +556,19 @@ class Bench:
                 break
         pending = set(with_replica)
         deadline = t + 120 + len(pending) * 0.05
-
-        async def synced(name: str) -> None:
-            async with sem:
-                with contextlib.suppress(grpc.aio.AioRpcError):
-                    v = await self.volumes.GetVolume(pb.GetVolumeRequest(ref=name), timeout=30)
-                    if v.state == "available" and all(x.state == "online" for x in v.replica_status):
-                        pending.discard(name)
-
         while pending and time.monotonic() < deadline:
-            await asyncio.gather(*(synced(n) for n in list(pending)))
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(POLL_INTERVAL)
+            token = ""
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                while True:
+                    r = await self.volumes.ListVolumes(pb.ListVolumesRequest(page_size=1000, page_token=token,
+                                                                             node_id=victim), timeout=120)
+                    for v in r.volumes:
+                        if v.state == "available" and all(x.state == "online" for x in v.replica_status):
+                            pending.discard(v.name)
+                    token = r.next_page_token
+                    if not token:
+                        break
         out.update({"resync_volumes": len(with_replica), "resync_s": round(time.monotonic() - t, 2) if not pending
                     else None, "not_resynced": len(pending)})
         await self.wait_nodes(self.args.nodes, 60)
@@ -620,7 +649,8 @@ class Bench:
             cp: dict = {"volumes_target": target}
             self.result["checkpoints"].append(cp)
             log(f"checkpoint {target}: filling from {len(self.names)} volumes")
-            steps = [("fill", lambda: self.fill_direct(target) if a.fill == "direct" else self.fill_api(target)),
+            fill = self.fill_direct if a.fill == "direct" else self.fill_api
+            steps = [("fill", functools.partial(fill, target)),
                      ("under_load", self.under_load), ("idle", self.idle), ("mass_failover", self.mass_failover)]
             if len(self.controllers) > 1:
                 steps.append(("controller_failover", self.controller_failover))

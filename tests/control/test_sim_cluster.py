@@ -1,6 +1,7 @@
 """A real controller process with 20 simulated storage nodes (tests/support/sim): volumes of one, two
 and three replicas become available, move their heads off a node that dies, resync when it comes
-back, and leave nothing behind on the nodes when deleted."""
+back, and leave nothing behind on the nodes when deleted; an agent restart keeps the data path
+serving, and heads stop when no controller renews their lease."""
 
 from __future__ import annotations
 
