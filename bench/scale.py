@@ -78,8 +78,8 @@ from tests.support.sim.serve import SimProcess, usage
 
 MiB = 1 << 20
 HOST = "nqn.2026-11.io.meshblock:host:scale-bench"
-# the bench's own reads load the controller too (a GetVolume reads every replica record): probes and
-# polls are paced so that they stay a small part of what is measured
+# the bench's own reads load the controller it measures: probes and polls are paced so that they
+# stay a small part of what is measured
 GET_PROBE_INTERVAL = 0.25
 LIST_PROBE_INTERVAL = 1.0
 POLL_INTERVAL = 0.5
