@@ -188,16 +188,6 @@ class StateStore(ABC):
         """
 
     @abstractmethod
-    def watch_changes(self) -> AsyncIterator[None]:
-        """Wake-ups for a level-triggered reconciler.
-
-        The iterator yields once as soon as it watches (so the consumer's first pass cannot miss
-        a change made while it was starting), then after any change by any connection or
-        process; bursts may be coalesced into one wake-up and spurious wake-ups are possible.
-        It ends when the store is closed.
-        """
-
-    @abstractmethod
     async def close(self) -> None: ...
 
     async def __aenter__(self) -> Self:

@@ -34,7 +34,6 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-import aetcd
 import grpc
 from aetcd import rpc
 
@@ -92,7 +91,6 @@ class EtcdStore(StateStore):
         self._objects = f"{p}/objects/".encode()
         self._names = f"{p}/names/".encode()
         self._closed = asyncio.Event()
-        self._wakers: set[asyncio.Event] = set()
 
     # -- keys and values -------------------------------------------------------------------
 
@@ -292,55 +290,7 @@ class EtcdStore(StateStore):
             # expectation now fails (Conflict) or the commit can simply be retried
         raise StoreUnavailable(f"etcd: commit kept racing with other writers ({MAX_COMMIT_ATTEMPTS} attempts)")
 
-    # -- watch -----------------------------------------------------------------------------
-
-    async def watch_changes(self) -> AsyncIterator[None]:
-        while not self._closed.is_set():
-            changed = asyncio.Event()      # set on events, on the stream's end, and by close()
-            ended = asyncio.Event()        # the stream ended
-            try:
-                head = await self._conn.kv("Range", rpc.RangeRequest(
-                    key=self._objects, range_end=prefix_end(self._objects), count_only=True))
-                client = await self._conn.client()
-                watch = await client.watch(self._objects, range_end=prefix_end(self._objects),
-                                           start_revision=head.header.revision + 1)
-            except Exception as e:           # etcd unreachable, or the client closing under us
-                if self._closed.is_set():
-                    return
-                log.warning("watch on %s failed: %r; retrying", self._objects.decode(), e)
-                await self._sleep_unless_closed(0.5)
-                continue
-
-            async def consume(watch: aetcd.Watch, changed: asyncio.Event, ended: asyncio.Event) -> None:
-                try:
-                    async for _ in watch:
-                        changed.set()
-                except Exception as e:   # the stream broke; watch_changes watches again
-                    log.debug("watch on %s ended: %r", self._objects.decode(), e)
-                finally:
-                    ended.set()
-                    changed.set()
-
-            consumer = asyncio.create_task(consume(watch, changed, ended), name="etcd store watch")
-            self._wakers.add(changed)
-            try:
-                yield           # watching from here on: the consumer's first pass
-                while True:
-                    await changed.wait()
-                    changed.clear()
-                    if self._closed.is_set():
-                        return
-                    if ended.is_set():
-                        break   # the watch stream broke: watch again (and wake once more)
-                    yield
-            finally:
-                self._wakers.discard(changed)
-                consumer.cancel()
-                try:
-                    await watch.cancel()
-                except Exception as e:   # the client may be closing under us
-                    log.debug("cancelling the watch on %s: %r", self._objects.decode(), e)
-            await self._sleep_unless_closed(0.5)
+    # -- change feed -----------------------------------------------------------------------
 
     async def changes(self, kinds: Sequence[str], after: int) -> AsyncIterator[list[Change]]:
         # One watch stream per iterator, straight on etcd's Watch RPC: aetcd's watcher hands out
@@ -349,17 +299,11 @@ class EtcdStore(StateStore):
         wanted = frozenset(check_kinds(kinds))
         check_after(after)
         while not self._closed.is_set():
+            closed = asyncio.ensure_future(self._closed.wait())
+            call = None
             try:
                 client = await self._conn.client()
                 call = rpc.WatchStub(client.channel).Watch(metadata=client.metadata)
-            except Exception as e:           # etcd unreachable, or the client closing under us
-                if self._closed.is_set():
-                    return
-                log.warning("watch on %s failed: %r; retrying", self._objects.decode(), e)
-                await self._sleep_unless_closed(0.5)
-                continue
-            closed = asyncio.ensure_future(self._closed.wait())
-            try:
                 await call.write(rpc.WatchRequest(create_request=rpc.WatchCreateRequest(
                     key=self._objects, range_end=prefix_end(self._objects), start_revision=after + 1,
                     progress_notify=True)))
@@ -396,14 +340,15 @@ class EtcdStore(StateStore):
                         yield batch
             except HistoryLost:
                 raise
-            except Exception as e:           # the stream broke: watch again from `after`
+            except Exception as e:   # etcd unreachable, the client closing, or the stream broke
                 if self._closed.is_set():
                     return
                 log.warning("watch on %s from revision %d ended: %r; watching again",
                             self._objects.decode(), after + 1, e)
             finally:
                 closed.cancel()
-                call.cancel()
+                if call is not None:
+                    call.cancel()
             await self._sleep_unless_closed(0.5)
 
     async def _sleep_unless_closed(self, seconds: float) -> None:
@@ -413,8 +358,6 @@ class EtcdStore(StateStore):
         if self._closed.is_set():
             return
         self._closed.set()
-        for waker in list(self._wakers):
-            waker.set()
         await asyncio.sleep(0)   # let watchers see it
         await self._conn.close()
 

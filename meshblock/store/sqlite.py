@@ -390,28 +390,6 @@ class SQLiteStore(StateStore):
         event, self._changed = self._changed, asyncio.Event()
         event.set()
 
-    async def watch_changes(self) -> AsyncIterator[None]:
-        # Local commits wake at once; other connections' commits are seen by polling the
-        # revision counter every poll_interval.
-        last = await self._call(self._revision_sync)
-        yield
-        while not self._closed:
-            event = self._changed
-            await wait_until(event.wait(), self.poll_interval)
-            if self._closed:
-                return
-            try:
-                rev = await self._call(self._revision_sync)
-            except StoreUnavailable:
-                continue
-            except StoreError:
-                if self._closed:
-                    return
-                raise
-            if rev != last:
-                last = rev
-                yield
-
     async def close(self) -> None:
         if self._closed:
             return

@@ -62,13 +62,11 @@ async def test_unreachable_etcd_is_unavailable():
 
 @pytest.mark.etcd
 async def test_store_rides_out_an_etcd_crash(own_etcd_server):
-    """kill -9 of etcd itself: acknowledged commits survive, the store and its watch recover."""
+    """kill -9 of etcd itself: acknowledged commits survive, the store and its change feed recover."""
     server = own_etcd_server
     store = open_store(server.url() + "&timeout=2")
     try:
         await store.commit([Put("volume", f"v{n}", {"n": n}, name=f"vol{n}") for n in range(20)])
-        watch = store.watch_changes()
-        await asyncio.wait_for(watch.__anext__(), 5)
         after, _ = await store.commit_revision([])
         feed = store.changes(["volume"], after)
         first = asyncio.ensure_future(feed.__anext__())
@@ -87,10 +85,7 @@ async def test_store_rides_out_an_etcd_crash(own_etcd_server):
                 await asyncio.sleep(0.2)
         assert await store.count("volume") == 21
         assert (await store.get_by_name("volume", "vol7")).data == {"n": 7}
-        await asyncio.wait_for(watch.__anext__(), 10)  # woken again (changes may have been missed)
         later, _ = await store.commit_revision([Put("volume", "later", {})])
-        await asyncio.wait_for(watch.__anext__(), 10)
-        await watch.aclose()
         # the feed watched again from where it was: every change once, in order
         batches = [await asyncio.wait_for(first, 15)]
         while batches[-1][-1].revision < later:
