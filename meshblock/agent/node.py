@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -99,6 +100,21 @@ class HeadView:
     size_bytes: int
     legs: list[LegState] = field(default_factory=list)
     raid_state: str = ""
+
+
+def holdable_head(heads: Mapping[str, Head], volume_id: str) -> Head:
+    """The head whose writes SetHeadAccess may hold or release: one this node heads, exported
+    over NVMe-oF (iSCSI has no ANA states) and not a standby."""
+    head = heads.get(volume_id)
+    if head is None:
+        raise NotFound(f"this node does not head volume {volume_id}")
+    if head.iscsi is not None:
+        raise FailedPrecondition(f"volume {volume_id} is exported over iSCSI, which has no ANA states "
+                                 "to hold its writes with")
+    if head.standby:
+        raise FailedPrecondition(f"this node is a standby head of volume {volume_id}; its access "
+                                 "changes when it is promoted")
+    return head
 
 
 class NodeAgent:
@@ -451,15 +467,7 @@ class NodeAgent:
         on a controller that died in the middle of a group snapshot."""
         self._require_running()
         async with self.locks("head:" + volume_id):
-            head = self.heads.get(volume_id)
-            if head is None:
-                raise NotFound(f"this node does not head volume {volume_id}")
-            if head.iscsi is not None:
-                raise FailedPrecondition(f"volume {volume_id} is exported over iSCSI, which has no ANA states "
-                                         "to hold its writes with")
-            if head.standby:
-                raise FailedPrecondition(f"this node is a standby head of volume {volume_id}; its access "
-                                         "changes when it is promoted")
+            head = holdable_head(self.heads, volume_id)
             await self._exporter_of(head).set_ana_state(head.nqn, state)
             self.heads[volume_id] = replace(head, ana_state=state)
             timer = self._holds.pop(volume_id, None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from ..spdk import SpdkBusy, SpdkExists, SpdkNoSpace, SpdkNotFound, SpdkNotPermitted, SpdkRpc
@@ -19,6 +20,36 @@ log = logging.getLogger(__name__)
 
 REPLICA_PREFIX = "replica-"
 SNAPSHOT_PREFIX = "snap-"
+
+L = TypeVar("L")
+
+
+def require_lvol(lvol: L | None, lvol_name: str, what: str) -> L:
+    """The lvol looked up by ``lvol_name``, or NotFound for the ``what`` (replica, snapshot) it names."""
+    if lvol is None:
+        raise NotFound(f"{what} {lvol_name.split('-', 1)[1]} not found on this node")
+    return lvol
+
+
+def check_size(size_bytes: int) -> int:
+    """A replica size as asked for: positive and whole MiB (the pool then rounds it up to clusters)."""
+    if size_bytes <= 0:
+        raise InvalidArgument("size_bytes", "must be positive")
+    if size_bytes % MiB:
+        raise InvalidArgument("size_bytes", f"{size_bytes} is not a multiple of 1 MiB")
+    return size_bytes
+
+
+def check_same_replica(replica_id: str, size_bytes: int, thin: bool, want: int, want_thin: bool) -> None:
+    """A create of a replica that exists is a retry only if it asks for what exists."""
+    if size_bytes != want or thin != want_thin:
+        raise AlreadyExists(f"replica {replica_id} exists with size {size_bytes} "
+                            f"thin={thin}, not size {want} thin={want_thin}")
+
+
+def check_not_shrinking(replica_id: str, size_bytes: int, want: int) -> None:
+    if want < size_bytes:
+        raise FailedPrecondition(f"replica {replica_id} is {size_bytes} bytes; shrinking is not supported")
 
 
 @dataclass
@@ -80,20 +111,10 @@ class ReplicaStore:
         return self._info(found[0]) if found else None
 
     async def require(self, lvol_name: str, what: str) -> LvolInfo:
-        lv = await self.get(lvol_name)
-        if lv is None:
-            raise NotFound(f"{what} {lvol_name.split('-', 1)[1]} not found on this node")
-        return lv
-
-    def _check_size(self, size_bytes: int) -> int:
-        if size_bytes <= 0:
-            raise InvalidArgument("size_bytes", "must be positive")
-        if size_bytes % MiB:
-            raise InvalidArgument("size_bytes", f"{size_bytes} is not a multiple of 1 MiB")
-        return self.pool.round_size(size_bytes)
+        return require_lvol(await self.get(lvol_name), lvol_name, what)
 
     async def create(self, replica_id: str, size_bytes: int, thin: bool = True) -> LvolInfo:
-        want = self._check_size(size_bytes)
+        want = self.pool.round_size(check_size(size_bytes))
         name = REPLICA_PREFIX + replica_id
         try:
             # create first: the common case costs one call, and SPDK refuses a name it already has
@@ -101,19 +122,18 @@ class ReplicaStore:
             log.info("replica created replica_id=%s size=%d thin=%s", replica_id, want, thin)
         except SpdkExists:
             existing = await self.require(name, "replica")
-            if existing.size_bytes != want or existing.thin != thin:
-                raise AlreadyExists(f"replica {replica_id} exists with size {existing.size_bytes} "
-                                    f"thin={existing.thin}, not size {want} thin={thin}") from None
-            return existing
         except SpdkNoSpace as e:
             raise ResourceExhausted(f"pool {self.pool.lvs_name} has no room for {want} bytes: {e.message}")
-        return await self.require(name, "replica")
+        else:
+            return await self.require(name, "replica")
+        # checked outside the handler, so a mismatch is not reported as raised during SpdkExists
+        check_same_replica(replica_id, existing.size_bytes, existing.thin, want, thin)
+        return existing
 
     async def resize(self, replica_id: str, size_bytes: int) -> LvolInfo:
-        want = self._check_size(size_bytes)
+        want = self.pool.round_size(check_size(size_bytes))
         lv = await self.require(REPLICA_PREFIX + replica_id, "replica")
-        if want < lv.size_bytes:
-            raise FailedPrecondition(f"replica {replica_id} is {lv.size_bytes} bytes; shrinking is not supported")
+        check_not_shrinking(replica_id, lv.size_bytes, want)
         if want > lv.size_bytes:
             try:
                 await self.rpc.bdev_lvol_resize(lv.alias, want)

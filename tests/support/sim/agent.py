@@ -13,34 +13,32 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from meshblock import __version__, iqn, nqn
 from meshblock.agent.attachments import AttachSpec, AttachState, check_attachment_id
 from meshblock.agent.config import AgentConfig
 from meshblock.agent.exports import ExportState
 from meshblock.agent.heads import LegState, raid_name
-from meshblock.agent.node import Head, HeadView, ReplicaView
-from meshblock.agent.replicas import REPLICA_PREFIX, SNAPSHOT_PREFIX, LvolInfo
-from meshblock.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
-from meshblock.errors import Unavailable
+from meshblock.agent.node import Head, HeadView, ReplicaView, holdable_head
+from meshblock.agent.pool import PoolInfo
+from meshblock.agent.replicas import (
+    REPLICA_PREFIX,
+    SNAPSHOT_PREFIX,
+    LvolInfo,
+    check_not_shrinking,
+    check_same_replica,
+    check_size,
+    require_lvol,
+)
+from meshblock.errors import AlreadyExists, FailedPrecondition, NotFound, ResourceExhausted, Unavailable
 from meshblock.util import KeyedLock, check_nqn
 
-from .fabric import Attachment, Member, MiB, Raid, SimDisk, SimLvol, SimTarget, Subsystem
+from .fabric import Attachment, Member, Raid, SimDisk, SimLvol, SimTarget, Subsystem
 
 log = logging.getLogger(__name__)
 
 SPDK_VERSION = "SPDK sim"
-
-
-@dataclass
-class PoolInfo:
-    name: str
-    uuid: str
-    total_bytes: int
-    free_bytes: int
-    cluster_size: int
-    block_size: int
 
 
 class SimPool:
@@ -130,17 +128,7 @@ class SimAgent:
         return None if lv is None else self.disk.info(lv)
 
     def _require(self, name: str, what: str) -> SimLvol:
-        lv = self.disk.lvols.get(name)
-        if lv is None:
-            raise NotFound(f"{what} {name.split('-', 1)[1]} not found on this node")
-        return lv
-
-    def _check_size(self, size_bytes: int) -> int:
-        if size_bytes <= 0:
-            raise InvalidArgument("size_bytes", "must be positive")
-        if size_bytes % MiB:
-            raise InvalidArgument("size_bytes", f"{size_bytes} is not a multiple of 1 MiB")
-        return self.disk.round(size_bytes)
+        return require_lvol(self.disk.lvols.get(name), name, what)
 
     def _new_lvol(self, name: str, size: int, thin: bool, **kw) -> SimLvol:
         return self.disk.add(SimLvol(name=name, uuid=str(uuid.uuid4()), size_bytes=size,
@@ -160,14 +148,12 @@ class SimAgent:
     async def create_replica(self, rid: str, size_bytes: int, thin: bool) -> ReplicaView:
         self._require_running()
         async with self.locks(rid):
-            want = self._check_size(size_bytes)
+            want = self.disk.round(check_size(size_bytes))
             await self._spdk()
             name = REPLICA_PREFIX + rid
             lv = self.disk.lvols.get(name)
             if lv is not None:
-                if lv.size_bytes != want or lv.thin != thin:
-                    raise AlreadyExists(f"replica {rid} exists with size {lv.size_bytes} thin={lv.thin}, not size "
-                                        f"{want} thin={thin}")
+                check_same_replica(rid, lv.size_bytes, lv.thin, want, thin)
                 return self._view(lv)
             if not thin and want > self.disk.free_bytes:
                 raise ResourceExhausted(f"pool {self.disk.lvs_name} has no room for {want} bytes: "
@@ -179,11 +165,10 @@ class SimAgent:
     async def resize_replica(self, rid: str, size_bytes: int) -> ReplicaView:
         self._require_running()
         async with self.locks(rid):
-            want = self._check_size(size_bytes)
+            want = self.disk.round(check_size(size_bytes))
             await self._spdk()
             lv = self._require(REPLICA_PREFIX + rid, "replica")
-            if want < lv.size_bytes:
-                raise FailedPrecondition(f"replica {rid} is {lv.size_bytes} bytes; shrinking is not supported")
+            check_not_shrinking(rid, lv.size_bytes, want)
             if want > lv.size_bytes:
                 grow = want - lv.size_bytes if not lv.thin else 0
                 if grow > self.disk.free_bytes:
@@ -506,15 +491,7 @@ class SimAgent:
         self._require_running()
         async with self.locks("head:" + volume_id):
             await self._spdk()
-            head = self.heads.get(volume_id)
-            if head is None:
-                raise NotFound(f"this node does not head volume {volume_id}")
-            if head.iscsi is not None:
-                raise FailedPrecondition(f"volume {volume_id} is exported over iSCSI, which has no ANA states "
-                                         "to hold its writes with")
-            if head.standby:
-                raise FailedPrecondition(f"this node is a standby head of volume {volume_id}; its access "
-                                         "changes when it is promoted")
+            head = holdable_head(self.heads, volume_id)
             self._set_ana(head, state, required=True)
             self.heads[volume_id] = replace(head, ana_state=state)
             timer = self._holds.pop(volume_id, None)
