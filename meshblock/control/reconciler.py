@@ -382,8 +382,10 @@ class Reconciler(ReplicatedVolumes):
         if v.state == VolumeState.CREATING:
             await self._set_stage(v, "creating-replicas")
         replicated = v.replicas > 1 or len(active) > 1
+        if replicated:
+            await self._note_nodes_down(v, active, nodes)   # before their replicas are marked offline
         await all_of(*(self._converge_replica(v, r, nodes, replicated) for r in active))   # each on its node
-        if v.replicas > 1 or len(active) > 1:
+        if replicated:
             await self._converge_replicated(v, active, nodes)
             return
         online = [r for r in active if r.state == ReplicaState.ONLINE]

@@ -19,7 +19,8 @@ from ..faults import crash_point
 from ..model import Node, Replica, ReplicaState, Volume, VolumeState
 from ..proto.meshblock.v1 import agent_pb2 as apb
 from ..replication.erasure import SHARD_BLOCK_BYTES
-from ..replication.layout import RebuildProgress, head_members, plan_membership, raid_slots
+from ..replication.layout import (RebuildProgress, head_members, in_sync_after, plan_membership, raid_slots,
+                                  recorded_in_sync)
 from ..util import all_of
 from .adopt import Adopted, confirm_replicated
 
@@ -70,12 +71,29 @@ class ReplicatedVolumes:
     _standby_ok: dict
 
 
+    async def _note_nodes_down(self, v: Volume, active: list[Replica], nodes: dict[str, Node]) -> None:
+        """Take members on nodes that are down out of the volume's in-sync set (while another member
+        is up: see in_sync_after), before anything else changes, so a crash right after keeps it."""
+        up = {n.id for n in nodes.values() if self._up(n)}
+        if all(r.node_id in up for r in active):
+            return
+        after = in_sync_after(v, active, up)
+        if sorted(after) == sorted(v.in_sync):
+            return
+        log.info("volume %s: in sync now %s (was %s)", v.name, sorted(after), sorted(recorded_in_sync(v, active)))
+        v.in_sync = sorted(after)
+        gone = [r for r in active if r.node_id not in up and r.state not in (ReplicaState.OFFLINE, ReplicaState.CREATING)]
+        for r in gone:   # as _converge_replica would mark them, in the same commit
+            r.state = ReplicaState.OFFLINE
+            r.offline_since = r.offline_since or time.time()
+        await self.repo.commit(put=[v, *gone])
+
     async def _converge_replicated(self, v: Volume, active: list[Replica], nodes: dict[str, Node]) -> None:
         """raid1 head over all replicas; the replica exports admit only the head (the fence)."""
         up = [r for r in active if self._up(nodes.get(r.node_id))
               and self._replica_ok.get(r.id, ("", 0))[0] == self.liveness.instance(r.node_id)]
         fresh = v.state == VolumeState.CREATING
-        in_sync = {r.id for r in active if r.state == ReplicaState.ONLINE or (fresh and r.state == ReplicaState.CREATING)}
+        in_sync = recorded_in_sync(v, active) | {r.id for r in active if fresh and r.state == ReplicaState.CREATING}
         head_node = nodes.get(v.head_node_id) if v.head_node_id else None
         failover = False
         resync: list[Replica] = []
@@ -102,6 +120,7 @@ class ReplicatedVolumes:
                         r.state = ReplicaState.REBUILDING
                         resync.append(r)
                 in_sync = {seed}
+                v.in_sync = [seed]
             v.head_node_id = head_node.id
             # where hosts find it until the new head reports: its standby export, if it had one
             addr, _, port = v.standby_paths.pop(head_node.id, "").rpartition(":")
@@ -194,8 +213,13 @@ class ReplicatedVolumes:
                 r.state = ReplicaState.OFFLINE
                 r.offline_since = r.offline_since or time.time()
                 changed[r.id] = r
-        if changed:
-            await self.repo.commit(put=list(changed.values()))
+        # what the head reports in sync is the volume's in-sync set from now on (with the leg states)
+        reported = sorted(leg.replica_id for leg in st.legs if leg.state == "in_sync" and leg.replica_id in by_id)
+        new_set = bool(reported) and reported != sorted(v.in_sync)
+        if new_set:
+            v.in_sync = reported
+        if changed or new_set:
+            await self.repo.commit(put=[*changed.values(), *([v] if new_set else [])])
         await self._rebalance(v, active, nodes, head_node.id)
         online = sum(1 for r in active if r.state == ReplicaState.ONLINE)
         await self._settle(v, st.raid_state == "online", online, active)

@@ -163,6 +163,9 @@ class Volume(Record):
     # erasure coding (0: replicated): ec_data + ec_parity shards, and ``replicas`` counts them all
     ec_data: int = 0
     ec_parity: int = 0
+    # replicated and erasure-coded volumes: the replicas (shards) that hold every acknowledged write,
+    # as the head last reported them; kept while their nodes are down (replication/layout.in_sync_after)
+    in_sync: list[str] = field(default_factory=list)
 
     @property
     def name_key(self) -> str | None:

@@ -47,6 +47,28 @@ def leaving_shard(v: Volume, active: list[Replica], leaving: list[Replica]) -> l
     return []
 
 
+def recorded_in_sync(v: Volume, active: list[Replica]) -> set[str]:
+    """The replicas the records say hold every write the volume acknowledged: what the head last
+    reported (``v.in_sync``), or, in a record written before that was kept, the ONLINE ones."""
+    kept = set(v.in_sync) & {r.id for r in active}
+    return kept or {r.id for r in active if r.state == ReplicaState.ONLINE}
+
+
+def in_sync_after(v: Volume, active: list[Replica], up_nodes: set[str]) -> set[str]:
+    """The in-sync set once the nodes that are down now are taken into account.
+
+    A member whose node is down leaves the set while another member's node is up: a head may write
+    without it from then on. When every member's node is down, the set stays as it was: nothing can
+    be written without all of them any more, and the records cannot tell which of them went last,
+    so the first of them to come back seeds a new head and the others are rebuilt from it. (A
+    member that went down while the head still wrote is only known to be behind once the
+    controller has seen its node down; see docs/operations.md, "A whole volume goes down".)
+    """
+    s = recorded_in_sync(v, active)
+    live = {r.id for r in active if r.node_id in up_nodes}
+    return s & live or s
+
+
 @dataclass
 class Membership:
     """What to change in a volume's replica set now."""

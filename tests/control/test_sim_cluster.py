@@ -165,3 +165,62 @@ async def test_agent_restart_and_head_lease(sim_cluster):
     await ctl.wait_nodes(NODES)
     await eventually(lambda: available("rep"), 30, "replicated volume served again under a controller")
     await eventually(lambda: available("single"), 30, "single-replica volume still served")
+
+
+async def test_whole_volume_down_comes_back(sim_cluster):
+    """Every node of a three-replica volume goes down. A replica that fell behind before the others
+    went down does not bring the volume back on its own; one that held every write does, and the
+    others rebuild from it. After a full outage at once, the volume comes back when its nodes do."""
+    ctl, sim = sim_cluster
+    volumes = ctl.stubs()[0]
+
+    async def get(name: str):
+        return await volumes.GetVolume(pb.GetVolumeRequest(ref=name), timeout=10)
+
+    async def state_is(name: str, *states: str):
+        v = await get(name)
+        assert v.state in states, (v.state, v.message, [(r.node_id, r.state) for r in v.replica_status])
+        return v
+
+    async def whole(name: str):
+        v = await state_is(name, "available")
+        assert all(r.state == "online" for r in v.replica_status), v.replica_status
+        return v
+
+    for name in ("cascade", "outage"):
+        await volumes.CreateVolume(pb.CreateVolumeRequest(name=name, size_bytes=64 * MiB, replicas=3, spread="zone"),
+                                   timeout=60)
+        await volumes.PublishVolume(pb.PublishVolumeRequest(ref=name, host_nqn=HOST), timeout=60)
+        await eventually(lambda name=name: whole(name), 30, f"{name} available")
+
+    # --- one replica's node goes down while the head writes on; then the other two go down at once ---
+    v = await get("cascade")
+    head = v.head_node_id
+    behind, other = sorted(r.node_id for r in v.replica_status if r.node_id != head)
+    await sim.node(behind).kill()
+    await eventually(lambda: state_is("cascade", "degraded"), 30, "degraded without the first node")
+    await asyncio.gather(sim.node(head).kill(), sim.node(other).kill())
+    await eventually(lambda: state_is("cascade", "faulted"), 30, "faulted with every node down")
+
+    await sim.node(behind).revive()
+    await ctl.wait_nodes(NODES - 2)
+    # the controller knows it is back; give its visits time to act on that (a head would take well
+    # under a second), then the volume must still be down
+    await asyncio.sleep(3.0)
+    v = await state_is("cascade", "faulted")
+    assert not sim.node(behind).agent.heads, "a head was built on the replica that fell behind"
+
+    await sim.node(other).revive()
+    v = await eventually(lambda: state_is("cascade", "available", "degraded"), 30, "served again from a member in sync")
+    assert v.head_node_id == other, f"head on {v.head_node_id}, not on {other} (the one in sync)"
+    await sim.node(head).revive()
+    await eventually(lambda: whole("cascade"), 45, "every replica rebuilt")
+
+    # --- a full outage at once --------------------------------------------------------------------------
+    v = await get("outage")
+    nodes = [r.node_id for r in v.replica_status]
+    await asyncio.gather(*(sim.node(n).kill() for n in nodes))
+    await eventually(lambda: state_is("outage", "faulted"), 30, "faulted with every node down")
+    await asyncio.gather(*(sim.node(n).revive() for n in nodes))
+    await eventually(lambda: whole("outage"), 45, "served again with every replica in sync after the outage")
+
