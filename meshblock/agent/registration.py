@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import random
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -60,18 +62,68 @@ async def watch_lease(agent: NodeAgent, lease: Lease, stop: asyncio.Event, tick:
             pass
 
 
+DIGEST_EVERY = 10.0   # seconds between two looks at what the node holds, for the heartbeat's digests
+
+
+@dataclass
+class Digests:
+    """Short digests of what ListHeads and ListReplicas would answer, sent with every heartbeat: the
+    controller lists a node's heads or replicas only when its digest has changed, not every few
+    seconds on every node ("": not known, the controller lists)."""
+    heads: str = ""
+    replicas: str = ""
+
+
+def heads_digest(views) -> str:
+    """Of what the controller's head sweep looks at: each head's role, access, raid and leg states."""
+    h = hashlib.blake2b(digest_size=8)
+    for v in sorted(views, key=lambda v: v.head.volume_id):
+        h.update(repr((v.head.volume_id, v.head.standby, v.head.ana_state, v.raid_state,
+                       [(leg.replica_id, leg.state) for leg in v.legs])).encode())
+    return h.hexdigest()
+
+
+def replicas_digest(views) -> str:
+    """Of the replicas the node holds (what the orphan sweep looks for)."""
+    return hashlib.blake2b("\n".join(sorted(v.lvol.object_id for v in views)).encode(), digest_size=8).hexdigest()
+
+
+async def watch_digests(agent, digests: Digests, stop: asyncio.Event, every: float = DIGEST_EVERY) -> None:
+    """Keep ``digests`` current, every ``every`` seconds, starting at a random point of the period so
+    that many nodes do not all look at once."""
+    delay = random.uniform(0, every)
+    while True:
+        try:
+            await asyncio.wait_for(stop.wait(), delay)
+            return
+        except asyncio.TimeoutError:
+            pass
+        delay = every
+        try:
+            digests.heads = heads_digest(await agent.list_heads())
+            digests.replicas = replicas_digest(await agent.list_replicas())
+        except Exception as e:  # noqa: BLE001 - unknown for now: the controller lists instead
+            log.debug("digests not taken: %s", e)
+            digests.heads = digests.replicas = ""
+
+
 async def register_forever(agent: NodeAgent, endpoints: list[str], stop: asyncio.Event) -> None:
     """Register with whichever controller answers, then heartbeat; re-register when told to. While a
     lease is in force, a watchdog stops the node's heads when it runs out."""
     lease = Lease()
+    digests = Digests()
     watchdog = asyncio.create_task(watch_lease(agent, lease, stop))
+    looker = asyncio.create_task(watch_digests(agent, digests, stop))
     try:
-        await _register_loop(agent, endpoints, stop, lease)
+        await _register_loop(agent, endpoints, stop, lease, digests)
     finally:
         watchdog.cancel()
+        looker.cancel()
 
 
-async def _register_loop(agent: NodeAgent, endpoints: list[str], stop: asyncio.Event, lease: Lease) -> None:
+async def _register_loop(agent: NodeAgent, endpoints: list[str], stop: asyncio.Event, lease: Lease,
+                         digests: Digests | None = None) -> None:
+    digests = digests or Digests()
     cfg = agent.config
     i = 0
     while not stop.is_set():
@@ -98,7 +150,8 @@ async def _register_loop(agent: NodeAgent, endpoints: list[str], stop: asyncio.E
                     instance, sent = lease.instance, time.monotonic()
                     hb = await stub.Heartbeat(pb.HeartbeatRequest(node_id=agent.node_id, total_bytes=total,
                                                                   free_bytes=free, healthy=healthy,
-                                                                  instance_id=instance), timeout=5)
+                                                                  instance_id=instance, heads_digest=digests.heads,
+                                                                  replicas_digest=digests.replicas), timeout=5)
                     if hb.known:
                         lease.renew(instance, sent, reply.head_lease_ms)
                     else:

@@ -23,6 +23,8 @@ class Seen:
     total_bytes: int = 0
     free_bytes: int = 0
     healthy: bool = True
+    heads_digest: str = ""       # of what the agent's ListHeads answers, as its last heartbeat said
+    replicas_digest: str = ""    # of its ListReplicas
 
 
 @dataclass
@@ -98,12 +100,14 @@ class Liveness:
             return self._registered(cur, node, instance_id)
         raise Conflict(Node.KIND, node.id, None, None, "node record kept changing while registering")
 
-    def heartbeat(self, node_id: str, instance_id: str, total: int, free: int, healthy: bool) -> bool:
+    def heartbeat(self, node_id: str, instance_id: str, total: int, free: int, healthy: bool,
+                  heads_digest: str = "", replicas_digest: str = "") -> bool:
         s = self.seen.get(node_id)
         if s is None or s.instance_id != instance_id:
             return False      # unknown or restarted agent: it must register again
         was_healthy = s.healthy
         s.at, s.total_bytes, s.free_bytes, s.healthy = time.monotonic(), total, free, healthy
+        s.heads_digest, s.replicas_digest = heads_digest, replicas_digest
         if healthy != was_healthy:
             self.on_change(node_id)
         return True

@@ -88,6 +88,8 @@ class Reconciler(ReplicatedVolumes):
     _adopting: dict[str, asyncio.Task] = field(default_factory=dict)
     _waiters: dict[Hashable, list[asyncio.Future]] = field(default_factory=dict)
     _sweep_due: bool = False
+    # ("heads" | "replicas", node id) -> (agent instance, digest, monotonic time) of the last listing
+    _listed: dict[tuple[str, str], tuple[str, str, float]] = field(default_factory=dict)
     groups: GroupSnapshotter = field(init=False)
 
     def __post_init__(self) -> None:
@@ -138,6 +140,8 @@ class Reconciler(ReplicatedVolumes):
             for item in (old, new):
                 if item is not None:
                     self.queue.add(volume_key(item.data.get("volume_id", "")))
+            if new is None and old is not None:   # a record gone: its node's replicas are looked at again
+                self._listed.pop(("replicas", old.data.get("node_id", "")), None)
         elif kind in (Snapshot.KIND, GroupSnapshot.KIND):
             self.queue.add(CLUSTER)
         elif kind == Node.KIND:
@@ -249,15 +253,31 @@ class Reconciler(ReplicatedVolumes):
             return self.interval
         return None    # settled: visited again on a change, or when the head sweep finds a leg out of sync
 
+    def _listing(self, kind: str, node_id: str) -> tuple[str, str, float] | None:
+        """What a listing of a node's heads or replicas started now is of: the agent instance and the
+        digest its last heartbeat carried (None: no digest, the listing proves nothing later)."""
+        s = self.liveness.seen.get(node_id)
+        digest = getattr(s, kind + "_digest", "") if s is not None else ""
+        return (s.instance_id, digest, time.monotonic()) if digest else None
+
+    def _unchanged(self, kind: str, node_id: str) -> bool:
+        """Whether the node's heads (or replicas) are as the last listing found them, by the digest
+        its heartbeats carry. A listing older than the resync interval does not count (a safety net)."""
+        now_l, last = self._listing(kind, node_id), self._listed.get((kind, node_id))
+        return now_l is not None and last is not None and now_l[:2] == last[:2] \
+            and now_l[2] - last[2] < self.resync_interval
+
     async def sweep_heads(self) -> None:
-        """One ListHeads per up node: a volume whose head or standby head there is missing, or reports
-        its raid or a leg out of sync, loses what the controller remembers applying and is visited."""
+        """One ListHeads per up node whose heads changed since the last one (its heartbeats' digest
+        says): a volume whose head or standby head there is missing, or reports its raid or a leg out
+        of sync, loses what the controller remembers applying and is visited."""
         assert self.view is not None
         view = self.view
 
         async def one(node: Node) -> None:
-            if not self._up(node):
+            if not self._up(node) or self._unchanged("heads", node.id):
                 return
+            listing = self._listing("heads", node.id)
             try:
                 got = await self._stub(node).ListHeads(apb.ListHeadsRequest(), timeout=self.call_timeout)
             except grpc.aio.AioRpcError:
@@ -278,6 +298,8 @@ class Reconciler(ReplicatedVolumes):
                     for rid in view.replicas_by_volume.get(vid, ()):
                         self._replica_ok.pop(rid, None)
                     self.queue.add(volume_key(vid))
+            if listing is not None:
+                self._listed[("heads", node.id)] = listing
 
         await asyncio.gather(*(one(n) for n in list(view.nodes().values())))
 
@@ -589,13 +611,17 @@ class Reconciler(ReplicatedVolumes):
         assert self.view is not None
         known = set(self.view.ids(Replica))
         nowm = time.monotonic()
+        suspects = {node_id for node_id, _ in self._orphans}
         for node in list(nodes.values()):   # the view may change while this awaits
-            if not self._up(node):
+            if not self._up(node) or (node.id not in suspects and self._unchanged("replicas", node.id)):
                 continue
+            listing = self._listing("replicas", node.id)
             try:
                 listed = await self._stub(node).ListReplicas(apb.ListReplicasRequest(), timeout=self.call_timeout)
             except grpc.aio.AioRpcError:
                 continue
+            if listing is not None:
+                self._listed[("replicas", node.id)] = listing
             for rep in listed.replicas:
                 key = (node.id, rep.replica_id)
                 if rep.replica_id in known:

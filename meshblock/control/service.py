@@ -482,4 +482,5 @@ class RegistryServicer(pb_grpc.NodeRegistryServicer):
         self.gate.check(settled=False)
         return pb.HeartbeatReply(known=self.liveness.heartbeat(request.node_id, request.instance_id,
                                                                request.total_bytes, request.free_bytes,
-                                                               request.healthy))
+                                                               request.healthy, request.heads_digest,
+                                                               request.replicas_digest))

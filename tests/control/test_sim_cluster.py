@@ -10,6 +10,7 @@ import os
 
 import pytest
 
+from meshblock import nqn
 from meshblock.proto.meshblock.v1 import admin_pb2 as pb
 from tests.support.backends import Backend
 from tests.support.cluster import ControllerProc
@@ -224,3 +225,43 @@ async def test_whole_volume_down_comes_back(sim_cluster):
     await asyncio.gather(*(sim.node(n).revive() for n in nodes))
     await eventually(lambda: whole("outage"), 45, "served again with every replica in sync after the outage")
 
+
+async def test_head_sweep_follows_digests(sim_cluster):
+    """Nodes whose heads did not change are not listed again; a leg a head loses while every node
+    stays up (its export stopped admitting the head) is still noticed, through the digest the head
+    node's heartbeats carry, and repaired."""
+    ctl, sim = sim_cluster
+    volumes = ctl.stubs()[0]
+    await volumes.CreateVolume(pb.CreateVolumeRequest(name="fenced", size_bytes=64 * MiB, replicas=3, spread="zone"),
+                               timeout=60)
+
+    async def whole():
+        v = await volumes.GetVolume(pb.GetVolumeRequest(ref="fenced"), timeout=10)
+        assert v.state == "available" and all(r.state == "online" for r in v.replica_status), v
+        return v
+
+    v = await eventually(whole, 30, "volume available")
+    # a sweep every 10 s, digests every 10 s: after 25 s quiet, the first listings have happened
+    await asyncio.sleep(25)
+    sim.reset_stats()
+    await asyncio.sleep(21)
+    listed = sim.load()["calls"].get("ListHeads", 0)
+    assert listed < NODES // 2, f"{listed} ListHeads in two sweeps of {NODES} unchanged nodes"
+
+    # the export of one replica stops admitting the head (as if its allowlist were lost): the head's
+    # raid fails that leg; no node goes down
+    head = sim.node(v.head_node_id)
+    other = next(r for r in v.replica_status if r.node_id != head.node_id)
+    node = sim.node(other.node_id)
+    node.target.set_hosts(nqn("replica", other.replica_id), frozenset())
+
+    async def legs(in_sync: bool):
+        view = {h.head.volume_id: h for h in await head.agent.list_heads()}[v.id]
+        assert all(leg.state == "in_sync" for leg in view.legs) == in_sync, view.legs
+        return view
+
+    await legs(in_sync=False)
+    # only the controller can give the leg back: fence the export to the head again and re-add it
+    await eventually(lambda: legs(in_sync=True), 45, "the lost leg noticed by the head sweep and rebuilt")
+    assert sim.node(other.node_id).target.subsystems[nqn("replica", other.replica_id)].hosts
+    await eventually(whole, 15, "volume whole again")

@@ -16,7 +16,7 @@ from pathlib import Path
 import grpc
 
 from meshblock.agent.config import AgentConfig
-from meshblock.agent.registration import Lease, _register_loop
+from meshblock.agent.registration import Digests, Lease, _register_loop, watch_digests
 from meshblock.agent.service import AgentServicer
 from meshblock.proto.meshblock.v1 import agent_pb2, agent_pb2_grpc
 
@@ -106,10 +106,10 @@ class HeartbeatLoop:
         self.loop.run_until_complete(self.loop.shutdown_asyncgens())
         self.loop.close()
 
-    def register(self, agent, endpoints: list[str], lease: Lease) -> concurrent.futures.Future:
+    def register(self, agent, endpoints: list[str], lease: Lease, digests: Digests) -> concurrent.futures.Future:
         """Start a node's registration loop; the future holds its task."""
         async def start() -> asyncio.Task:
-            return asyncio.create_task(_register_loop(agent, endpoints, asyncio.Event(), lease))
+            return asyncio.create_task(_register_loop(agent, endpoints, asyncio.Event(), lease, digests))
         return asyncio.run_coroutine_threadsafe(start(), self.loop)
 
     async def cancel(self, started: concurrent.futures.Future) -> None:
@@ -154,6 +154,7 @@ class SimNode:
         self.lease: Lease | None = None
         self.server: grpc.aio.Server | None = None
         self._registration: asyncio.Task | concurrent.futures.Future | None = None
+        self._digests: asyncio.Task | None = None
         self.restarts = 0
         self.killed_at: float | None = None
 
@@ -201,14 +202,23 @@ class SimNode:
         await self.server.start()
         self.lease = Lease()
         if register and self.controllers:
+            # as the real agent: its digests are taken on the agent's loop, heartbeats carry them
+            digests = Digests()
+            self._digests = asyncio.create_task(watch_digests(self.agent, digests, asyncio.Event()),
+                                                name=f"digests-{self.name}")
             if self.heartbeats is not None:
-                self._registration = self.heartbeats.register(self.agent, self.controllers, self.lease)
+                self._registration = self.heartbeats.register(self.agent, self.controllers, self.lease, digests)
             else:
                 self._registration = asyncio.create_task(
-                    _register_loop(self.agent, self.controllers, asyncio.Event(), self.lease),
+                    _register_loop(self.agent, self.controllers, asyncio.Event(), self.lease, digests),
                     name=f"register-{self.name}")
 
     async def _stop_agent(self) -> None:
+        digests, self._digests = self._digests, None
+        if digests is not None:
+            digests.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await digests
         reg, self._registration = self._registration, None
         if isinstance(reg, concurrent.futures.Future):
             await self.heartbeats.cancel(reg)

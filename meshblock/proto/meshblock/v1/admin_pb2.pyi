@@ -646,18 +646,22 @@ class RegisterReply(_message.Message):
     def __init__(self, heartbeat_interval_ms: _Optional[int] = ..., head_lease_ms: _Optional[int] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("node_id", "total_bytes", "free_bytes", "healthy", "instance_id")
+    __slots__ = ("node_id", "total_bytes", "free_bytes", "healthy", "instance_id", "heads_digest", "replicas_digest")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
     FREE_BYTES_FIELD_NUMBER: _ClassVar[int]
     HEALTHY_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    HEADS_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_DIGEST_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     total_bytes: int
     free_bytes: int
     healthy: bool
     instance_id: str
-    def __init__(self, node_id: _Optional[str] = ..., total_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., healthy: _Optional[bool] = ..., instance_id: _Optional[str] = ...) -> None: ...
+    heads_digest: str
+    replicas_digest: str
+    def __init__(self, node_id: _Optional[str] = ..., total_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., healthy: _Optional[bool] = ..., instance_id: _Optional[str] = ..., heads_digest: _Optional[str] = ..., replicas_digest: _Optional[str] = ...) -> None: ...
 
 class HeartbeatReply(_message.Message):
     __slots__ = ("known",)
