@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import functools
 import io
@@ -397,6 +398,122 @@ class Bench:
                 "not_available": pending, "write_seconds": round(written, 1), "seconds": round(dt, 1),
                 "volumes_per_s": round(len(new) / dt, 1)}
 
+    async def fill_seed(self, target: int) -> dict:
+        """Seed the cluster to ``target`` volumes as if the controllers had made them, then start the
+        controllers on it: with the controllers stopped (and the simulated heads' leases held, so no
+        head stops meanwhile), every new volume's replicas, fenced exports, head and standby heads are
+        made on its nodes through their AgentServicers in-process (the calls the controller makes,
+        with the specs it builds), and its records are written into the store as settled. The
+        controllers then start and take the cluster over as after a restart: each agent is listed
+        once and a volume that matches its records needs no call. What that cost is measured."""
+        from meshblock import nqn
+        from meshblock.control.replicated import ReplicatedVolumes, head_spec
+        from meshblock.control.repo import Repo
+        from meshblock.model import Node, Replica, ReplicaState, Volume, VolumeState
+        from meshblock.proto.meshblock.v1 import agent_pb2 as apb
+        from meshblock.replication.layout import raid_slots
+        from meshblock.store import open_store
+
+        a = self.args
+        size = a.size_mib * MiB
+        store = open_store(self.store_url)
+        await store.open()
+        repo = Repo(store)
+        nodes = {n.id: n for n in await repo.list(Node)}
+        zones: dict[str, list[Node]] = {}
+        for n in sorted(nodes.values(), key=lambda n: n.name):
+            zones.setdefault(n.labels.get("zone", ""), []).append(n)
+        zone_list = [zones[z] for z in sorted(zones)]
+        if len(zone_list) < 3:
+            raise SystemExit("seeding places one replica per zone: --zones must be 3 or more")
+        for c in self.controllers:
+            await c.stop()
+        await self.sim.call("hold_leases", held=True)
+        t0 = time.monotonic()
+        need = target - len(self.names)
+        b64 = lambda m: base64.b64encode(m.SerializeToString()).decode()   # noqa: E731
+        seeded = 0
+        try:
+            for start in range(0, need, a.seed_chunk):
+                vols: list[tuple[Volume, list[Replica], list[Node]]] = []
+                for i in range(len(self.names) + start, len(self.names) + min(need, start + a.seed_chunk)):
+                    picked = [zone_list[(i + k) % len(zone_list)] for k in range(3)]
+                    members = [zn[(i // len(zone_list) + k) % len(zn)] for k, zn in enumerate(picked)]
+                    vid, now = str(uuid.uuid4()), time.time()
+                    v = Volume(id=vid, name=self.new_name(), size_bytes=size, replicas=3, spread="zone",
+                               state=VolumeState.AVAILABLE, nqn=nqn("volume", vid), namespace_uuid=vid, created_at=now)
+                    reps = [Replica(id=str(uuid.uuid4()), volume_id=vid, node_id=n.id, size_bytes=size,
+                                    state=ReplicaState.ONLINE, created_at=now) for n in members]
+                    vols.append((v, reps, members))
+                # the replicas and their exports, fenced to the head (first) and the standbys
+                calls = [[c for r, n in zip(reps, members)
+                          for c in ((n.id, "CreateReplica", b64(apb.CreateReplicaRequest(replica_id=r.id,
+                                                                                         size_bytes=size))),
+                                    (n.id, "ExportReplica", b64(apb.ExportReplicaRequest(
+                                        replica_id=r.id, allowed_host_nqns=sorted(m.host_nqn for m in members)))))]
+                         for _, reps, members in vols]
+                replies = await self.sim.call("invoke", timeout=600, volumes=calls)
+                heads = []
+                for (v, reps, members), got in zip(vols, replies):
+                    legs = []
+                    for k, (r, n) in enumerate(zip(reps, members)):
+                        made = apb.Replica.FromString(base64.b64decode(got[2 * k]))
+                        e = apb.Export.FromString(base64.b64decode(got[2 * k + 1]))
+                        r.size_bytes = made.size_bytes
+                        legs.append(apb.HeadLeg(replica_id=r.id, node_id=n.id, subsystem_nqn=e.nqn, address=e.address,
+                                                port=e.port, slot=0))
+                    v.in_sync = sorted(r.id for r in reps)
+                    spec = head_spec(v, legs, in_sync_replica_ids=v.in_sync, replica_count=raid_slots(v, reps))
+                    heads.append([(n.id, "EnsureHead", b64(ReplicatedVolumes._with_cntlids(spec, n, standby=k > 0)))
+                                  for k, n in enumerate(members)])
+                replies = await self.sim.call("invoke", timeout=600, volumes=heads)
+                batch: list = []
+                for (v, reps, members), got in zip(vols, replies):
+                    sts = [apb.HeadStatus.FromString(base64.b64decode(x)) for x in got]
+                    v.head_node_id, v.export_address, v.export_port = members[0].id, sts[0].address, sts[0].port
+                    v.standby_paths = {n.id: f"{st.address}:{st.port}" for n, st in zip(members[1:], sts[1:])}
+                    batch += [v, *reps]
+                    self.names.append(v.name)
+                    if len(batch) >= 80:      # 20 volumes: 100 etcd operations with their names, under 128
+                        await repo.commit(create=batch)
+                        batch = []
+                if batch:
+                    await repo.commit(create=batch)
+                seeded += len(vols)
+                log(f"  {len(self.names)} volumes seeded ({time.monotonic() - t0:.0f} s)")
+        finally:
+            await store.close()
+        seed_s = time.monotonic() - t0
+        # the controllers start on the seeded cluster, as after a restart of both
+        await self.sim.call("reset_stats")
+        t = time.monotonic()
+        for c in self.controllers:
+            c.start()
+        self.leader = await self.find_leader(300)
+        serving = time.monotonic() - t
+        await self.wait_nodes(a.nodes, 300)
+        await self.sim.call("hold_leases", held=False)
+        # taken over once the calls a volume's visit makes (other than the per-node listings and
+        # sweeps) have stopped for 10 s: where the lists matched the records there were none
+        per_volume = ("EnsureHead", "ExportReplica", "GetReplica", "CreateReplica", "ResizeReplica")
+        deadline = time.monotonic() + 900
+        last, quiet_since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            load = await self.sim.call("load")
+            n = sum(load["calls"].get(m, 0) for m in per_volume)
+            if n != last:
+                last, quiet_since = n, time.monotonic()
+            elif time.monotonic() - quiet_since > 10:
+                break
+            await asyncio.sleep(1.0)
+        load = await self.sim.call("load")
+        reapplied = await self.sim.call("head_applied", since=t)
+        return {"how": "seeded: data plane through the agents in-process, records written settled; "
+                       "then the controllers started", "created": seeded, "seed_seconds": round(seed_s, 1),
+                "controllers_start_to_serving_s": round(serving, 2),
+                "takeover_s": round(quiet_since - t, 1), "heads_reapplied_after_start": len(reapplied),
+                "agent_calls_after_start": load}
+
     # --- measurements ---------------------------------------------------------------------
     async def under_load(self) -> dict:
         """Creates at --create-rate for --window seconds; GetVolume and ListVolumes probed meanwhile."""
@@ -649,7 +766,7 @@ class Bench:
             cp: dict = {"volumes_target": target}
             self.result["checkpoints"].append(cp)
             log(f"checkpoint {target}: filling from {len(self.names)} volumes")
-            fill = self.fill_direct if a.fill == "direct" else self.fill_api
+            fill = {"direct": self.fill_direct, "seed": self.fill_seed}.get(a.fill, self.fill_api)
             steps = [("fill", functools.partial(fill, target)),
                      ("under_load", self.under_load), ("idle", self.idle), ("mass_failover", self.mass_failover)]
             if len(self.controllers) > 1:
@@ -738,7 +855,8 @@ def main() -> None:
     p.add_argument("--curve", default="200,1000", help="checkpoints: volume counts, comma-separated")
     p.add_argument("--volumes", type=int, default=0, help="a last checkpoint (added to --curve)")
     p.add_argument("--store", choices=["etcd", "sqlite"], default="etcd")
-    p.add_argument("--fill", choices=["api", "direct"], default="api")
+    p.add_argument("--fill", choices=["api", "direct", "seed"], default="api")
+    p.add_argument("--seed-chunk", type=int, default=500, help="volumes seeded per round trip (--fill seed)")
     p.add_argument("--concurrency", type=int, default=16, help="creates in flight while filling through the API")
     p.add_argument("--create-rate", type=float, default=2.0, help="background creates per second while measuring")
     p.add_argument("--window", type=float, default=20.0, help="seconds of creates and probes per checkpoint")

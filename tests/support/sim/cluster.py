@@ -10,6 +10,9 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from meshblock.agent.service import AgentServicer
+from meshblock.proto.meshblock.v1 import agent_pb2 as apb
+
 from .fabric import Fabric
 from .node import HeartbeatLoop, SimNode
 
@@ -17,6 +20,18 @@ log = logging.getLogger(__name__)
 
 GiB = 1 << 30
 Labels = Callable[[int], dict[str, str]] | Mapping[str, Sequence[str]] | None
+
+
+# the calls SimCluster.invoke makes, with their request types
+REQUESTS = {"CreateReplica": apb.CreateReplicaRequest, "ExportReplica": apb.ExportReplicaRequest,
+            "EnsureHead": apb.HeadSpec}
+
+
+class _Context:
+    """What an AgentServicer method needs of a gRPC context when it is called in-process."""
+
+    async def abort(self, code, details: str = ""):
+        raise RuntimeError(f"{code}: {details}")
 
 
 def label_fn(labels: Labels) -> Callable[[int], dict[str, str]]:
@@ -54,6 +69,7 @@ class SimCluster:
         self._watchdog: asyncio.Task | None = None
         self._lag_monitor: asyncio.Task | None = None
         self.max_loop_lag = 0.0           # seconds: the longest this process's event loop was late
+        self.leases_held = False          # seeding: no head stops while the controllers are away
 
     def _on_head(self, volume_id: str, node_id: str) -> None:
         self.head_applied[volume_id] = (node_id, time.monotonic())
@@ -105,7 +121,7 @@ class SimCluster:
     async def _watch_leases(self) -> None:
         while True:
             now = time.monotonic()
-            for node in self.nodes:
+            for node in [] if self.leases_held else self.nodes:
                 lease = node.lease
                 if lease is not None and lease.expired(now):
                     asyncio.create_task(self._lease_ran_out(node, now))
@@ -115,6 +131,28 @@ class SimCluster:
         stopped = await node.check_lease(now)
         if stopped is not None:
             self.lease_losses.append((node.name, now, stopped))
+
+    async def invoke(self, volumes: list[list[tuple[str, str, bytes]]], parallel: int = 64) -> list[list[bytes]]:
+        """Agent calls made in this process through each node's AgentServicer, without gRPC: a large
+        cluster is seeded this way in minutes instead of hours. Each volume's calls ``(node id, method,
+        serialized request)`` run in order, up to ``parallel`` volumes at once; the serialized replies
+        come back in the same shape. A call that fails raises."""
+        sem = asyncio.Semaphore(parallel)
+        servicers: dict[str, AgentServicer] = {}
+
+        async def one(calls: list[tuple[str, str, bytes]]) -> list[bytes]:
+            out = []
+            async with sem:
+                for node_id, method, body in calls:
+                    node = self._by_id[node_id]
+                    svc = servicers.get(node_id)
+                    if svc is None or svc.agent is not node.agent:
+                        svc = servicers[node_id] = AgentServicer(node.agent)
+                    req = REQUESTS[method].FromString(body)
+                    out.append((await getattr(svc, method)(req, _Context())).SerializeToString())
+            return out
+
+        return await asyncio.gather(*(one(c) for c in volumes))
 
     async def stop(self) -> None:
         for task in (self._watchdog, self._lag_monitor):

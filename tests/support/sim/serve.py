@@ -9,12 +9,14 @@ reads is a request ``{"id": 1, "op": "kill", "node": "sim-0003"}`` and it answer
 line ``{"id": 1, "ok": true, "result": ...}`` (or ``"ok": false, "error": "..."``). Operations:
 kill, revive, restart_agent (node: id or name), head_counts, heads_of (node), head_applied
 (since: a CLOCK_MONOTONIC time; volumes: optional list), lease_losses (since), describe (volumes),
+invoke (volumes: agent calls made in-process, for seeding), hold_leases (held),
 load, stats, reset_stats, usage, nodes, stop. ``SimProcess`` is the client.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import asyncio
 import contextlib
 import json
@@ -76,6 +78,13 @@ class Server:
             wanted = set(req["volumes"]) if req.get("volumes") is not None else None
             return {vid: list(v) for vid, v in sim.head_applied.items()
                     if v[1] >= since and (wanted is None or vid in wanted)}
+        if op == "invoke":
+            # {"volumes": [[[node id, method, base64 request], ...], ...]} -> base64 replies
+            got = await sim.invoke([[(n, m, base64.b64decode(b)) for n, m, b in calls] for calls in req["volumes"]])
+            return [[base64.b64encode(b).decode() for b in replies] for replies in got]
+        if op == "hold_leases":
+            sim.leases_held = bool(req["held"])
+            return sim.leases_held
         if op == "describe":
             return {vid: sim.describe(vid) for vid in req["volumes"]}
         if op == "lease_losses":
