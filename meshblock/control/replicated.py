@@ -74,7 +74,7 @@ class ReplicatedVolumes:
     async def _note_nodes_down(self, v: Volume, active: list[Replica], nodes: dict[str, Node]) -> None:
         """Take members on nodes that are down out of the volume's in-sync set (while another member
         is up: see in_sync_after), before anything else changes, so a crash right after keeps it."""
-        up = {n.id for n in nodes.values() if self._up(n)}
+        up = {r.node_id for r in active if self._up(nodes.get(r.node_id))}   # the volume's nodes only
         if all(r.node_id in up for r in active):
             return
         after = in_sync_after(v, active, up)
@@ -299,8 +299,8 @@ class ReplicatedVolumes:
         missing ones, remove those that may leave."""
         from .placement import Candidate, PlacementError, domain, place
 
-        plan = plan_membership(v, active, {n.id for n in nodes.values() if n.draining}, head_id, time.time(),
-                               self.replace_after)
+        draining = {r.node_id for r in active if r.node_id in nodes and nodes[r.node_id].draining}
+        plan = plan_membership(v, active, draining, head_id, time.time(), self.replace_after)
         changed = False
         for r in plan.lost:
             r.state = ReplicaState.DELETING
