@@ -23,6 +23,7 @@ import logging
 from dataclasses import dataclass
 
 from ..errors import FailedPrecondition, Unavailable
+from ..qos import QosLimits
 from ..spdk import SpdkError, SpdkNotFound, SpdkRpc
 from ..util import all_of
 from .attachments import Attacher, AttachSpec
@@ -53,10 +54,27 @@ class RaidView:
     state: str
     size_bytes: int
     legs: list[LegState]
+    qos: QosLimits = QosLimits()      # the rate limits SPDK enforces on the raid
 
 
 def raid_name(volume_id: str) -> str:
     return "vol-" + volume_id
+
+
+async def set_rate_limits(rpc: SpdkRpc, bdev: str, want: QosLimits, have: QosLimits, volume_id: str) -> QosLimits:
+    """Give ``bdev`` the volume's QoS limits unless SPDK enforces them already (``have``); what SPDK
+    enforces afterwards."""
+    if have == want:
+        return have
+    await rpc.bdev_set_qos_limit(bdev, **want.spdk())
+    got = QosLimits.from_spdk((await rpc.bdev_get_bdevs(bdev))[0].get("assigned_rate_limits"))
+    if got != want:
+        log.warning("volume %s: SPDK enforces %s on %s, not the %s asked", volume_id, got.describe(), bdev,
+                    want.describe())
+    else:
+        log.info("qos set volume_id=%s bdev=%s limits=%s (was %s)", volume_id, bdev, want.describe(),
+                 have.describe())
+    return got
 
 
 def leg_spec(leg: Leg, host_nqn: str) -> AttachSpec:
@@ -228,13 +246,14 @@ class RaidComposer:
                 states.append(LegState(leg.replica_id, "in_sync"))
             else:
                 states.append(LegState(leg.replica_id, "missing"))
-        size = 0
+        size, qos = 0, QosLimits()
         try:
             b = (await self.rpc.bdev_get_bdevs(raid_name(volume_id)))[0]
             size = int(b["num_blocks"]) * int(b["block_size"])
+            qos = QosLimits.from_spdk(b.get("assigned_rate_limits"))
         except (SpdkNotFound, IndexError):
             pass
-        return RaidView(raid.get("state", ""), size, states)
+        return RaidView(raid.get("state", ""), size, states, qos)
 
     async def drop_leg(self, replica_id: str) -> None:
         """Take a replica out of its raid (if still a member) and detach it."""

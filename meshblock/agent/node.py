@@ -17,13 +17,14 @@ from pathlib import Path
 
 from .. import __version__, iqn, nqn
 from ..errors import FailedPrecondition, NotFound, Unavailable
+from ..qos import QosLimits
 from ..spdk import SpdkConnectionError, SpdkInstall, SpdkRpc, SpdkTimeout
 from ..spdk.supervisor import TargetConfig, TargetState, TargetSupervisor, pid_alive
 from ..util import KeyedLock, check_nqn
 from .attachments import Attacher, AttachSpec, AttachState, check_attachment_id
 from .config import AgentConfig
 from .exports import Exporter, ExportSpec, ExportState
-from .heads import Leg, LegState, RaidComposer, raid_name
+from .heads import Leg, LegState, RaidComposer, raid_name, set_rate_limits
 from .iscsi import IscsiExporter, IscsiTarget, iscsi_options
 from .pool import Pool
 from .replicas import REPLICA_PREFIX, SNAPSHOT_PREFIX, LvolInfo, ReplicaStore
@@ -83,6 +84,7 @@ class Head:
     cntlid_range: tuple[int, int] | None = None
     raid_level: str = "raid1"
     strip_size_kb: int = 0
+    qos: QosLimits = QosLimits()       # set on the exported bdev (standbys too: a promotion keeps them)
 
     @property
     def direct(self) -> bool:
@@ -100,6 +102,12 @@ class HeadView:
     size_bytes: int
     legs: list[LegState] = field(default_factory=list)
     raid_state: str = ""
+    qos: QosLimits | None = None       # the limits SPDK enforces on the head's bdev (None: not read)
+
+    @property
+    def enforced(self) -> QosLimits:
+        """The QoS limits on the head's bdev (those it asks for where SPDK was not read)."""
+        return self.qos if self.qos is not None else self.head.qos
 
 
 def holdable_head(heads: Mapping[str, Head], volume_id: str) -> Head:
@@ -380,6 +388,7 @@ class NodeAgent:
             if leg.node_id != self.node_id:
                 raise FailedPrecondition(f"replica {leg.replica_id} is not on this node; give its export")
             lv = await self.replicas.require(REPLICA_PREFIX + leg.replica_id, "replica")
+            qos = await set_rate_limits(self.rpc, lv.uuid, head.qos, lv.qos, head.volume_id)  # before hosts come
             # one local replica: its lvol is exported as the volume, no raid in the data path
             await self.exporter.ensure(ExportSpec(nqn=head.nqn, bdev_name=lv.uuid,
                                                   namespace_uuid=head.namespace_uuid,
@@ -387,12 +396,15 @@ class NodeAgent:
                                                   hosts=head.hosts, serial=head.volume_id.replace("-", ""),
                                                   ana_reporting=True))
             return HeadView(head, self.config.nvmf_address, self.config.nvmf_port, lv.size_bytes,
-                            [LegState(leg.replica_id, "in_sync")])
+                            [LegState(leg.replica_id, "in_sync")], qos=qos)
         rpc = await self._head()
         composer = RaidComposer(rpc, self.config.host_nqn)
         view = await composer.ensure(head.volume_id, self._legs(head), set(head.in_sync),
                                      slots=max(head.replica_count, len(head.legs)), standby=head.standby,
                                      level=head.raid_level, strip_size_kb=head.strip_size_kb)
+        qos = view.qos
+        if view.state != "missing":   # a standby that reaches no replica yet has no raid to limit
+            qos = await set_rate_limits(rpc, raid_name(head.volume_id), head.qos, view.qos, head.volume_id)
         if head.iscsi is not None:
             assert self.iscsi is not None
             # LUN 0 is the raid named after the volume on every head node, so SCSI identifiers
@@ -404,7 +416,7 @@ class NodeAgent:
                                   self.config.nvmf_address, self.config.head_port, head.hosts,
                                   ana_state=head.ana_state, cntlid_range=head.cntlid_range)
         address, port = self._head_address(head)
-        return HeadView(head, address, port, view.size_bytes, view.legs, view.state)
+        return HeadView(head, address, port, view.size_bytes, view.legs, view.state, qos)
 
     def _head_address(self, head: Head) -> tuple[str, int]:
         if head.iscsi is not None:
@@ -553,11 +565,12 @@ class NodeAgent:
                 lv = lvols.get(REPLICA_PREFIX + head.legs[0].replica_id)
                 out.append(HeadView(head, self.config.nvmf_address, self.config.nvmf_port,
                                     lv.size_bytes if lv else 0,
-                                    [LegState(head.legs[0].replica_id, "in_sync" if lv else "missing")]))
+                                    [LegState(head.legs[0].replica_id, "in_sync" if lv else "missing")],
+                                    qos=lv.qos if lv else QosLimits()))
             elif self.head_rpc is not None:
                 view = await RaidComposer(self.head_rpc, self.config.host_nqn).view(head.volume_id, self._legs(head))
                 address, port = self._head_address(head)
-                out.append(HeadView(head, address, port, view.size_bytes, view.legs, view.state))
+                out.append(HeadView(head, address, port, view.size_bytes, view.legs, view.state, view.qos))
         return out
 
     # --- health --------------------------------------------------------------------------------

@@ -75,11 +75,12 @@ class Digests:
 
 
 def heads_digest(views) -> str:
-    """Of what the controller's head sweep looks at: each head's role, access, raid and leg states."""
+    """Of what the controller's head sweep looks at: each head's role, access, raid and leg states
+    and the QoS limits SPDK enforces."""
     h = hashlib.blake2b(digest_size=8)
     for v in sorted(views, key=lambda v: v.head.volume_id):
         h.update(repr((v.head.volume_id, v.head.standby, v.head.ana_state, v.raid_state,
-                       [(leg.replica_id, leg.state) for leg in v.legs])).encode())
+                       [(leg.replica_id, leg.state) for leg in v.legs], v.enforced.astuple())).encode())
     return h.hexdigest()
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from ..qos import QosLimits
 from ..spdk import SpdkBusy, SpdkExists, SpdkNoSpace, SpdkNotFound, SpdkNotPermitted, SpdkRpc
 from ..spdk.rpc import MiB
 from .pool import Pool
@@ -63,6 +64,7 @@ class LvolInfo:
     snapshot: bool
     base_snapshot: str | None
     clones: list[str]
+    qos: QosLimits = QosLimits()         # the rate limits SPDK enforces on the lvol (a direct head's)
 
     @property
     def object_id(self) -> str:
@@ -91,7 +93,8 @@ class ReplicaStore:
             size_bytes=int(b["num_blocks"]) * int(b["block_size"]),
             allocated_bytes=int(lv.get("num_allocated_clusters", 0)) * self.pool.cluster_size,
             thin=bool(lv.get("thin_provision")), snapshot=bool(lv.get("snapshot")),
-            base_snapshot=lv.get("base_snapshot"), clones=list(lv.get("clones") or []))
+            base_snapshot=lv.get("base_snapshot"), clones=list(lv.get("clones") or []),
+            qos=QosLimits.from_spdk(b.get("assigned_rate_limits")))
 
     async def lvols(self) -> dict[str, LvolInfo]:
         """Every lvol of the pool by name (one call)."""

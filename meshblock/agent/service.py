@@ -6,6 +6,7 @@ import grpc
 
 from ..errors import InvalidArgument
 from ..grpcutil import rpc_method
+from ..qos import SPDK_NAMES, QosLimits, problems
 from ..proto.meshblock.v1 import agent_pb2 as pb
 from ..proto.meshblock.v1 import agent_pb2_grpc as pb_grpc
 from ..util import check_iqn, check_netmask, check_uuid
@@ -52,11 +53,23 @@ def head_pb(v: HeadView) -> pb.HeadStatus:
                        allowed_host_nqns=sorted(h.hosts), ana_state=h.ana_state, raid_state=v.raid_state,
                        legs=[pb.LegStatus(replica_id=leg.replica_id, state=leg.state,
                                           rebuild_percent=leg.rebuild_percent, rebuild_blocks=leg.rebuild_blocks)
-                             for leg in v.legs], protocol=h.protocol, standby=h.standby)
+                             for leg in v.legs], protocol=h.protocol, standby=h.standby,
+                       qos=rate_limits_pb(v.enforced))
     if h.iscsi is not None:
         st.target_iqn = h.iscsi.target_iqn
         st.allowed_initiators.extend(sorted(h.iscsi.initiators))
     return st
+
+
+def rate_limits_pb(q: QosLimits) -> pb.RateLimits:
+    return pb.RateLimits(**q.spdk())
+
+
+def qos_from_pb(r: pb.RateLimits) -> QosLimits:
+    q = QosLimits(r.rw_ios_per_sec, r.rw_mbytes_per_sec, r.r_mbytes_per_sec, r.w_mbytes_per_sec)
+    for name, problem in problems(q):
+        raise InvalidArgument("qos." + SPDK_NAMES[name], problem)
+    return q
 
 
 def iscsi_from_pb(spec: pb.HeadSpec) -> IscsiTarget | None:
@@ -112,7 +125,7 @@ def head_from_pb(spec: pb.HeadSpec) -> Head:
                 legs=legs, hosts=frozenset(spec.allowed_host_nqns), ana_state=ana,
                 in_sync=frozenset(spec.in_sync_replica_ids), replica_count=spec.replica_count,
                 protocol="iscsi" if iscsi is not None else "nvmf", iscsi=iscsi, standby=spec.standby,
-                cntlid_range=cntlids, raid_level=level, strip_size_kb=spec.strip_size_kb)
+                cntlid_range=cntlids, raid_level=level, strip_size_kb=spec.strip_size_kb, qos=qos_from_pb(spec.qos))
 
 
 def _port(field: str, value: int) -> int:

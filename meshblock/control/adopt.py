@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from ..model import Node, Replica, ReplicaState, Volume, VolumeState
 from ..proto.meshblock.v1 import agent_pb2 as apb
+from ..qos import QosLimits
 
 log = logging.getLogger("meshblock.control.reconciler")
 
@@ -66,9 +67,21 @@ class Adopted:
         return None if r is None or not r.HasField("export") else set(r.export.allowed_host_nqns)
 
 
+def rate_limits(r: apb.RateLimits) -> QosLimits:
+    return QosLimits(r.rw_ios_per_sec, r.rw_mbytes_per_sec, r.r_mbytes_per_sec, r.w_mbytes_per_sec)
+
+
+def qos_matches(v: Volume, st: apb.HeadStatus) -> bool:
+    """Whether the head enforces the volume's QoS limits (a standby that reaches no replica yet has
+    no bdev to limit: it gets them when its raid is made)."""
+    return rate_limits(st.qos) == v.qos or (st.standby and st.raid_state == "missing")
+
+
 def head_matches(v: Volume, st: apb.HeadStatus | None, legs: set[str], standby: bool) -> bool:
-    """An NVMe/TCP head (or standby head) that serves ``v`` as the records ask, every leg in sync."""
+    """An NVMe/TCP head (or standby head) that serves ``v`` as the records ask (its QoS limits too),
+    every leg in sync."""
     return (st is not None and st.protocol in ("", "nvmf") and st.nqn == v.nqn and st.standby == standby
+            and qos_matches(v, st)
             and st.ana_state == ("inaccessible" if standby else "optimized")
             and sorted(st.allowed_host_nqns) == sorted(v.hosts) and st.size_bytes >= v.size_bytes
             and {leg.replica_id for leg in st.legs} == legs

@@ -37,7 +37,7 @@ from ..proto.meshblock.v1 import agent_pb2 as apb
 from ..replication.layout import RebuildProgress
 from ..store.base import Conflict, Item
 from ..util import all_of
-from .adopt import Adopted, confirm_single
+from .adopt import Adopted, confirm_single, qos_matches, rate_limits
 from .agents import AgentClients
 from .groups import GroupSnapshotter
 from .liveness import Liveness
@@ -286,13 +286,14 @@ class Reconciler(ReplicatedVolumes):
             for vid in list(view.volumes_by_node.get(node.id, ())):
                 if vid not in self._head_ok:
                     continue     # not settled: visited anyway
-                h = reported.get(vid)
+                h, v = reported.get(vid), view.get(Volume, vid)
                 if h is None or (h.raid_state and h.raid_state != "online") or \
-                        any(leg.state != "in_sync" for leg in h.legs):
+                        any(leg.state != "in_sync" for leg in h.legs) or \
+                        (v is not None and not qos_matches(v, h)):
                     log.info("volume %s: its %s on node %s reports %s; visiting it", vid,
                              "head" if h is None or not h.standby else "standby head", node.name,
                              "nothing" if h is None else f"raid {h.raid_state or '-'}, legs "
-                             + ",".join(leg.state for leg in h.legs))
+                             + ",".join(leg.state for leg in h.legs) + f", qos {rate_limits(h.qos).describe()}")
                     self._head_ok.pop(vid, None)
                     self._standby_ok.pop((vid, node.id), None)
                     for rid in view.replicas_by_volume.get(vid, ()):
@@ -511,7 +512,7 @@ class Reconciler(ReplicatedVolumes):
 
     async def _converge_head(self, v: Volume, r: Replica, node: Node) -> bool:
         inst = self.liveness.instance(node.id) or ""
-        key = (inst, v.nqn, v.target_iqn, v.namespace_uuid, tuple(sorted(v.hosts)), r.id)
+        key = (inst, v.nqn, v.target_iqn, v.namespace_uuid, tuple(sorted(v.hosts)), r.id, v.qos)
         if self._head_ok.get(v.id) == key and v.head_node_id == node.id:
             return True
         if confirm_single(self.adopted, v, r, node, inst):

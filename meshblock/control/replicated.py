@@ -38,7 +38,9 @@ RESYNC = 1800.0       # seconds after which a settled volume's head is applied a
 
 
 def head_spec(v: Volume, legs: list, **kw) -> apb.HeadSpec:
-    """What a head node is told about a volume: its legs and how (and to whom) it is exported."""
+    """What a head node is told about a volume: its legs, how (and to whom) it is exported and the
+    QoS limits it enforces."""
+    kw["qos"] = apb.RateLimits(**v.qos.spdk())
     if v.protocol == "iscsi":
         return apb.HeadSpec(volume_id=v.id, namespace_uuid=v.namespace_uuid, legs=legs, protocol="iscsi",
                             iscsi=apb.IscsiExport(target_iqn=v.target_iqn, initiators=sorted(v.hosts),
@@ -136,8 +138,9 @@ class ReplicatedVolumes:
         self._standby_ok.pop((v.id, head_node.id), None)
         confirmed = [n for n in standbys if self._standby_ok.get((v.id, n.id)) == self.liveness.instance(n.id)]
         key = (self.liveness.instance(head_node.id), v.nqn, v.target_iqn, tuple(sorted(v.hosts)), v.replicas,
-               v.size_bytes, tuple(sorted((r.id, self.liveness.instance(r.node_id),
-                                           r.node_id in nodes and nodes[r.node_id].draining) for r in active)),
+               v.size_bytes, v.qos, tuple(sorted((r.id, self.liveness.instance(r.node_id),
+                                                  r.node_id in nodes and nodes[r.node_id].draining)
+                                                 for r in active)),
                tuple(n.id for n in standbys), tuple(n.id for n in confirmed))
         whole = (v.state == VolumeState.AVAILABLE and len(active) == v.replicas
                  and all(r.state == ReplicaState.ONLINE for r in active))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 from typing import Callable
 
 
@@ -11,6 +12,7 @@ from ..grpcutil import rpc_method
 from ..model import GroupSnapshot, Node, NodeState, Replica, Snapshot, Volume, VolumeState
 from ..proto.meshblock.v1 import admin_pb2 as pb
 from ..proto.meshblock.v1 import admin_pb2_grpc as pb_grpc
+from ..qos import QosLimits, problems
 from ..replication import erasure
 from . import validate
 from .liveness import Liveness
@@ -25,6 +27,7 @@ DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 MAX_GROUP_VOLUMES = 64
 MAX_GROUP_NAME = 120
+QOS_FIELDS = tuple(f.name for f in dataclasses.fields(QosLimits))
 
 
 def _token(value: str) -> str:
@@ -63,7 +66,8 @@ def volume_pb(v: Volume, reps: list[Replica], nodes: dict[str, Node], rebuild: d
         hosts=v.hosts, read_only_hosts=v.read_only_hosts, source_snapshot_id=v.source_snapshot_id, source_volume_id=v.source_volume_id,
         created_at=v.created_at, message=v.message, replica_status=[status(r) for r in reps],
         protocol=v.protocol, target_iqn=v.target_iqn, iscsi_netmasks=v.iscsi_netmasks, chap_user=v.chap_user,
-        erasure=pb.ErasureCoding(data=v.ec_data, parity=v.ec_parity) if v.ec_data else None)
+        erasure=pb.ErasureCoding(data=v.ec_data, parity=v.ec_parity) if v.ec_data else None,
+        qos=pb.QosLimits(**dataclasses.asdict(v.qos)))
 
 
 def _page_by_name(items: list, page_size: int, page_token: str) -> tuple[list, str]:
@@ -146,9 +150,16 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
         self.gate.check()
         spec = self._spec(request.name, request.size_bytes, request.replicas, request.spread, request.labels)
         spec = self._protocol(spec, request)
+        spec.qos = self._qos(request)
         if request.HasField("erasure"):
             spec = self._erasure(spec, request)
         return await self._pb(await self.mgr.wait_ready(await self.mgr.create(spec)))
+
+    @staticmethod
+    def _qos(request) -> QosLimits:
+        """The QoS limits of a CreateVolume or CloneVolume request (none when not given)."""
+        q = request.qos
+        return validate.qos("qos", QosLimits(q.max_iops, q.max_mbps, q.max_read_mbps, q.max_write_mbps))
 
     @staticmethod
     def _erasure(spec: VolumeSpec, request: pb.CreateVolumeRequest) -> VolumeSpec:
@@ -334,6 +345,17 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
         return await self._pb(await self.mgr.set_replicas(validate.ref("ref", request.ref), n))
 
     @rpc_method(VOLUME_SERVICE)
+    async def SetVolumeQos(self, request: pb.SetVolumeQosRequest, context) -> pb.Volume:
+        self.gate.check()
+        ref = validate.ref("ref", request.ref)
+        given = {f: getattr(request, f) for f in QOS_FIELDS if request.HasField(f)}
+        if not given:
+            raise InvalidArgument("max_iops", "give at least one limit to change (0 lifts a limit)")
+        for name, problem in problems(QosLimits(**given)):
+            raise InvalidArgument(name, problem)
+        return await self._pb(await self.mgr.set_qos(ref, given))
+
+    @rpc_method(VOLUME_SERVICE)
     async def CloneVolume(self, request: pb.CloneVolumeRequest, context) -> pb.Volume:
         self.gate.check()
         if bool(request.source_snapshot_ref) == bool(request.source_volume_ref):
@@ -345,6 +367,7 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
                           spread=request.spread,
                           labels=validate.labels("labels", dict(request.labels)))
         spec = self._protocol(spec, request)
+        spec.qos = self._qos(request)
         v = await self.mgr.clone(spec, snapshot_ref=request.source_snapshot_ref, volume_ref=request.source_volume_ref)
         return await self._pb(v)
 

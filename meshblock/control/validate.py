@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from ..errors import InvalidArgument
+from ..qos import QosLimits, problems
 from ..util import check_iqn, check_netmask, check_nqn
 
 MiB = 1 << 20
@@ -98,3 +99,10 @@ def chap(user: str, secret: str) -> tuple[str, str]:
     if not 12 <= len(secret) <= 255 or not _CHAP_RE.match(secret):
         raise InvalidArgument("iscsi.chap_secret", "12-255 printable characters without spaces")
     return user, secret
+
+
+def qos(field: str, limits: QosLimits) -> QosLimits:
+    """QoS limits SPDK takes as given (meshblock/qos.py has its rules)."""
+    for name, problem in problems(limits):
+        raise InvalidArgument(f"{field}.{name}", problem)
+    return limits

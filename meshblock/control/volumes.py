@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .. import iqn, nqn
 from ..faults import crash_point
@@ -17,6 +17,7 @@ from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFoun
 from ..model import (GroupSnapshot, GroupSnapshotState, Node, NodeState, Replica, ReplicaState, Snapshot,
                      SnapshotState, Volume, VolumeState)
 from ..model.records import now
+from ..qos import QosLimits
 from ..store.base import Conflict, NameTaken
 from .liveness import Liveness
 from ..replication.erasure import SHARD_BLOCK_BYTES, Layout
@@ -41,6 +42,7 @@ class VolumeSpec:
     chap_user: str = ""
     chap_secret: str = ""
     erasure: Layout | None = None      # erasure-coded: ``replicas`` is then its k+m shard count
+    qos: QosLimits = QosLimits()
 
 
 def not_erasure_coded(v: Volume, what: str) -> None:
@@ -129,9 +131,9 @@ class VolumeManager:
     # --- create --------------------------------------------------------------------------------
     def _same(self, v: Volume, spec: VolumeSpec) -> bool:
         return ((v.size_bytes, v.replicas, v.spread, v.labels, v.protocol, v.iscsi_netmasks, v.chap_user,
-                 v.chap_secret, v.erasure) == (spec.size_bytes, spec.replicas, spec.spread, spec.labels,
-                                               spec.protocol, spec.iscsi_netmasks, spec.chap_user, spec.chap_secret,
-                                               spec.erasure))
+                 v.chap_secret, v.erasure, v.qos) == (spec.size_bytes, spec.replicas, spec.spread, spec.labels,
+                                                      spec.protocol, spec.iscsi_netmasks, spec.chap_user,
+                                                      spec.chap_secret, spec.erasure, spec.qos))
 
     async def create(self, spec: VolumeSpec, *, source: Snapshot | None = None) -> Volume:
         existing = await self.repo.by_name(Volume, spec.name)
@@ -139,7 +141,8 @@ class VolumeManager:
             if not self._same(existing, spec) or (source and existing.source_snapshot_id != source.id):
                 raise AlreadyExists(f"volume {spec.name!r} exists with different parameters (size "
                                     f"{existing.size_bytes}, replicas {existing.replicas}, spread {existing.spread!r}, "
-                                    f"protocol {existing.protocol}, erasure {existing.erasure or 'none'})")
+                                    f"protocol {existing.protocol}, erasure {existing.erasure or 'none'}, "
+                                    f"qos {existing.qos.describe()})")
             return existing
         vid = str(uuid.uuid4())
         ec = spec.erasure
@@ -162,6 +165,7 @@ class VolumeManager:
                    target_iqn=iqn("volume", vid) if spec.protocol == "iscsi" else "",
                    iscsi_netmasks=list(spec.iscsi_netmasks), chap_user=spec.chap_user, chap_secret=spec.chap_secret,
                    ec_data=ec.data if ec else 0, ec_parity=ec.parity if ec else 0)
+        v.set_qos(spec.qos)
         reps = [Replica(id=str(uuid.uuid4()), volume_id=vid, node_id=n, size_bytes=each,
                         state=ReplicaState.CREATING, created_at=now(), shard=i if ec else -1,
                         source_snapshot_replica=source.id if source else "") for i, n in enumerate(node_ids)]
@@ -171,8 +175,9 @@ class VolumeManager:
         except NameTaken:
             return await self.create(spec, source=source)   # lost a race with the same name: compare again
         crash_point("create.recorded")
-        log.info("volume created name=%s volume_id=%s size=%d replicas=%d erasure=%s protocol=%s nodes=%s", v.name,
-                 v.id, v.size_bytes, v.replicas, ec or "none", v.protocol, ",".join(node_ids))
+        log.info("volume created name=%s volume_id=%s size=%d replicas=%d erasure=%s protocol=%s qos=%s nodes=%s",
+                 v.name, v.id, v.size_bytes, v.replicas, ec or "none", v.protocol, v.qos.describe(),
+                 ",".join(node_ids))
         self.reconciler.kick()
         return v
 
@@ -254,6 +259,18 @@ class VolumeManager:
             v.replicas = count
             return True
         return await self._update(ref, change)
+
+    async def set_qos(self, ref: str, limits: dict[str, int]) -> Volume:
+        """Change the QoS limits named in ``limits`` (the others stay); waits until the head, and the
+        standby heads with it, enforce them."""
+        def change(v: Volume) -> bool:
+            new = replace(v.qos, **limits)
+            if new == v.qos:
+                return False
+            log.info("volume qos name=%s volume_id=%s %s -> %s", v.name, v.id, v.qos.describe(), new.describe())
+            v.set_qos(new)
+            return True
+        return await self.wait_ready(await self._update(ref, change))
 
     async def publish(self, ref: str, host: str, read_only: bool = False) -> Volume:
         def add(v: Volume) -> bool:

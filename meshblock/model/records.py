@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
+from ..qos import QosLimits
+
 T = TypeVar("T", bound="Record")
 
 
@@ -166,10 +168,23 @@ class Volume(Record):
     # replicated and erasure-coded volumes: the replicas (shards) that hold every acknowledged write,
     # as the head last reported them; kept while their nodes are down (replication/layout.in_sync_after)
     in_sync: list[str] = field(default_factory=list)
+    # QoS limits enforced on the head (meshblock/qos.py), 0 = no limit: I/O per second and MiB/s
+    max_iops: int = 0
+    max_mbps: int = 0
+    max_read_mbps: int = 0
+    max_write_mbps: int = 0
 
     @property
     def name_key(self) -> str | None:
         return self.name
+
+    @property
+    def qos(self) -> QosLimits:
+        """The volume's QoS limits."""
+        return QosLimits(self.max_iops, self.max_mbps, self.max_read_mbps, self.max_write_mbps)
+
+    def set_qos(self, limits: QosLimits) -> None:
+        self.max_iops, self.max_mbps, self.max_read_mbps, self.max_write_mbps = limits.astuple()
 
     @property
     def erasure(self):

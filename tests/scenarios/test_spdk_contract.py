@@ -226,6 +226,34 @@ async def test_lvol_create_resize_and_space(spdk_target, aio_file):
     await expect(SpdkNotFound, -19, t.rpc.bdev_get_bdevs(f"{LVS}/thick"), "No such device")
 
 
+async def test_qos_rate_limits(spdk_target, aio_file):
+    """bdev_set_qos_limit as a volume head uses it: limits read back from bdev_get_bdevs."""
+    t = spdk_target
+    await pool(t, aio_file)
+    lv = await t.rpc.bdev_lvol_create("lv", 16 * MiB, LVS)
+    none = {"rw_ios_per_sec": 0, "rw_mbytes_per_sec": 0, "r_mbytes_per_sec": 0, "w_mbytes_per_sec": 0}
+    assert (await bdev(t, lv))["assigned_rate_limits"] == none
+    # set by alias, read by UUID; IOPS as given, bandwidth in MiB/s
+    assert await t.rpc.bdev_set_qos_limit(f"{LVS}/lv", rw_ios_per_sec=2000, rw_mbytes_per_sec=100) is True
+    assert (await bdev(t, lv))["assigned_rate_limits"] == {**none, "rw_ios_per_sec": 2000, "rw_mbytes_per_sec": 100}
+    # limits not named stay; 0 lifts one
+    await t.rpc.bdev_set_qos_limit(lv, rw_mbytes_per_sec=0, w_mbytes_per_sec=7)
+    assert (await bdev(t, lv))["assigned_rate_limits"] == {**none, "rw_ios_per_sec": 2000, "w_mbytes_per_sec": 7}
+    # an IOPS limit off SPDK's 1000 steps is rounded up, silently for the caller (meshblock refuses it)
+    await t.rpc.bdev_set_qos_limit(lv, rw_ios_per_sec=1500)
+    assert (await bdev(t, lv))["assigned_rate_limits"]["rw_ios_per_sec"] == 2000
+    await t.rpc.bdev_set_qos_limit(lv, rw_ios_per_sec=0, rw_mbytes_per_sec=0, r_mbytes_per_sec=0, w_mbytes_per_sec=0)
+    assert (await bdev(t, lv))["assigned_rate_limits"] == none
+    # a claimed bdev (the lvstore's base) takes limits too: the RPC opens it read-only
+    await t.rpc.bdev_set_qos_limit("aio0", r_mbytes_per_sec=5)
+    assert (await bdev(t, "aio0"))["assigned_rate_limits"]["r_mbytes_per_sec"] == 5
+    await expect(SpdkInvalidParams, -22, t.client.call("bdev_set_qos_limit", {"name": lv}),
+                 "No rate limits specified")
+    await expect(SpdkNotFound, -19, t.rpc.bdev_set_qos_limit("nope", rw_ios_per_sec=1000), "No such device")
+    await expect(SpdkRpcError, -32603, t.client.call("bdev_set_qos_limit", {"name": lv, "rw_ios_per_sec": -1000}),
+                 "spdk_json_decode_object failed")
+
+
 async def test_snapshot_clone_inflate_read_only(spdk_target, aio_file):
     t = spdk_target
     await pool(t, aio_file)

@@ -25,7 +25,7 @@ class ReplicaStatus(_message.Message):
     def __init__(self, replica_id: _Optional[str] = ..., node_id: _Optional[str] = ..., node_name: _Optional[str] = ..., state: _Optional[str] = ..., rebuild_progress: _Optional[float] = ..., rebuild_eta_seconds: _Optional[int] = ..., shard: _Optional[int] = ...) -> None: ...
 
 class Volume(_message.Message):
-    __slots__ = ("id", "name", "size_bytes", "replicas", "spread", "labels", "state", "stage", "nqn", "namespace_uuid", "head_node_id", "hosts", "replica_status", "source_snapshot_id", "source_volume_id", "created_at", "message", "read_only_hosts", "protocol", "target_iqn", "iscsi_netmasks", "chap_user", "erasure")
+    __slots__ = ("id", "name", "size_bytes", "replicas", "spread", "labels", "state", "stage", "nqn", "namespace_uuid", "head_node_id", "hosts", "replica_status", "source_snapshot_id", "source_volume_id", "created_at", "message", "read_only_hosts", "protocol", "target_iqn", "iscsi_netmasks", "chap_user", "erasure", "qos")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +56,7 @@ class Volume(_message.Message):
     ISCSI_NETMASKS_FIELD_NUMBER: _ClassVar[int]
     CHAP_USER_FIELD_NUMBER: _ClassVar[int]
     ERASURE_FIELD_NUMBER: _ClassVar[int]
+    QOS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     size_bytes: int
@@ -79,7 +80,20 @@ class Volume(_message.Message):
     iscsi_netmasks: _containers.RepeatedScalarFieldContainer[str]
     chap_user: str
     erasure: ErasureCoding
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., replicas: _Optional[int] = ..., spread: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., state: _Optional[str] = ..., stage: _Optional[str] = ..., nqn: _Optional[str] = ..., namespace_uuid: _Optional[str] = ..., head_node_id: _Optional[str] = ..., hosts: _Optional[_Iterable[str]] = ..., replica_status: _Optional[_Iterable[_Union[ReplicaStatus, _Mapping]]] = ..., source_snapshot_id: _Optional[str] = ..., source_volume_id: _Optional[str] = ..., created_at: _Optional[float] = ..., message: _Optional[str] = ..., read_only_hosts: _Optional[_Iterable[str]] = ..., protocol: _Optional[str] = ..., target_iqn: _Optional[str] = ..., iscsi_netmasks: _Optional[_Iterable[str]] = ..., chap_user: _Optional[str] = ..., erasure: _Optional[_Union[ErasureCoding, _Mapping]] = ...) -> None: ...
+    qos: QosLimits
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., replicas: _Optional[int] = ..., spread: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., state: _Optional[str] = ..., stage: _Optional[str] = ..., nqn: _Optional[str] = ..., namespace_uuid: _Optional[str] = ..., head_node_id: _Optional[str] = ..., hosts: _Optional[_Iterable[str]] = ..., replica_status: _Optional[_Iterable[_Union[ReplicaStatus, _Mapping]]] = ..., source_snapshot_id: _Optional[str] = ..., source_volume_id: _Optional[str] = ..., created_at: _Optional[float] = ..., message: _Optional[str] = ..., read_only_hosts: _Optional[_Iterable[str]] = ..., protocol: _Optional[str] = ..., target_iqn: _Optional[str] = ..., iscsi_netmasks: _Optional[_Iterable[str]] = ..., chap_user: _Optional[str] = ..., erasure: _Optional[_Union[ErasureCoding, _Mapping]] = ..., qos: _Optional[_Union[QosLimits, _Mapping]] = ...) -> None: ...
+
+class QosLimits(_message.Message):
+    __slots__ = ("max_iops", "max_mbps", "max_read_mbps", "max_write_mbps")
+    MAX_IOPS_FIELD_NUMBER: _ClassVar[int]
+    MAX_MBPS_FIELD_NUMBER: _ClassVar[int]
+    MAX_READ_MBPS_FIELD_NUMBER: _ClassVar[int]
+    MAX_WRITE_MBPS_FIELD_NUMBER: _ClassVar[int]
+    max_iops: int
+    max_mbps: int
+    max_read_mbps: int
+    max_write_mbps: int
+    def __init__(self, max_iops: _Optional[int] = ..., max_mbps: _Optional[int] = ..., max_read_mbps: _Optional[int] = ..., max_write_mbps: _Optional[int] = ...) -> None: ...
 
 class ErasureCoding(_message.Message):
     __slots__ = ("data", "parity")
@@ -100,7 +114,7 @@ class IscsiOptions(_message.Message):
     def __init__(self, netmasks: _Optional[_Iterable[str]] = ..., chap_user: _Optional[str] = ..., chap_secret: _Optional[str] = ...) -> None: ...
 
 class CreateVolumeRequest(_message.Message):
-    __slots__ = ("name", "size_bytes", "replicas", "spread", "labels", "protocol", "iscsi", "erasure")
+    __slots__ = ("name", "size_bytes", "replicas", "spread", "labels", "protocol", "iscsi", "erasure", "qos")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -116,6 +130,7 @@ class CreateVolumeRequest(_message.Message):
     PROTOCOL_FIELD_NUMBER: _ClassVar[int]
     ISCSI_FIELD_NUMBER: _ClassVar[int]
     ERASURE_FIELD_NUMBER: _ClassVar[int]
+    QOS_FIELD_NUMBER: _ClassVar[int]
     name: str
     size_bytes: int
     replicas: int
@@ -124,7 +139,8 @@ class CreateVolumeRequest(_message.Message):
     protocol: str
     iscsi: IscsiOptions
     erasure: ErasureCoding
-    def __init__(self, name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., replicas: _Optional[int] = ..., spread: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., protocol: _Optional[str] = ..., iscsi: _Optional[_Union[IscsiOptions, _Mapping]] = ..., erasure: _Optional[_Union[ErasureCoding, _Mapping]] = ...) -> None: ...
+    qos: QosLimits
+    def __init__(self, name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., replicas: _Optional[int] = ..., spread: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., protocol: _Optional[str] = ..., iscsi: _Optional[_Union[IscsiOptions, _Mapping]] = ..., erasure: _Optional[_Union[ErasureCoding, _Mapping]] = ..., qos: _Optional[_Union[QosLimits, _Mapping]] = ...) -> None: ...
 
 class GetVolumeRequest(_message.Message):
     __slots__ = ("ref",)
@@ -374,7 +390,7 @@ class DeleteGroupSnapshotReply(_message.Message):
     def __init__(self, existed: _Optional[bool] = ...) -> None: ...
 
 class CloneVolumeRequest(_message.Message):
-    __slots__ = ("name", "source_snapshot_ref", "source_volume_ref", "size_bytes", "labels", "replicas", "spread", "protocol", "iscsi")
+    __slots__ = ("name", "source_snapshot_ref", "source_volume_ref", "size_bytes", "labels", "replicas", "spread", "protocol", "iscsi", "qos")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -391,6 +407,7 @@ class CloneVolumeRequest(_message.Message):
     SPREAD_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_FIELD_NUMBER: _ClassVar[int]
     ISCSI_FIELD_NUMBER: _ClassVar[int]
+    QOS_FIELD_NUMBER: _ClassVar[int]
     name: str
     source_snapshot_ref: str
     source_volume_ref: str
@@ -400,7 +417,8 @@ class CloneVolumeRequest(_message.Message):
     spread: str
     protocol: str
     iscsi: IscsiOptions
-    def __init__(self, name: _Optional[str] = ..., source_snapshot_ref: _Optional[str] = ..., source_volume_ref: _Optional[str] = ..., size_bytes: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., replicas: _Optional[int] = ..., spread: _Optional[str] = ..., protocol: _Optional[str] = ..., iscsi: _Optional[_Union[IscsiOptions, _Mapping]] = ...) -> None: ...
+    qos: QosLimits
+    def __init__(self, name: _Optional[str] = ..., source_snapshot_ref: _Optional[str] = ..., source_volume_ref: _Optional[str] = ..., size_bytes: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., replicas: _Optional[int] = ..., spread: _Optional[str] = ..., protocol: _Optional[str] = ..., iscsi: _Optional[_Union[IscsiOptions, _Mapping]] = ..., qos: _Optional[_Union[QosLimits, _Mapping]] = ...) -> None: ...
 
 class SetReplicasRequest(_message.Message):
     __slots__ = ("ref", "replicas")
@@ -409,6 +427,20 @@ class SetReplicasRequest(_message.Message):
     ref: str
     replicas: int
     def __init__(self, ref: _Optional[str] = ..., replicas: _Optional[int] = ...) -> None: ...
+
+class SetVolumeQosRequest(_message.Message):
+    __slots__ = ("ref", "max_iops", "max_mbps", "max_read_mbps", "max_write_mbps")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    MAX_IOPS_FIELD_NUMBER: _ClassVar[int]
+    MAX_MBPS_FIELD_NUMBER: _ClassVar[int]
+    MAX_READ_MBPS_FIELD_NUMBER: _ClassVar[int]
+    MAX_WRITE_MBPS_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    max_iops: int
+    max_mbps: int
+    max_read_mbps: int
+    max_write_mbps: int
+    def __init__(self, ref: _Optional[str] = ..., max_iops: _Optional[int] = ..., max_mbps: _Optional[int] = ..., max_read_mbps: _Optional[int] = ..., max_write_mbps: _Optional[int] = ...) -> None: ...
 
 class DrainProgress(_message.Message):
     __slots__ = ("replicas_total", "replicas_moved", "done", "message")

@@ -124,6 +124,11 @@ class VolumeServiceStub:
                 request_serializer=meshblock_dot_v1_dot_admin__pb2.SetReplicasRequest.SerializeToString,
                 response_deserializer=meshblock_dot_v1_dot_admin__pb2.Volume.FromString,
                 _registered_method=True)
+        self.SetVolumeQos = channel.unary_unary(
+                '/meshblock.v1.VolumeService/SetVolumeQos',
+                request_serializer=meshblock_dot_v1_dot_admin__pb2.SetVolumeQosRequest.SerializeToString,
+                response_deserializer=meshblock_dot_v1_dot_admin__pb2.Volume.FromString,
+                _registered_method=True)
 
 
 class VolumeServiceServicer:
@@ -245,6 +250,14 @@ class VolumeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetVolumeQos(self, request, context):
+        """Change a volume's QoS limits online: the head (and the standby heads) apply them before the
+        call returns.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VolumeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -336,6 +349,11 @@ def add_VolumeServiceServicer_to_server(servicer, server):
             'SetReplicas': grpc.unary_unary_rpc_method_handler(
                     servicer.SetReplicas,
                     request_deserializer=meshblock_dot_v1_dot_admin__pb2.SetReplicasRequest.FromString,
+                    response_serializer=meshblock_dot_v1_dot_admin__pb2.Volume.SerializeToString,
+            ),
+            'SetVolumeQos': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetVolumeQos,
+                    request_deserializer=meshblock_dot_v1_dot_admin__pb2.SetVolumeQosRequest.FromString,
                     response_serializer=meshblock_dot_v1_dot_admin__pb2.Volume.SerializeToString,
             ),
     }
@@ -824,6 +842,33 @@ class VolumeService:
             target,
             '/meshblock.v1.VolumeService/SetReplicas',
             meshblock_dot_v1_dot_admin__pb2.SetReplicasRequest.SerializeToString,
+            meshblock_dot_v1_dot_admin__pb2.Volume.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetVolumeQos(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshblock.v1.VolumeService/SetVolumeQos',
+            meshblock_dot_v1_dot_admin__pb2.SetVolumeQosRequest.SerializeToString,
             meshblock_dot_v1_dot_admin__pb2.Volume.FromString,
             options,
             channel_credentials,
