@@ -32,7 +32,7 @@ READY_STATES = ("available", "degraded")
 
 # -- parameter types ---------------------------------------------------------------------------------------
 
-from .types import Size, parse_labels  # noqa: E402
+from .types import Size, parse_labels, qos_given, qos_options  # noqa: E402
 
 
 class Duration(click.ParamType):
@@ -224,6 +224,7 @@ def volume_view(v: pb.Volume) -> Group:
         ("Shards" if v.HasField("erasure") else "Replicas", _replica_summary(v)),
         ("Labels", out.labels(v.labels)),
         ("Protocol", "iSCSI" if v.protocol == "iscsi" else "NVMe/TCP"),
+        ("QoS", out.qos(v.qos)),
         *_export_rows(v),
         ("Head node", out.esc(head or "-")),
         ("Initiators" if v.protocol == "iscsi" else "Hosts",
@@ -347,16 +348,18 @@ def volume() -> None:
 @click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", callback=parse_labels,
               help="A label on the volume (repeatable).")
 @protocol_options
+@qos_options
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Wait until the volume is available (or degraded).")
 @timeout_option("120s")
 @admin_options
 def volume_create(inv: Invocation, name: str, size: int, replicas: int, ec: str | None, spread: str,
                   labels: dict[str, str], protocol: str, iscsi_networks: tuple[str, ...], chap_user: str,
-                  chap_secret: str, wait: bool, timeout: float) -> None:
+                  chap_secret: str, wait: bool, timeout: float, **limits: int | None) -> None:
     """Create volume NAME, exported over NVMe/TCP (default) or iSCSI."""
     if size <= 0:
         raise click.BadParameter("must be more than 0 bytes", param_hint="--size")
+    limits_pb = pb.QosLimits(**qos_given(**limits))
     iscsi = iscsi_request(protocol, iscsi_networks, chap_user, chap_secret)
     erasure = None
     if ec is not None:
@@ -370,7 +373,7 @@ def volume_create(inv: Invocation, name: str, size: int, replicas: int, ec: str 
     with inv.client() as c:
         v = c.volumes.CreateVolume(pb.CreateVolumeRequest(name=name, size_bytes=size, replicas=replicas,
                                                           spread=spread, labels=labels, protocol=protocol,
-                                                          iscsi=iscsi, erasure=erasure))
+                                                          iscsi=iscsi, erasure=erasure, qos=limits_pb))
         if wait:
             v = wait_for_volume(c, v, timeout, "creating")
     show_volume(inv, v)
@@ -590,7 +593,7 @@ def report_deleted(inv: Invocation, kind: str, name: str, existed: bool) -> None
         click.echo(f"{kind} {name} did not exist; nothing to delete")
 
 
-from . import groups, publish  # noqa: E402,F401  (their commands join the volume and snapshot groups)
+from . import groups, publish, qos  # noqa: E402,F401  (their commands join the volume and snapshot groups)
 from .nodes import cluster, node  # noqa: E402  (they use the helpers above)
 
 COMMANDS = (volume, node, cluster)

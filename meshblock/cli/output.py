@@ -129,6 +129,14 @@ STATE_STYLE = {
 }
 
 
+def qos(q: Any) -> str:
+    """A volume's QoS limits (admin QosLimits) in one line."""
+    parts = [f"{q.max_iops} IOPS" if q.max_iops else "", f"{q.max_mbps} MiB/s" if q.max_mbps else "",
+             f"read {q.max_read_mbps} MiB/s" if q.max_read_mbps else "",
+             f"write {q.max_write_mbps} MiB/s" if q.max_write_mbps else ""]
+    return ", ".join(p for p in parts if p) or "no limits"
+
+
 def state(s: str) -> str:
     style = STATE_STYLE.get(s)
     return f"[{style}]{s}[/{style}]" if style and s else (esc(s) or "-")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import click
 
 from ..units import parse_size
@@ -33,3 +35,29 @@ def parse_labels(ctx: click.Context, param: click.Parameter, items: tuple[str, .
             raise click.BadParameter(f"{item!r} is not key=value", ctx=ctx, param=param)
         labels[k.strip()] = v.strip()
     return labels
+
+
+# QoS limits (meshblock/qos.py): a volume's at creation, changed with `volume set-qos`
+QOS_FLAGS = {"max_iops": "--max-iops", "max_mbps": "--max-mbps", "max_read_mbps": "--max-read-mbps",
+             "max_write_mbps": "--max-write-mbps"}
+_QOS_HELP = {"max_iops": "reads and writes per second, in steps of 1000",
+             "max_mbps": "reads and writes, MiB/s", "max_read_mbps": "reads, MiB/s",
+             "max_write_mbps": "writes, MiB/s"}
+
+
+def qos_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--max-iops, --max-mbps, --max-read-mbps, --max-write-mbps (None when not given; 0 = no limit)."""
+    for name, flag in reversed(QOS_FLAGS.items()):
+        fn = click.option(flag, name, type=click.IntRange(min=0), default=None, metavar="N",
+                          help=f"QoS limit enforced on the volume's head: {_QOS_HELP[name]} (0: no limit).")(fn)
+    return fn
+
+
+def qos_given(**limits: int | None) -> dict[str, int]:
+    """The limits given on the command line, checked against SPDK's rules before any call."""
+    from ..qos import QosLimits, problems
+
+    given = {k: v for k, v in limits.items() if v is not None}
+    for name, problem in problems(QosLimits(**given)):
+        raise click.BadParameter(problem, param_hint=QOS_FLAGS[name])
+    return given

@@ -115,12 +115,22 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
                                    replicas=request.replicas or 1, spread=request.spread,
                                    labels=dict(request.labels))
             v.created_at = time.time()
+            v.qos.CopyFrom(request.qos)
             if request.protocol == "iscsi":
                 v.protocol, v.nqn = "iscsi", ""
                 v.target_iqn = f"iqn.2026-11.io.meshblock:volume:{v.id}"
                 v.chap_user = request.iscsi.chap_user
                 v.iscsi_netmasks.extend(request.iscsi.netmasks)
                 self.fc.chap_secrets[v.name] = request.iscsi.chap_secret
+            return v
+
+    def SetVolumeQos(self, request, context):
+        self._log("SetVolumeQos", request)
+        with self.fc.lock:
+            v = self._find(request.ref, context)
+            for f in ("max_iops", "max_mbps", "max_read_mbps", "max_write_mbps"):
+                if request.HasField(f):
+                    setattr(v.qos, f, getattr(request, f))
             return v
 
     def GetVolume(self, request, context):
