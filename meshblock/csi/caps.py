@@ -11,6 +11,7 @@ from ..replication import erasure
 from ..replication.erasure import Layout
 from ..errors import InvalidArgument, OutOfRange
 from ..proto.csi.v1 import csi_pb2 as csi
+from ..qos import QosLimits, problems
 
 Mode = csi.VolumeCapability.AccessMode.Mode
 GiB = 1 << 30
@@ -27,8 +28,12 @@ BLOCK_ONLY_MODES = {Mode.MULTI_NODE_SINGLE_WRITER, Mode.MULTI_NODE_MULTI_WRITER}
 
 # StorageClass parameters the driver understands; keys under csi.storage.k8s.io/ belong to the
 # Kubernetes sidecars and are ignored.
-PARAMETERS = {"replicas", "spread", "protocol", "iscsiNetworks", "erasure"}
-MUTABLE_PARAMETERS = {"replicas"}
+# QoS limits (meshblock/qos.py) by parameter name: StorageClass parameters, or mutable parameters of a
+# VolumeAttributesClass, which ControllerModifyVolume changes online
+QOS_PARAMETERS = {"maxIops": "max_iops", "maxMbps": "max_mbps", "maxReadMbps": "max_read_mbps",
+                  "maxWriteMbps": "max_write_mbps"}
+PARAMETERS = {"replicas", "spread", "protocol", "iscsiNetworks", "erasure", *QOS_PARAMETERS}
+MUTABLE_PARAMETERS = {"replicas", *QOS_PARAMETERS}
 SIDECAR_PREFIX = "csi.storage.k8s.io/"
 
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -117,6 +122,7 @@ class VolumeParams:
     protocol: str = "nvmf"
     iscsi_networks: tuple[str, ...] = ()
     erasure: Layout | None = None     # parameter erasure: "K+M"
+    qos: QosLimits = QosLimits()
 
     @property
     def data_shards(self) -> int:
@@ -128,6 +134,7 @@ def parse_parameters(params: dict[str, str], mutable: dict[str, str] | None = No
                      field: str = "parameters") -> VolumeParams:
     replicas, spread, protocol, networks, ec = 1, "", "nvmf", (), None
     merged = {**params, **(mutable or {})}
+    qos = parse_qos(merged, field)
     for key, value in merged.items():
         if key.startswith(SIDECAR_PREFIX):
             continue
@@ -154,7 +161,24 @@ def parse_parameters(params: dict[str, str], mutable: dict[str, str] | None = No
         if protocol != "nvmf":
             raise InvalidArgument(field, "erasure-coded volumes are exported over NVMe/TCP only")
         replicas = ec.shards
-    return VolumeParams(replicas=replicas, spread=spread, protocol=protocol, iscsi_networks=networks, erasure=ec)
+    return VolumeParams(replicas=replicas, spread=spread, protocol=protocol, iscsi_networks=networks, erasure=ec,
+                        qos=QosLimits(**qos))
+
+
+def parse_qos(params: dict[str, str], field: str) -> dict[str, int]:
+    """The QoS limits among ``params`` (by QosLimits field name), checked against SPDK's rules."""
+    out: dict[str, int] = {}
+    for key, name in QOS_PARAMETERS.items():
+        if key not in params:
+            continue
+        try:
+            out[name] = int(params[key].strip() or "0")
+        except ValueError:
+            raise InvalidArgument(field, f"{key}: {params[key]!r} is not a whole number") from None
+    csi_name = {v: k for k, v in QOS_PARAMETERS.items()}
+    for name, problem in problems(QosLimits(**out)):
+        raise InvalidArgument(field, f"{csi_name[name]}: {problem}")
+    return out
 
 
 def chap_from_secrets(secrets: dict[str, str], field: str = "secrets") -> tuple[str, str]:

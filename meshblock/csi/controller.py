@@ -8,6 +8,7 @@ admit and, optionally, the initiator IQN an iSCSI volume's export must admit.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
@@ -32,6 +33,10 @@ CAPABILITIES = (RPC.CREATE_DELETE_VOLUME, RPC.PUBLISH_UNPUBLISH_VOLUME, RPC.LIST
                 RPC.SINGLE_NODE_MULTI_WRITER, RPC.MODIFY_VOLUME, RPC.GET_SNAPSHOT)
 READY_TIMEOUT = 120.0
 SERVING = ("available", "degraded")
+
+
+def qos_pb(params: caps.VolumeParams) -> admin.QosLimits:
+    return admin.QosLimits(**dataclasses.asdict(params.qos))
 
 
 def volume_uuid(field: str, value: str) -> str | None:
@@ -153,7 +158,7 @@ class ControllerServicer(csi_grpc.ControllerServicer):
                 ec = params.erasure
                 v = await self.admin.volumes.CreateVolume(admin.CreateVolumeRequest(
                     name=name, size_bytes=size, replicas=0 if ec else params.replicas, spread=params.spread,
-                    protocol=params.protocol, iscsi=iscsi,
+                    protocol=params.protocol, iscsi=iscsi, qos=qos_pb(params),
                     erasure=admin.ErasureCoding(data=ec.data, parity=ec.parity) if ec else None))
                 v = await self._wait_serving(v)
             elif params.erasure is not None:
@@ -213,7 +218,7 @@ class ControllerServicer(csi_grpc.ControllerServicer):
                                                         f"the {size} asked for")
             req = admin.CloneVolumeRequest(name=name, source_snapshot_ref=snap.id, size_bytes=size,
                                             replicas=params.replicas, spread=params.spread,
-                                            protocol=params.protocol, iscsi=iscsi)
+                                            protocol=params.protocol, iscsi=iscsi, qos=qos_pb(params))
         else:
             source = await self._get(src.volume.volume_id, "volume_content_source")
             if source.size_bytes > size:
@@ -221,7 +226,7 @@ class ControllerServicer(csi_grpc.ControllerServicer):
                                                         f"more than the {size} asked for")
             req = admin.CloneVolumeRequest(name=name, source_volume_ref=source.id, size_bytes=size,
                                             replicas=params.replicas, spread=params.spread,
-                                            protocol=params.protocol, iscsi=iscsi)
+                                            protocol=params.protocol, iscsi=iscsi, qos=qos_pb(params))
         return await self._wait_serving(await self.admin.volumes.CloneVolume(req))
 
     @csi_method(SERVICE)
@@ -427,7 +432,11 @@ class ControllerServicer(csi_grpc.ControllerServicer):
             if key not in caps.MUTABLE_PARAMETERS:
                 raise InvalidArgument("mutable_parameters", f"{key!r} cannot be changed (mutable: "
                                                             f"{', '.join(sorted(caps.MUTABLE_PARAMETERS))})")
+        limits = caps.parse_qos(dict(request.mutable_parameters), "mutable_parameters")
         v = await self._get(request.volume_id)
+        if limits:
+            async with self._lock("id:" + v.id):
+                await self.admin.volumes.SetVolumeQos(admin.SetVolumeQosRequest(ref=v.id, **limits))
         if "replicas" in request.mutable_parameters:
             n = caps.parse_replicas(request.mutable_parameters["replicas"], "mutable_parameters")
             if n != v.replicas:

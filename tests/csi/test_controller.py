@@ -81,6 +81,7 @@ async def test_create_volume_validation_and_idempotency(csi_cluster):
         "v", volume_capabilities=[mount_cap(Mode.MULTI_NODE_MULTI_WRITER)]))) == Code.INVALID_ARGUMENT
     assert await code_of(ctl.CreateVolume(create_req("v", parameters={"colour": "blue"}))) == Code.INVALID_ARGUMENT
     assert await code_of(ctl.CreateVolume(create_req("v", parameters={"replicas": "9"}))) == Code.INVALID_ARGUMENT
+    assert await code_of(ctl.CreateVolume(create_req("v", parameters={"maxIops": "1500"}))) == Code.INVALID_ARGUMENT
     assert await code_of(ctl.CreateVolume(csi.CreateVolumeRequest(
         name="v", volume_capabilities=[mount_cap()],
         capacity_range=csi.CapacityRange(required_bytes=5 * MiB, limit_bytes=6 * MiB)))) == Code.OUT_OF_RANGE
@@ -88,7 +89,7 @@ async def test_create_volume_validation_and_idempotency(csi_cluster):
     assert not left.volumes, "rejected requests created nothing"
 
     v = (await ctl.CreateVolume(create_req("pvc-1", 5 * MiB, parameters={
-        "replicas": "2", "csi.storage.k8s.io/pvc/name": "data"}))).volume
+        "replicas": "2", "maxMbps": "100", "csi.storage.k8s.io/pvc/name": "data"}))).volume
     assert v.capacity_bytes == 8 * MiB          # whole pool clusters
     again = (await ctl.CreateVolume(create_req("pvc-1", 5 * MiB, parameters={"replicas": "2"}))).volume
     assert again.volume_id == v.volume_id
@@ -97,6 +98,7 @@ async def test_create_volume_validation_and_idempotency(csi_cluster):
     assert await code_of(ctl.CreateVolume(create_req("pvc-1", 5 * MiB))) == Code.ALREADY_EXISTS
     admin_v = await c.volumes.GetVolume(pb.GetVolumeRequest(ref=v.volume_id))
     assert admin_v.replicas == 2 and admin_v.state == "available"
+    assert admin_v.qos == pb.QosLimits(max_mbps=100)
 
     odd = "a volume/name with spaces " + "x" * 100          # any 128-character CSI name works
     w = (await ctl.CreateVolume(create_req(odd[:128], volume_capabilities=[block_cap()]))).volume
@@ -281,6 +283,13 @@ async def test_snapshots_clones_expansion_and_modify(csi_cluster):
     await ctl.ControllerModifyVolume(csi.ControllerModifyVolumeRequest(volume_id=v.volume_id,
                                                                        mutable_parameters={"replicas": "3"}))
     assert (await c.volumes.GetVolume(pb.GetVolumeRequest(ref=v.volume_id))).replicas == 3
+    # QoS limits of a VolumeAttributesClass: those given change, online
+    await ctl.ControllerModifyVolume(csi.ControllerModifyVolumeRequest(
+        volume_id=v.volume_id, mutable_parameters={"maxIops": "3000", "maxWriteMbps": "20"}))
+    assert (await c.volumes.GetVolume(pb.GetVolumeRequest(ref=v.volume_id))).qos == \
+        pb.QosLimits(max_iops=3000, max_write_mbps=20)
+    assert await code_of(ctl.ControllerModifyVolume(csi.ControllerModifyVolumeRequest(
+        volume_id=v.volume_id, mutable_parameters={"maxIops": "3500"}))) == Code.INVALID_ARGUMENT
     assert await code_of(ctl.ControllerModifyVolume(csi.ControllerModifyVolumeRequest(
         volume_id=v.volume_id, mutable_parameters={"spread": "zone"}))) == Code.INVALID_ARGUMENT
     assert await code_of(ctl.ControllerModifyVolume(csi.ControllerModifyVolumeRequest(
