@@ -35,7 +35,9 @@ class Holdings:
 
 @dataclass
 class Adopted:
-    max_age: float = 120.0
+    # long enough for a new leader to visit 100,000 volumes; a head that changes after the listing
+    # changes its node's digest, and the head sweep looks at it again
+    max_age: float = 300.0
     nodes: dict[str, Holdings] = field(default_factory=dict)
 
     def record(self, node_id: str, instance: str, replicas: apb.ListReplicasReply,

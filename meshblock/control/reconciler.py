@@ -58,6 +58,9 @@ CLUSTER: tuple[str, str] = ("cluster", "")     # snapshots, group snapshots, orp
 _NODE_NOISE = frozenset({"free_bytes", "total_bytes", "last_seen"})
 
 
+ADOPTING_AT_ONCE = 16   # agents whose holdings are listed at once (see Reconciler._adopt)
+
+
 def volume_key(volume_id: str) -> tuple[str, str]:
     return ("volume", volume_id)
 
@@ -88,6 +91,7 @@ class Reconciler(ReplicatedVolumes):
     _adopting: dict[str, asyncio.Task] = field(default_factory=dict)
     _waiters: dict[Hashable, list[asyncio.Future]] = field(default_factory=dict)
     _sweep_due: bool = False
+    _adopt_slots: asyncio.Semaphore | None = None
     # ("heads" | "replicas", node id) -> (agent instance, digest, monotonic time) of the last listing
     _listed: dict[tuple[str, str], tuple[str, str, float]] = field(default_factory=dict)
     groups: GroupSnapshotter = field(init=False)
@@ -117,12 +121,17 @@ class Reconciler(ReplicatedVolumes):
         self._adopting[node.id] = asyncio.create_task(self._adopt(node))
 
     async def _adopt(self, node: Node) -> None:
-        inst = self.liveness.instance(node.id) or ""
+        if self._adopt_slots is None:
+            self._adopt_slots = asyncio.Semaphore(ADOPTING_AT_ONCE)
         try:
-            stub = self._stub(node)
-            replicas, heads = await asyncio.gather(
-                stub.ListReplicas(apb.ListReplicasRequest(), timeout=self.call_timeout),
-                stub.ListHeads(apb.ListHeadsRequest(), timeout=self.call_timeout))
+            # a new leader hears from every agent within a heartbeat: a few listings at a time leave
+            # the loop free to answer the others' registrations before their head leases run out
+            async with self._adopt_slots:
+                inst = self.liveness.instance(node.id) or ""
+                stub = self._stub(node)
+                replicas, heads = await asyncio.gather(
+                    stub.ListReplicas(apb.ListReplicasRequest(), timeout=self.call_timeout),
+                    stub.ListHeads(apb.ListHeadsRequest(), timeout=self.call_timeout))
             self.adopted.record(node.id, inst, replicas, heads)
             log.info("node %s holds %d replica(s) and %d head(s)", node.name, len(replicas.replicas),
                      len(heads.heads))

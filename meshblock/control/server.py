@@ -55,13 +55,15 @@ class ControllerConfig:
     head_lease: bool = True        # agents stop serving their heads when they lose the controller
 
     def head_lease_ms(self) -> int:
-        """The lease agents are given: one heartbeat shorter than the node timeout (so a cut-off head
-        has stopped serving by the time the node is declared down), but never shorter than one and a
-        half heartbeats (one late heartbeat must not stop a head); 0 when those cannot both hold."""
+        """The lease agents are given: one heartbeat, at most one second, shorter than the node timeout
+        (so a cut-off head has stopped serving by the time the node is declared down), but never
+        shorter than one and a half heartbeats (one late heartbeat must not stop a head); 0 when those
+        cannot both hold. A second is what the default settings (1 s heartbeats) leave a head to stop
+        in, as tested; with longer heartbeats it leaves a controller takeover more time."""
         if not self.head_lease:
             return 0
         timeout_ms = int(self.node_timeout * 1000)
-        lease = max(timeout_ms - self.heartbeat_ms, self.heartbeat_ms * 3 // 2)
+        lease = max(timeout_ms - min(self.heartbeat_ms, 1000), self.heartbeat_ms * 3 // 2)
         return lease if lease < timeout_ms else 0
 
 

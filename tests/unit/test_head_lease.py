@@ -14,6 +14,8 @@ from meshblock.control.server import ControllerConfig
     (2.0, 1000, 1500),     # never shorter than one and a half heartbeats
     (1.0, 1000, 0),        # no lease fits below the node timeout
     (1.5, 1000, 0),
+    (10.0, 3000, 9000),    # long heartbeats (large clusters): a second short, not a heartbeat
+    (2.0, 500, 1500),
 ])
 def test_lease_is_shorter_than_the_node_timeout(node_timeout, heartbeat_ms, lease_ms):
     cfg = ControllerConfig(store_url="sqlite:///x", listen="unix:x", node_timeout=node_timeout,
