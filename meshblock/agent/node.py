@@ -403,7 +403,7 @@ class NodeAgent:
                                      slots=max(head.replica_count, len(head.legs)), standby=head.standby,
                                      level=head.raid_level, strip_size_kb=head.strip_size_kb)
         qos = view.qos
-        if view.state != "missing":   # a standby that reaches no replica yet has no raid to limit
+        if view.state == "online":   # a raid is a bdev once online (a standby reaching no replica has none)
             qos = await set_rate_limits(rpc, raid_name(head.volume_id), head.qos, view.qos, head.volume_id)
         if head.iscsi is not None:
             assert self.iscsi is not None
