@@ -836,6 +836,10 @@ async def amain(args) -> dict:
                          "direct: records written into the store through meshblock's Repo, then the controller "
                          "made them available"})
     t = time.monotonic()
+    # SIGTERM, and SIGINT also where a background start ignores it, end the run with the clean-up below
+    loop, me = asyncio.get_running_loop(), asyncio.current_task()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, me.cancel)
     try:
         await bench.run()
     finally:
