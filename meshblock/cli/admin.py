@@ -499,13 +499,14 @@ def volume_set_replicas(inv: Invocation, name: str, replicas: int) -> None:
 @click.option("--replicas", type=click.IntRange(1, 5), default=1, show_default=True,
               help="Replicas of the clone; the others are rebuilt from the first, on the snapshot's node.")
 @protocol_options
+@qos_options
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Wait until the new volume is available (or degraded).")
 @timeout_option("120s")
 @admin_options
 def volume_clone(inv: Invocation, name: str, snapshot: str | None, source: str | None, size: int | None,
                  labels: dict[str, str], replicas: int, protocol: str, iscsi_networks: tuple[str, ...],
-                 chap_user: str, chap_secret: str, wait: bool, timeout: float) -> None:
+                 chap_user: str, chap_secret: str, wait: bool, timeout: float, **limits: int | None) -> None:
     """Create volume NAME from a snapshot or from another volume."""
     if bool(snapshot) == bool(source):
         raise click.UsageError("give exactly one of --from-snapshot and --from-volume")
@@ -514,7 +515,7 @@ def volume_clone(inv: Invocation, name: str, snapshot: str | None, source: str |
         v = c.volumes.CloneVolume(pb.CloneVolumeRequest(name=name, source_snapshot_ref=snapshot or "",
                                                         source_volume_ref=source or "", size_bytes=size or 0,
                                                         labels=labels, replicas=replicas, protocol=protocol,
-                                                        iscsi=iscsi))
+                                                        iscsi=iscsi, qos=pb.QosLimits(**qos_given(**limits))))
         if wait:
             v = wait_for_volume(c, v, timeout, "cloning")
     show_volume(inv, v)

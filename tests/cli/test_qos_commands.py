@@ -18,6 +18,13 @@ def test_create_with_limits(mb, fc):
                                            "max_write_mbps": 50}
 
 
+def test_clone_with_limits(mb, fc):
+    fc.add_volume("db")
+    r = mb("volume", "clone", "db-copy", "--from-volume", "db", "--max-read-mbps", "30", "--no-wait")
+    assert r.exit_code == 0, r.output
+    assert fc.requests("CloneVolume")[0].qos == pb.QosLimits(max_read_mbps=30)
+
+
 def test_get_shows_limits(mb, fc):
     fc.add_volume("db", qos=pb.QosLimits(max_iops=5000, max_read_mbps=80))
     fc.add_volume("free")
