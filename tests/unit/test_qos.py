@@ -91,3 +91,29 @@ def test_storage_class_parameters():
         with pytest.raises(InvalidArgument) as e:
             caps.parse_parameters(params)
         assert str(e.value).startswith(message)
+
+
+class _Rpc:
+    """bdev_get_bdevs and bdev_set_qos_limit over one bdev's limits, counting the sets."""
+
+    def __init__(self, limits: dict[str, int]):
+        self.limits, self.sets = dict(limits), 0
+
+    async def bdev_get_bdevs(self, name):
+        return [{"name": name, "assigned_rate_limits": dict(self.limits)}]
+
+    async def bdev_set_qos_limit(self, name, **limits):
+        self.sets += 1
+        self.limits.update(limits)
+        return True
+
+
+async def test_spdk_is_called_only_when_the_limits_differ():
+    from meshblock.agent.heads import set_rate_limits
+
+    want = QosLimits(max_iops=2000, max_write_mbps=10)
+    rpc = _Rpc(want.spdk())
+    assert await set_rate_limits(rpc, "vol-x", want, want, VID) == want and rpc.sets == 0
+    rpc = _Rpc(QosLimits(max_mbps=50).spdk())
+    assert await set_rate_limits(rpc, "vol-x", want, QosLimits(max_mbps=50), VID) == want
+    assert rpc.sets == 1 and rpc.limits["rw_mbytes_per_sec"] == 0      # every limit is sent: old ones go
