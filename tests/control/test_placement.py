@@ -96,3 +96,50 @@ def test_one_block_size_per_volume():
     nodes.append(Candidate(node_id="idx", name="nx", up=True, schedulable=True, labels={}, total_bytes=100 * GiB,
                            provisioned_bytes=0, block_size=0))
     assert "idx" in place(GiB, 3, nodes, block_size=4096).node_ids
+
+
+async def test_large_cluster_places_among_a_sample_and_falls_back_to_every_node(tmp_path):
+    """Past PLACEMENT_SAMPLE nodes a create scores a random sample of them; a volume the sample cannot
+    hold is placed among every node."""
+    import time
+    import types
+    import uuid
+
+    from meshblock.control.liveness import Liveness, Seen
+    from meshblock.control.repo import Repo
+    from meshblock.control.view import ClusterView
+    from meshblock.control.volumes import PLACEMENT_SAMPLE, VolumeManager, VolumeSpec
+    from meshblock.model import Node, Replica
+    from meshblock.store import open_store
+
+    store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+    await store.open()
+    view = ClusterView(store)
+    view.start()
+    try:
+        repo = Repo(store, view)
+        await view.ready.wait()
+        # three nodes, one per zone, with big pools; every other node's pool is small
+        nodes = [Node(id=str(uuid.uuid4()), name=f"n{i:03d}", labels={"zone": f"z{i % 3}"}, slot=i,
+                      total_bytes=(10240 if i < 3 else 1) * GiB, free_bytes=(10240 if i < 3 else 1) * GiB)
+                 for i in range(3 * PLACEMENT_SAMPLE)]
+        for i in range(0, len(nodes), 50):
+            await repo.commit(create=nodes[i:i + 50])
+        liveness = Liveness(repo)
+        for n in nodes:
+            liveness.seen[n.id] = Seen(time.monotonic(), "instance")
+        mgr = VolumeManager(repo, liveness, types.SimpleNamespace(view=view, kick=lambda *a: None))
+
+        cands, all_nodes = await mgr.candidates(sample=PLACEMENT_SAMPLE)
+        assert len(cands) == PLACEMENT_SAMPLE and len(all_nodes) == len(nodes)
+        assert len({c.node_id for c in cands}) == PLACEMENT_SAMPLE
+
+        small = await mgr.create(VolumeSpec(name="small", size_bytes=GiB, replicas=3, spread="zone", labels={}))
+        big = await mgr.create(VolumeSpec(name="big", size_bytes=1024 * GiB, replicas=3, spread="zone", labels={}))
+        placed = {v.id: sorted(r.node_id for r in view.replicas_of(v.id)) for v in (small, big)}
+        assert len(placed[small.id]) == 3
+        assert placed[big.id] == sorted(n.id for n in nodes[:3]), "only the three big pools hold 1 TiB"
+        assert len(await repo.list(Replica)) == 6
+    finally:
+        await view.stop()
+        await store.close()
