@@ -191,7 +191,7 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
         out: list[pb.Volume] = []
         batch_size = max(size, 200)
         while len(out) < size:
-            batch = await self.mgr.repo.list(Volume, start_after=cursor, limit=batch_size, index="name")
+            batch = await self.mgr.volumes_after(cursor, batch_size)
             for v in batch:
                 cursor = v.name
                 if request.state and v.state.value != request.state:
@@ -206,8 +206,7 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
                     break
             if len(batch) < batch_size:
                 break
-        more = len(out) == size and bool(await self.mgr.repo.list(Volume, start_after=out[-1].name, limit=1,
-                                                                   index="name"))
+        more = len(out) == size and bool(await self.mgr.volumes_after(out[-1].name, 1))
         return pb.ListVolumesReply(volumes=out, next_page_token=_token(out[-1].name) if more else "")
 
     @rpc_method(VOLUME_SERVICE)

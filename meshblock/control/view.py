@@ -13,6 +13,7 @@ again and tells the listeners what differs.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -43,6 +44,8 @@ class ClusterView:
         self.snapshots_by_volume: dict[str, set[str]] = defaultdict(set)
         self.provisioned: Counter[str] = Counter()                         # node id -> replica bytes
         self.volume_states: Counter[str] = Counter()
+        # (name, id) of every volume in name order, for listing pages (None: sorted again when needed)
+        self._names: list[tuple[str, str]] | None = []
         # snapshots and group snapshots being taken or deleted (the others need no visit)
         self.unsettled: dict[str, set[str]] = {Snapshot.KIND: set(), GroupSnapshot.KIND: set()}
         self._advanced = asyncio.Condition()
@@ -105,6 +108,7 @@ class ClusterView:
 
     def _load(self, revision: int, items: dict[str, list[Item]]) -> None:
         new = {k: {i.id: i for i in items.get(k, [])} for k in self.kinds}
+        self._names = None   # one sort after loading, not one insertion per volume
         for kind in self.kinds:
             old = self._items[kind]
             for id in set(old) | set(new[kind]):
@@ -135,6 +139,15 @@ class ClusterView:
             items[id] = item
         self._unindex(kind, id, old)
         self._index(kind, id, item)
+        if kind == Volume.KIND and self._names is not None:
+            before, after = (x.data.get("name", "") if x is not None else None for x in (old, item))
+            if before != after:
+                if before is not None:
+                    i = bisect.bisect_left(self._names, (before, id))
+                    if i < len(self._names) and self._names[i] == (before, id):
+                        del self._names[i]
+                if after is not None:
+                    bisect.insort(self._names, (after, id))
         for fn in self.listeners:
             try:
                 fn(kind, id, old, item)
@@ -198,6 +211,14 @@ class ClusterView:
 
     def all(self, cls: type[R]) -> list[R]:
         return [cls.from_data(i.id, _own(i.data), i.revision) for i in self._items[cls.KIND].values()]
+
+    def volumes_after(self, name: str | None, limit: int) -> list[Volume]:
+        """Up to ``limit`` volumes whose names follow ``name`` (None: from the first), in name order."""
+        name = name or ""
+        if self._names is None:
+            self._names = sorted((i.data.get("name", ""), i.id) for i in self._items[Volume.KIND].values())
+        start = bisect.bisect_right(self._names, (name, "\U0010ffff"))
+        return [v for _, id in self._names[start:start + limit] if (v := self.get(Volume, id)) is not None]
 
     def unsettled_of(self, cls: type[R]) -> list[R]:
         """Snapshots or group snapshots being taken or deleted."""

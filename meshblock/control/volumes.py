@@ -93,6 +93,12 @@ class VolumeManager:
             return self.view.replicas_of(volume_id)
         return [r for r in await self.repo.list(Replica) if r.volume_id == volume_id]
 
+    async def volumes_after(self, name: str | None, limit: int) -> list[Volume]:
+        """A page of volumes in name order, after ``name``."""
+        if self.view is not None:
+            return self.view.volumes_after(name, limit)
+        return await self.repo.list(Volume, start_after=name, limit=limit, index="name")
+
     async def replicas_on(self, node_id: str) -> list[Replica]:
         if self.view is not None:
             return self.view.replicas_on(node_id)

@@ -41,13 +41,19 @@ async def _full_read(repo: Repo) -> dict:
     states: dict[str, int] = {}
     for v in vols:
         states[v.state.value] = states.get(v.state.value, 0) + 1
-    return dict(by_volume=by_volume, by_node=by_node, provisioned=provisioned, heads=heads, states=states)
+    # pages in name order, as the store's name index gives them
+    pages = [[v.id for v in await repo.list(Volume, start_after=after, limit=2, index="name")]
+             for after in ("", *sorted(v.name for v in vols))]
+    return dict(by_volume=by_volume, by_node=by_node, provisioned=provisioned, heads=heads, states=states,
+                pages=pages)
 
 
 def _indexes(view: ClusterView) -> dict:
+    names = sorted(v.name for v in view.all(Volume))
     return dict(by_volume=dict(view.replicas_by_volume), by_node=dict(view.replicas_by_node),
                 provisioned=dict(view.provisioned), heads=dict(view.volumes_by_node),
-                states=dict(view.volume_states))
+                states=dict(view.volume_states),
+                pages=[[v.id for v in view.volumes_after(after, 2)] for after in ("", *names)])
 
 
 @pytest.fixture
@@ -78,7 +84,7 @@ async def test_the_view_follows_own_and_foreign_changes_and_its_indexes_match_a_
         # this process: in the view as soon as commit returns
         v2 = _vol("v2", head=n2.id)
         r2 = _rep(v2, n2.id, size=2 << 30)
-        await repo.commit(create=[v2, r2])
+        await repo.commit(create=[v2, r2, _vol("a0"), _vol("v10")])
         assert view.get(Volume, v2.id) is not None and [r.id for r in view.replicas_of(v2.id)] == [r2.id]
         assert ("volume", v2.id) in heard and ("replica", r2.id) in heard
 
@@ -103,7 +109,7 @@ async def test_the_view_follows_own_and_foreign_changes_and_its_indexes_match_a_
         assert view.get(Volume, v1.id) is None and view.replicas_of(v1.id) == []
         assert [x.id for x in view.snapshots_of(v2.id)] == [s.id]
         assert _indexes(view) == await _full_read(repo)
-        assert view.count(Volume) == 1
+        assert view.count(Volume) == 3
 
         # records handed out are copies: changing one does not change the view
         copy = view.get(Volume, v2.id)
