@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -47,6 +48,11 @@ class Liveness:
     async def register(self, node: Node, instance_id: str) -> Node:
         """Create or update a node's record from its agent's registration."""
         view = self.repo.view
+        if view is not None and not view.ready.is_set():
+            # a controller that has just started reads the store into its view first: registrations
+            # wait for that (bounded) rather than each reading the store, one at a time behind the lock
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(view.ready.wait(), 60)
         if view is not None and view.ready.is_set():
             # the common case (every agent after a controller failover): a known node whose record
             # says what it reports. No store access and no queue behind the lock, so a thousand

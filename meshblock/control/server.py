@@ -124,10 +124,12 @@ async def run_controller(cfg: ControllerConfig, stop: asyncio.Event | None = Non
             return
         stopper.cancel()
         log.info("controller %s is the leader", identity)
-        liveness.started = time.monotonic()
         gate.active = True
-        await liveness.settle()
+        # nodes are given a node timeout to call in from when this controller can admit them: once
+        # its view holds the store (a controller that started as the leader reads it first)
         await view.ready.wait()
+        liveness.started = time.monotonic()
+        await liveness.settle()
         gate.settled = True
         set_serving(health, SERVICES, True)
 
