@@ -234,7 +234,8 @@ class Bench:
         log(f"controller {self.leader.name} leads ({a.store}); starting {a.nodes} simulated nodes")
         self.sim = SimProcess(self.root / "sim", a.nodes, [c.endpoint for c in self.controllers],
                               labels={"zone": [f"z{i}" for i in range(a.zones)]},
-                              rebuild_mib_s=a.rebuild_mib_s, op_delay=a.op_delay / 1000, spread=min(10.0, a.nodes / 100))
+                              rebuild_mib_s=a.rebuild_mib_s, op_delay=a.op_delay / 1000, spread=min(10.0, a.nodes / 100),
+                              digest_every=a.digest_every)
         t = time.monotonic()
         await self.sim.start()
         self.node_ids = {n["name"]: n["id"] for n in self.sim.nodes}
@@ -863,6 +864,9 @@ def main() -> None:
                    help="seconds between heartbeats (large clusters: longer, with a longer --node-timeout)")
     p.add_argument("--rebuild-mib-s", type=float, default=2048, help="simulated rebuild rate of one raid member")
     p.add_argument("--op-delay", type=float, default=0.0, help="ms every simulated agent call takes")
+    p.add_argument("--digest-every", type=float, default=10.0,
+                   help="seconds between a simulated node's digests of its heads and replicas (all nodes share "
+                        "one process here, where a real node takes its own)")
     p.add_argument("--confirm-sample", type=int, default=500,
                    help="volumes probed for confirmation after a controller failover")
     p.add_argument("--controller-src", default="", help="source tree the controllers run from (default: this one)")

@@ -46,7 +46,7 @@ def label_fn(labels: Labels) -> Callable[[int], dict[str, str]]:
 class SimCluster:
     def __init__(self, root: Path, *, pool_bytes: int = 1024 * GiB, rebuild_rate: float = 2 * GiB,
                  op_delay: float = 0.0, address: str = "127.0.0.1", first_port: int = 20000,
-                 lease_tick: float = 0.05, heartbeat_thread: bool = True):
+                 lease_tick: float = 0.05, heartbeat_thread: bool = True, digest_every: float = 10.0):
         """``pool_bytes``: each node's pool; ``rebuild_rate``: bytes per second a raid member is rebuilt
         at; ``op_delay``: seconds every agent call that would reach SPDK takes; nodes export on
         ``address`` at ``first_port + 4 * i`` (replicas), +1 (heads), +2 (iSCSI): nothing listens;
@@ -59,6 +59,8 @@ class SimCluster:
         self.first_port = first_port
         self.lease_tick = lease_tick
         self.heartbeats = HeartbeatLoop() if heartbeat_thread else None
+        # every node takes its digests in this one process: a large simulation may take them less often
+        self.digest_every = digest_every
         self.nodes: list[SimNode] = []
         self._by_id: dict[str, SimNode] = {}
         self._by_name: dict[str, SimNode] = {}
@@ -82,7 +84,8 @@ class SimCluster:
             i = len(self.nodes)
             node = SimNode(self.fabric, i, str(uuid.uuid4()), f"{prefix}-{i:04d}", self.root / f"n{i}.sock",
                            self.address, self.first_port + 4 * i, fn(i), list(controllers), self.pool_bytes,
-                           op_delay=self.op_delay, on_head=self._on_head, heartbeats=self.heartbeats)
+                           op_delay=self.op_delay, on_head=self._on_head, heartbeats=self.heartbeats,
+                           digest_every=self.digest_every)
             self.nodes.append(node)
             self._by_id[node.node_id] = node
             self._by_name[node.name] = node

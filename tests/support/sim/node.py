@@ -16,7 +16,7 @@ from pathlib import Path
 import grpc
 
 from meshblock.agent.config import AgentConfig
-from meshblock.agent.registration import Digests, Lease, _register_loop, watch_digests
+from meshblock.agent.registration import DIGEST_EVERY, Digests, Lease, _register_loop, watch_digests
 from meshblock.agent.service import AgentServicer
 from meshblock.proto.meshblock.v1 import agent_pb2, agent_pb2_grpc
 
@@ -135,7 +135,7 @@ class SimNode:
 
     def __init__(self, fabric: Fabric, index: int, node_id: str, name: str, socket: Path, address: str, port: int,
                  labels: dict[str, str], controllers: list[str], pool_bytes: int, op_delay: float = 0.0,
-                 on_head=None, heartbeats: HeartbeatLoop | None = None):
+                 on_head=None, heartbeats: HeartbeatLoop | None = None, digest_every: float = DIGEST_EVERY):
         self.fabric = fabric
         self.index = index
         self.socket = socket
@@ -143,6 +143,7 @@ class SimNode:
         self.op_delay = op_delay
         self.on_head = on_head
         self.heartbeats = heartbeats          # None: registration runs on the caller's loop
+        self.digest_every = digest_every      # seconds between the digests its heartbeats carry
         self.config = AgentConfig(name=name, data_dir=socket.parent, node_id=node_id, nvmf_address=address,
                                   nvmf_port=port, head_port=port + 1, iscsi_port=port + 2,
                                   listen=f"unix:{socket}", labels=dict(labels), controller=",".join(controllers))
@@ -204,7 +205,7 @@ class SimNode:
         if register and self.controllers:
             # as the real agent: its digests are taken on the agent's loop, heartbeats carry them
             digests = Digests()
-            self._digests = asyncio.create_task(watch_digests(self.agent, digests, asyncio.Event()),
+            self._digests = asyncio.create_task(watch_digests(self.agent, digests, asyncio.Event(), self.digest_every),
                                                 name=f"digests-{self.name}")
             if self.heartbeats is not None:
                 self._registration = self.heartbeats.register(self.agent, self.controllers, self.lease, digests)

@@ -139,7 +139,7 @@ def parse_labels(items: list[str]) -> dict[str, list[str]]:
 
 async def amain(args) -> None:
     sim = SimCluster(Path(args.root), pool_bytes=int(args.pool_gib * GiB), rebuild_rate=args.rebuild_mib_s * (1 << 20),
-                     op_delay=args.op_delay, first_port=args.first_port)
+                     op_delay=args.op_delay, first_port=args.first_port, digest_every=args.digest_every)
     server = Server(sim)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -162,6 +162,7 @@ def main() -> None:
     p.add_argument("--pool-gib", type=float, default=1024)
     p.add_argument("--rebuild-mib-s", type=float, default=2048)
     p.add_argument("--op-delay", type=float, default=0.0)
+    p.add_argument("--digest-every", type=float, default=10.0, help="seconds between a node's digests")
     p.add_argument("--first-port", type=int, default=20000)
     p.add_argument("--spread", type=float, default=0.0, help="seconds over which nodes first register")
     p.add_argument("--log-level", default="WARNING")
@@ -177,12 +178,12 @@ class SimProcess:
 
     def __init__(self, root: Path, nodes: int, controllers: list[str], *, labels: dict[str, list[str]] | None = None,
                  pool_gib: float = 1024, rebuild_mib_s: float = 2048, op_delay: float = 0.0, spread: float = 0.0,
-                 log_level: str = "WARNING", first_port: int = 20000):
+                 log_level: str = "WARNING", first_port: int = 20000, digest_every: float = 10.0):
         self.root = Path(root)
         self.argv = [sys.executable, "-m", "tests.support.sim.serve", "--root", str(self.root), "--nodes", str(nodes),
                      "--controllers", ",".join(controllers), "--pool-gib", str(pool_gib), "--rebuild-mib-s",
                      str(rebuild_mib_s), "--op-delay", str(op_delay), "--spread", str(spread), "--log-level",
-                     log_level, "--first-port", str(first_port)]
+                     log_level, "--first-port", str(first_port), "--digest-every", str(digest_every)]
         for k, vals in (labels or {}).items():
             self.argv += ["--label", f"{k}={','.join(vals)}"]
         self.proc: asyncio.subprocess.Process | None = None
