@@ -441,6 +441,9 @@ class Bench:
                 for i in range(len(self.names) + start, len(self.names) + min(need, start + a.seed_chunk)):
                     picked = [zone_list[(i + k) % len(zone_list)] for k in range(3)]
                     members = [zn[(i // len(zone_list) + k) % len(zn)] for k, zn in enumerate(picked)]
+                    if i < a.hot_node_heads:   # one node heads these (the mass failover kills it)
+                        picked = zone_list[:3]
+                        members = [zone_list[0][0]] + [zn[(i + k) % len(zn)] for k, zn in enumerate(picked[1:], 1)]
                     vid, now = str(uuid.uuid4()), time.time()
                     v = Volume(id=vid, name=self.new_name(), size_bytes=size, replicas=3, spread="zone",
                                state=VolumeState.AVAILABLE, nqn=nqn("volume", vid), namespace_uuid=vid, created_at=now)
@@ -853,6 +856,9 @@ def main() -> None:
     p.add_argument("--store", choices=["etcd", "sqlite"], default="etcd")
     p.add_argument("--fill", choices=["api", "direct", "seed"], default="api")
     p.add_argument("--seed-chunk", type=int, default=500, help="volumes seeded per round trip (--fill seed)")
+    p.add_argument("--hot-node-heads", type=int, default=0,
+                   help="--fill seed: the first N volumes are all headed by one node, the one the mass failover "
+                        "kills")
     p.add_argument("--concurrency", type=int, default=16, help="creates in flight while filling through the API")
     p.add_argument("--create-rate", type=float, default=2.0, help="background creates per second while measuring")
     p.add_argument("--window", type=float, default=20.0, help="seconds of creates and probes per checkpoint")
