@@ -25,6 +25,7 @@ from ..store.base import Change, HistoryLost, Item, StateStore, StoreError
 log = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=Record)
+LOAD_SLICE = 2000     # records indexed between two turns of the event loop while loading
 KINDS: tuple[type[Record], ...] = (Node, Volume, Replica, Snapshot, GroupSnapshot)
 Listener = Callable[[str, str, Item | None, Item | None], None]
 
@@ -71,7 +72,7 @@ class ClusterView:
             try:
                 if fresh:
                     rev, items = await self.store.snapshot(list(self.kinds))
-                    self._load(rev, items)
+                    await self._load(rev, items)
                     fresh = False
                 async for batch in self.store.changes(list(self.kinds), self.revision):
                     for c in batch:
@@ -106,15 +107,21 @@ class ClusterView:
                         revision)
             return False
 
-    def _load(self, revision: int, items: dict[str, list[Item]]) -> None:
+    async def _load(self, revision: int, items: dict[str, list[Item]]) -> None:
         new = {k: {i.id: i for i in items.get(k, [])} for k in self.kinds}
         self._names = None   # one sort after loading, not one insertion per volume
+        done = 0
         for kind in self.kinds:
             old = self._items[kind]
             for id in set(old) | set(new[kind]):
                 a, b = old.get(id), new[kind].get(id)
                 if a is None or b is None or a.revision != b.revision:
                     self._set(kind, id, b)
+                done += 1
+                if done % LOAD_SLICE == 0:
+                    # hundreds of thousands of records: let the loop run between slices (the leader
+                    # lease's keep-alive runs there; it lapsed while 400,000 records were indexed)
+                    await asyncio.sleep(0)
         self.revision = max(self.revision, revision)
         self.ready.set()
         log.info("cluster view loaded at revision %d: %s", revision,
