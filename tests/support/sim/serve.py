@@ -43,7 +43,8 @@ def usage(pid: int | None = None) -> dict:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     tck = os.sysconf("SC_CLK_TCK")
-    return {"pid": pid, "rss_mb": round(int(status["VmRSS"].split()[0]) / 1024, 1),
+    # a process that has exited but not been reaped has no VmRSS
+    return {"pid": pid, "rss_mb": round(int(status.get("VmRSS", "0 kB").split()[0]) / 1024, 1),
             "threads": int(status["Threads"]), "cpu_s": (int(fields[11]) + int(fields[12])) / tck,
             "fds": len(os.listdir(f"/proc/{pid}/fd")) if pid == os.getpid() else None}
 
