@@ -63,10 +63,21 @@ def raid_name(volume_id: str) -> str:
 
 async def set_rate_limits(rpc: SpdkRpc, bdev: str, want: QosLimits, have: QosLimits, volume_id: str) -> QosLimits:
     """Give ``bdev`` the volume's QoS limits unless SPDK enforces them already (``have``); what SPDK
-    enforces afterwards."""
+    enforces afterwards.
+
+    A refusal is logged, not raised: nothing else of the head waits for its limits. SPDK v26.05
+    refuses every change ("Resource temporarily unavailable") to a bdev whose QoS is on while no I/O
+    channel has it open, such as an iSCSI LUN no initiator is logged in to (each open of such a bdev,
+    the RPC's own too, restarts QoS and the change meets that restart); the head then reports the
+    limits SPDK keeps, and the controller tries again."""
     if have == want:
         return have
-    await rpc.bdev_set_qos_limit(bdev, **want.spdk())
+    try:
+        await rpc.bdev_set_qos_limit(bdev, **want.spdk())
+    except SpdkError as e:
+        log.warning("volume %s: QoS limits %s not set on %s (SPDK keeps %s): %s", volume_id, want.describe(), bdev,
+                    have.describe(), e)
+        return have
     got = QosLimits.from_spdk((await rpc.bdev_get_bdevs(bdev))[0].get("assigned_rate_limits"))
     if got != want:
         log.warning("volume %s: SPDK enforces %s on %s, not the %s asked", volume_id, got.describe(), bdev,

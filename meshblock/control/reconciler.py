@@ -258,7 +258,7 @@ class Reconciler(ReplicatedVolumes):
             return self.rebuild_interval
         whole = (v.state == VolumeState.AVAILABLE and len(reps) == v.replicas
                  and all(r.state == ReplicaState.ONLINE for r in reps))
-        if not whole:
+        if not whole or vid not in self._head_ok:   # (a head that does not enforce its QoS limits yet)
             return self.interval
         return None    # settled: visited again on a change, or when the head sweep finds a leg out of sync
 
@@ -538,7 +538,8 @@ class Reconciler(ReplicatedVolumes):
             spec = head_spec(v, [apb.HeadLeg(replica_id=r.id, node_id=node.id)])
         st = await self._stub(node).EnsureHead(spec, timeout=self.call_timeout)
         crash_point("create.exported")
-        self._head_ok[v.id] = key
+        if qos_matches(v, st):    # else SPDK kept other limits: visited again (see _revisit)
+            self._head_ok[v.id] = key
         if (v.head_node_id, v.export_address, v.export_port) != (node.id, st.address, st.port):
             v.head_node_id, v.export_address, v.export_port = node.id, st.address, st.port
             await self.repo.commit(put=[v])

@@ -117,3 +117,17 @@ async def test_spdk_is_called_only_when_the_limits_differ():
     rpc = _Rpc(QosLimits(max_mbps=50).spdk())
     assert await set_rate_limits(rpc, "vol-x", want, QosLimits(max_mbps=50), VID) == want
     assert rpc.sets == 1 and rpc.limits["rw_mbytes_per_sec"] == 0      # every limit is sent: old ones go
+
+
+async def test_a_refused_change_does_not_fail_the_head():
+    from meshblock.agent.heads import set_rate_limits
+    from meshblock.spdk import SpdkInvalidParams
+
+    class Refusing(_Rpc):
+        async def bdev_set_qos_limit(self, name, **limits):
+            raise SpdkInvalidParams("bdev_set_qos_limit", -32602,
+                                    "Failed to configure rate limit: Resource temporarily unavailable")
+
+    kept = QosLimits(max_iops=1000)
+    rpc = Refusing(kept.spdk())
+    assert await set_rate_limits(rpc, "vol-x", QosLimits(max_iops=5000), kept, VID) == kept

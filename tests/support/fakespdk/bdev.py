@@ -521,6 +521,10 @@ def bdev_set_qos_limit(t: Target, params: Any) -> bool:
     given = [p.get(k) for k in QOS_TYPES]
     if all(v is None for v in given):
         raise RpcError(-E.EINVAL, "No rate limits specified")
+    if any(b.qos) and not b.descs:
+        # QoS on, no I/O channel: the RPC's own open restarts QoS (bdev_start_qos), and the change
+        # meets that restart in progress (spdk_bdev_set_qos_rate_limits: -EAGAIN), every time
+        raise RpcError(INVALID_PARAMS, "Failed to configure rate limit: Resource temporarily unavailable")
     for i, v in enumerate(given):
         if v is None:
             continue
