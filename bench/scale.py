@@ -435,10 +435,11 @@ class Bench:
         need = target - len(self.names)
         b64 = lambda m: base64.b64encode(m.SerializeToString()).decode()   # noqa: E731
         seeded = 0
+        base = len(self.names)      # volumes there before this fill (self.names grows as it goes)
         try:
             for start in range(0, need, a.seed_chunk):
                 vols: list[tuple[Volume, list[Replica], list[Node]]] = []
-                for i in range(len(self.names) + start, len(self.names) + min(need, start + a.seed_chunk)):
+                for i in range(base + start, base + min(need, start + a.seed_chunk)):
                     picked = [zone_list[(i + k) % len(zone_list)] for k in range(3)]
                     members = [zn[(i // len(zone_list) + k) % len(zn)] for k, zn in enumerate(picked)]
                     if i < a.hot_node_heads:   # one node heads these (the mass failover kills it)
