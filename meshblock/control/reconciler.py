@@ -465,8 +465,7 @@ class Reconciler(ReplicatedVolumes):
         node = nodes.get(r.node_id)
         if not self._up(node):
             if r.state not in (ReplicaState.OFFLINE, ReplicaState.CREATING):
-                r.state = ReplicaState.OFFLINE
-                r.offline_since = r.offline_since or time.time()
+                r.went_offline()
                 await self.repo.commit(put=[r])
             return
         assert node is not None

@@ -86,8 +86,7 @@ class ReplicatedVolumes:
         v.in_sync = sorted(after)
         gone = [r for r in active if r.node_id not in up and r.state not in (ReplicaState.OFFLINE, ReplicaState.CREATING)]
         for r in gone:   # as _converge_replica would mark them, in the same commit
-            r.state = ReplicaState.OFFLINE
-            r.offline_since = r.offline_since or time.time()
+            r.went_offline()
         await self.repo.commit(put=[v, *gone])
 
     async def _converge_replicated(self, v: Volume, active: list[Replica], nodes: dict[str, Node]) -> None:
@@ -213,8 +212,7 @@ class ReplicatedVolumes:
         for r in active:   # replicas whose node is down never reached the head (waiting shards stay as they are)
             if r.id in members and r.id not in {leg.replica_id for leg in st.legs} and \
                     r.state != ReplicaState.OFFLINE:
-                r.state = ReplicaState.OFFLINE
-                r.offline_since = r.offline_since or time.time()
+                r.went_offline()
                 changed[r.id] = r
         # what the head reports in sync is the volume's in-sync set from now on (with the leg states)
         reported = sorted(leg.replica_id for leg in st.legs if leg.state == "in_sync" and leg.replica_id in by_id)

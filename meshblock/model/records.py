@@ -217,6 +217,11 @@ class Replica(Record):
     offline_since: float = 0.0          # when it was last seen leaving the volume (0: it has not)
     shard: int = -1                     # erasure-coded volumes: the position in the stripe
 
+    def went_offline(self) -> None:
+        """Offline, since the first time it was seen leaving the volume."""
+        self.state = ReplicaState.OFFLINE
+        self.offline_since = self.offline_since or time.time()
+
 
 @dataclass
 class Snapshot(Record):
