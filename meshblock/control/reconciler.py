@@ -195,9 +195,10 @@ class Reconciler(ReplicatedVolumes):
                 if now_m - last_resync >= self.resync_interval:
                     last_resync = now_m
                     self._enqueue_all()
-                self.queue.add(CLUSTER)
+                # the backlog, measured before the periodic cluster key joins it
                 QUEUE.labels("now").set(len(self.queue))
                 QUEUE.labels("later").set(self.queue.delayed)
+                self.queue.add(CLUSTER)
         finally:
             if self._on_change in view.listeners:
                 view.listeners.remove(self._on_change)
