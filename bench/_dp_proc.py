@@ -513,6 +513,24 @@ class Sampler:
 ANALYSIS_MARK = "<!-- analysis: kept when the figures above are regenerated; check it against them -->"
 
 
+def run_and_clean_up(bench, res: dict) -> int:
+    """``bench.run()``, then ``bench.cleanup()`` whatever happened (a signal's SystemExit too), with
+    what went wrong recorded in ``res``: the exit status (0 or 1)."""
+    import traceback
+    rc = 0
+    try:
+        bench.run()
+    except BaseException as e:  # noqa: BLE001 - SystemExit from a signal too: clean up, write what we have
+        res["errors"].append(f"aborted: {e!r}")
+        res["traceback"] = traceback.format_exc()[-4000:]
+        log("aborted:", repr(e))
+        rc = 1
+    finally:
+        res["cleanup"] = bench.cleanup()
+        log(f"cleanup: {res['cleanup']}")
+    return rc
+
+
 def write_report(path: Path, text: str) -> None:
     """Write a generated report, keeping the hand-written analysis under ANALYSIS_MARK of the old one."""
     if path.exists():

@@ -76,6 +76,7 @@ from meshblock.spdk.discovery import SpdkInstall, find_spdk
 DEFAULT_NODE_TIMEOUT = ControllerConfig.node_timeout     # what `meshblock up` starts its controller with
 from _dp_proc import (
     CLK_TCK,
+    run_and_clean_up,
     write_report,
     NCPU,
     CommandLog,
@@ -1208,17 +1209,7 @@ def main() -> int:
     res["work_dir"] = str(bench.work)
     if args.wait_load:
         res["load_wait"] = wait_for_low_load(args.wait_load, args.wait_load_max)
-    rc = 0
-    try:
-        bench.run()
-    except BaseException as e:  # noqa: BLE001 - SystemExit from a signal too: clean up, write what we have
-        res["errors"].append(f"aborted: {e!r}")
-        res["traceback"] = traceback.format_exc()[-4000:]
-        log("aborted:", repr(e))
-        rc = 1
-    finally:
-        res["cleanup"] = bench.cleanup()
-        log(f"cleanup: {res['cleanup']}")
+    rc = run_and_clean_up(bench, res)
     res["cases"] = bench.cases
     res["summary"] = summarize(bench.cases)
     res["ratios"] = ratios(res["summary"], res.get("twin_a", "A"), res.get("twin_b", "B"))

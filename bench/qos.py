@@ -41,7 +41,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,7 +49,7 @@ for p in (REPO, Path(__file__).resolve().parent):
         sys.path.insert(0, str(p))
 
 from _dp_cluster import MeshCluster  # noqa: E402
-from _dp_proc import (CLK_TCK, NCPU, CommandLog, PerfSpec, Procs, free_port_pair, log, perf_argv,  # noqa: E402
+from _dp_proc import (CLK_TCK, NCPU, CommandLog, PerfSpec, Procs, free_port_pair, log, perf_argv, run_and_clean_up,  # noqa: E402
                       perf_once, proc_ticks, trid, write_report)
 
 from meshblock.qos import IOPS_STEP  # noqa: E402
@@ -288,17 +287,7 @@ def main() -> int:
     res["machine"] = {"cores": NCPU, "kernel": platform.release(), "python": platform.python_version()}
     res["spdk_version"] = bench.spdk.version()
     res["load_average_before"] = os.getloadavg()
-    rc = 0
-    try:
-        bench.run()
-    except BaseException as e:  # noqa: BLE001 - SystemExit from a signal too: clean up, write what we have
-        res["errors"].append(f"aborted: {e!r}")
-        res["traceback"] = traceback.format_exc()[-4000:]
-        log("aborted:", repr(e))
-        rc = 1
-    finally:
-        res["cleanup"] = bench.cleanup()
-        log(f"cleanup: {res['cleanup']}")
+    rc = run_and_clean_up(bench, res)
     res["load_average_after"] = os.getloadavg()
     res["summary"] = summarize(res)
     res["commands"] = bench.cmds.entries
