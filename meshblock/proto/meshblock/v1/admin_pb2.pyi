@@ -25,8 +25,15 @@ class ReplicaStatus(_message.Message):
     def __init__(self, replica_id: _Optional[str] = ..., node_id: _Optional[str] = ..., node_name: _Optional[str] = ..., state: _Optional[str] = ..., rebuild_progress: _Optional[float] = ..., rebuild_eta_seconds: _Optional[int] = ..., shard: _Optional[int] = ...) -> None: ...
 
 class Volume(_message.Message):
-    __slots__ = ("id", "name", "size_bytes", "replicas", "spread", "labels", "state", "stage", "nqn", "namespace_uuid", "head_node_id", "hosts", "replica_status", "source_snapshot_id", "source_volume_id", "created_at", "message", "read_only_hosts", "protocol", "target_iqn", "iscsi_netmasks", "chap_user", "erasure", "qos")
+    __slots__ = ("id", "name", "size_bytes", "replicas", "spread", "labels", "state", "stage", "nqn", "namespace_uuid", "head_node_id", "hosts", "replica_status", "source_snapshot_id", "source_volume_id", "created_at", "message", "read_only_hosts", "protocol", "target_iqn", "iscsi_netmasks", "chap_user", "erasure", "qos", "host_auth")
     class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class HostAuthEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -57,6 +64,7 @@ class Volume(_message.Message):
     CHAP_USER_FIELD_NUMBER: _ClassVar[int]
     ERASURE_FIELD_NUMBER: _ClassVar[int]
     QOS_FIELD_NUMBER: _ClassVar[int]
+    HOST_AUTH_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     size_bytes: int
@@ -81,7 +89,8 @@ class Volume(_message.Message):
     chap_user: str
     erasure: ErasureCoding
     qos: QosLimits
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., replicas: _Optional[int] = ..., spread: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., state: _Optional[str] = ..., stage: _Optional[str] = ..., nqn: _Optional[str] = ..., namespace_uuid: _Optional[str] = ..., head_node_id: _Optional[str] = ..., hosts: _Optional[_Iterable[str]] = ..., replica_status: _Optional[_Iterable[_Union[ReplicaStatus, _Mapping]]] = ..., source_snapshot_id: _Optional[str] = ..., source_volume_id: _Optional[str] = ..., created_at: _Optional[float] = ..., message: _Optional[str] = ..., read_only_hosts: _Optional[_Iterable[str]] = ..., protocol: _Optional[str] = ..., target_iqn: _Optional[str] = ..., iscsi_netmasks: _Optional[_Iterable[str]] = ..., chap_user: _Optional[str] = ..., erasure: _Optional[_Union[ErasureCoding, _Mapping]] = ..., qos: _Optional[_Union[QosLimits, _Mapping]] = ...) -> None: ...
+    host_auth: _containers.ScalarMap[str, str]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., replicas: _Optional[int] = ..., spread: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., state: _Optional[str] = ..., stage: _Optional[str] = ..., nqn: _Optional[str] = ..., namespace_uuid: _Optional[str] = ..., head_node_id: _Optional[str] = ..., hosts: _Optional[_Iterable[str]] = ..., replica_status: _Optional[_Iterable[_Union[ReplicaStatus, _Mapping]]] = ..., source_snapshot_id: _Optional[str] = ..., source_volume_id: _Optional[str] = ..., created_at: _Optional[float] = ..., message: _Optional[str] = ..., read_only_hosts: _Optional[_Iterable[str]] = ..., protocol: _Optional[str] = ..., target_iqn: _Optional[str] = ..., iscsi_netmasks: _Optional[_Iterable[str]] = ..., chap_user: _Optional[str] = ..., erasure: _Optional[_Union[ErasureCoding, _Mapping]] = ..., qos: _Optional[_Union[QosLimits, _Mapping]] = ..., host_auth: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class QosLimits(_message.Message):
     __slots__ = ("max_iops", "max_mbps", "max_read_mbps", "max_write_mbps")
@@ -198,16 +207,22 @@ class ResizeVolumeRequest(_message.Message):
     def __init__(self, ref: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
 
 class PublishVolumeRequest(_message.Message):
-    __slots__ = ("ref", "host_nqn", "read_only", "initiator_iqn")
+    __slots__ = ("ref", "host_nqn", "read_only", "initiator_iqn", "dhchap", "dhchap_bidirectional", "rotate_dhchap")
     REF_FIELD_NUMBER: _ClassVar[int]
     HOST_NQN_FIELD_NUMBER: _ClassVar[int]
     READ_ONLY_FIELD_NUMBER: _ClassVar[int]
     INITIATOR_IQN_FIELD_NUMBER: _ClassVar[int]
+    DHCHAP_FIELD_NUMBER: _ClassVar[int]
+    DHCHAP_BIDIRECTIONAL_FIELD_NUMBER: _ClassVar[int]
+    ROTATE_DHCHAP_FIELD_NUMBER: _ClassVar[int]
     ref: str
     host_nqn: str
     read_only: bool
     initiator_iqn: str
-    def __init__(self, ref: _Optional[str] = ..., host_nqn: _Optional[str] = ..., read_only: _Optional[bool] = ..., initiator_iqn: _Optional[str] = ...) -> None: ...
+    dhchap: bool
+    dhchap_bidirectional: bool
+    rotate_dhchap: bool
+    def __init__(self, ref: _Optional[str] = ..., host_nqn: _Optional[str] = ..., read_only: _Optional[bool] = ..., initiator_iqn: _Optional[str] = ..., dhchap: _Optional[bool] = ..., dhchap_bidirectional: _Optional[bool] = ..., rotate_dhchap: _Optional[bool] = ...) -> None: ...
 
 class UnpublishVolumeRequest(_message.Message):
     __slots__ = ("ref", "host_nqn", "initiator_iqn")
@@ -244,7 +259,7 @@ class Path(_message.Message):
     def __init__(self, transport: _Optional[str] = ..., traddr: _Optional[str] = ..., trsvcid: _Optional[str] = ..., ana_state: _Optional[str] = ..., node_id: _Optional[str] = ...) -> None: ...
 
 class ConnectInfo(_message.Message):
-    __slots__ = ("subnqn", "host_nqn", "paths", "namespace_uuid", "size_bytes", "protocol", "target_iqn", "initiator_iqn", "chap_user")
+    __slots__ = ("subnqn", "host_nqn", "paths", "namespace_uuid", "size_bytes", "protocol", "target_iqn", "initiator_iqn", "chap_user", "dhchap_secret", "dhchap_ctrl_secret")
     SUBNQN_FIELD_NUMBER: _ClassVar[int]
     HOST_NQN_FIELD_NUMBER: _ClassVar[int]
     PATHS_FIELD_NUMBER: _ClassVar[int]
@@ -254,6 +269,8 @@ class ConnectInfo(_message.Message):
     TARGET_IQN_FIELD_NUMBER: _ClassVar[int]
     INITIATOR_IQN_FIELD_NUMBER: _ClassVar[int]
     CHAP_USER_FIELD_NUMBER: _ClassVar[int]
+    DHCHAP_SECRET_FIELD_NUMBER: _ClassVar[int]
+    DHCHAP_CTRL_SECRET_FIELD_NUMBER: _ClassVar[int]
     subnqn: str
     host_nqn: str
     paths: _containers.RepeatedCompositeFieldContainer[Path]
@@ -263,7 +280,9 @@ class ConnectInfo(_message.Message):
     target_iqn: str
     initiator_iqn: str
     chap_user: str
-    def __init__(self, subnqn: _Optional[str] = ..., host_nqn: _Optional[str] = ..., paths: _Optional[_Iterable[_Union[Path, _Mapping]]] = ..., namespace_uuid: _Optional[str] = ..., size_bytes: _Optional[int] = ..., protocol: _Optional[str] = ..., target_iqn: _Optional[str] = ..., initiator_iqn: _Optional[str] = ..., chap_user: _Optional[str] = ...) -> None: ...
+    dhchap_secret: str
+    dhchap_ctrl_secret: str
+    def __init__(self, subnqn: _Optional[str] = ..., host_nqn: _Optional[str] = ..., paths: _Optional[_Iterable[_Union[Path, _Mapping]]] = ..., namespace_uuid: _Optional[str] = ..., size_bytes: _Optional[int] = ..., protocol: _Optional[str] = ..., target_iqn: _Optional[str] = ..., initiator_iqn: _Optional[str] = ..., chap_user: _Optional[str] = ..., dhchap_secret: _Optional[str] = ..., dhchap_ctrl_secret: _Optional[str] = ...) -> None: ...
 
 class Snapshot(_message.Message):
     __slots__ = ("id", "name", "volume_id", "size_bytes", "state", "created_at", "group_snapshot_id")
