@@ -25,7 +25,7 @@ class ReplicaStatus(_message.Message):
     def __init__(self, replica_id: _Optional[str] = ..., node_id: _Optional[str] = ..., node_name: _Optional[str] = ..., state: _Optional[str] = ..., rebuild_progress: _Optional[float] = ..., rebuild_eta_seconds: _Optional[int] = ..., shard: _Optional[int] = ...) -> None: ...
 
 class Volume(_message.Message):
-    __slots__ = ("id", "name", "size_bytes", "replicas", "spread", "labels", "state", "stage", "nqn", "namespace_uuid", "head_node_id", "hosts", "replica_status", "source_snapshot_id", "source_volume_id", "created_at", "message", "read_only_hosts", "protocol", "target_iqn", "iscsi_netmasks", "chap_user", "erasure", "qos", "host_auth")
+    __slots__ = ("id", "name", "size_bytes", "replicas", "spread", "labels", "state", "stage", "nqn", "namespace_uuid", "head_node_id", "hosts", "replica_status", "source_snapshot_id", "source_volume_id", "created_at", "message", "read_only_hosts", "protocol", "target_iqn", "iscsi_netmasks", "chap_user", "erasure", "qos", "host_auth", "tenant")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -65,6 +65,7 @@ class Volume(_message.Message):
     ERASURE_FIELD_NUMBER: _ClassVar[int]
     QOS_FIELD_NUMBER: _ClassVar[int]
     HOST_AUTH_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     size_bytes: int
@@ -90,7 +91,8 @@ class Volume(_message.Message):
     erasure: ErasureCoding
     qos: QosLimits
     host_auth: _containers.ScalarMap[str, str]
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., replicas: _Optional[int] = ..., spread: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., state: _Optional[str] = ..., stage: _Optional[str] = ..., nqn: _Optional[str] = ..., namespace_uuid: _Optional[str] = ..., head_node_id: _Optional[str] = ..., hosts: _Optional[_Iterable[str]] = ..., replica_status: _Optional[_Iterable[_Union[ReplicaStatus, _Mapping]]] = ..., source_snapshot_id: _Optional[str] = ..., source_volume_id: _Optional[str] = ..., created_at: _Optional[float] = ..., message: _Optional[str] = ..., read_only_hosts: _Optional[_Iterable[str]] = ..., protocol: _Optional[str] = ..., target_iqn: _Optional[str] = ..., iscsi_netmasks: _Optional[_Iterable[str]] = ..., chap_user: _Optional[str] = ..., erasure: _Optional[_Union[ErasureCoding, _Mapping]] = ..., qos: _Optional[_Union[QosLimits, _Mapping]] = ..., host_auth: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    tenant: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., replicas: _Optional[int] = ..., spread: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., state: _Optional[str] = ..., stage: _Optional[str] = ..., nqn: _Optional[str] = ..., namespace_uuid: _Optional[str] = ..., head_node_id: _Optional[str] = ..., hosts: _Optional[_Iterable[str]] = ..., replica_status: _Optional[_Iterable[_Union[ReplicaStatus, _Mapping]]] = ..., source_snapshot_id: _Optional[str] = ..., source_volume_id: _Optional[str] = ..., created_at: _Optional[float] = ..., message: _Optional[str] = ..., read_only_hosts: _Optional[_Iterable[str]] = ..., protocol: _Optional[str] = ..., target_iqn: _Optional[str] = ..., iscsi_netmasks: _Optional[_Iterable[str]] = ..., chap_user: _Optional[str] = ..., erasure: _Optional[_Union[ErasureCoding, _Mapping]] = ..., qos: _Optional[_Union[QosLimits, _Mapping]] = ..., host_auth: _Optional[_Mapping[str, str]] = ..., tenant: _Optional[str] = ...) -> None: ...
 
 class QosLimits(_message.Message):
     __slots__ = ("max_iops", "max_mbps", "max_read_mbps", "max_write_mbps")
@@ -123,7 +125,7 @@ class IscsiOptions(_message.Message):
     def __init__(self, netmasks: _Optional[_Iterable[str]] = ..., chap_user: _Optional[str] = ..., chap_secret: _Optional[str] = ...) -> None: ...
 
 class CreateVolumeRequest(_message.Message):
-    __slots__ = ("name", "size_bytes", "replicas", "spread", "labels", "protocol", "iscsi", "erasure", "qos")
+    __slots__ = ("name", "size_bytes", "replicas", "spread", "labels", "protocol", "iscsi", "erasure", "qos", "tenant")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -140,6 +142,7 @@ class CreateVolumeRequest(_message.Message):
     ISCSI_FIELD_NUMBER: _ClassVar[int]
     ERASURE_FIELD_NUMBER: _ClassVar[int]
     QOS_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     name: str
     size_bytes: int
     replicas: int
@@ -149,7 +152,8 @@ class CreateVolumeRequest(_message.Message):
     iscsi: IscsiOptions
     erasure: ErasureCoding
     qos: QosLimits
-    def __init__(self, name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., replicas: _Optional[int] = ..., spread: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., protocol: _Optional[str] = ..., iscsi: _Optional[_Union[IscsiOptions, _Mapping]] = ..., erasure: _Optional[_Union[ErasureCoding, _Mapping]] = ..., qos: _Optional[_Union[QosLimits, _Mapping]] = ...) -> None: ...
+    tenant: str
+    def __init__(self, name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., replicas: _Optional[int] = ..., spread: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., protocol: _Optional[str] = ..., iscsi: _Optional[_Union[IscsiOptions, _Mapping]] = ..., erasure: _Optional[_Union[ErasureCoding, _Mapping]] = ..., qos: _Optional[_Union[QosLimits, _Mapping]] = ..., tenant: _Optional[str] = ...) -> None: ...
 
 class GetVolumeRequest(_message.Message):
     __slots__ = ("ref",)
@@ -285,7 +289,7 @@ class ConnectInfo(_message.Message):
     def __init__(self, subnqn: _Optional[str] = ..., host_nqn: _Optional[str] = ..., paths: _Optional[_Iterable[_Union[Path, _Mapping]]] = ..., namespace_uuid: _Optional[str] = ..., size_bytes: _Optional[int] = ..., protocol: _Optional[str] = ..., target_iqn: _Optional[str] = ..., initiator_iqn: _Optional[str] = ..., chap_user: _Optional[str] = ..., dhchap_secret: _Optional[str] = ..., dhchap_ctrl_secret: _Optional[str] = ...) -> None: ...
 
 class Snapshot(_message.Message):
-    __slots__ = ("id", "name", "volume_id", "size_bytes", "state", "created_at", "group_snapshot_id")
+    __slots__ = ("id", "name", "volume_id", "size_bytes", "state", "created_at", "group_snapshot_id", "tenant")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
@@ -293,6 +297,7 @@ class Snapshot(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     GROUP_SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     volume_id: str
@@ -300,7 +305,8 @@ class Snapshot(_message.Message):
     state: str
     created_at: float
     group_snapshot_id: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., volume_id: _Optional[str] = ..., size_bytes: _Optional[int] = ..., state: _Optional[str] = ..., created_at: _Optional[float] = ..., group_snapshot_id: _Optional[str] = ...) -> None: ...
+    tenant: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., volume_id: _Optional[str] = ..., size_bytes: _Optional[int] = ..., state: _Optional[str] = ..., created_at: _Optional[float] = ..., group_snapshot_id: _Optional[str] = ..., tenant: _Optional[str] = ...) -> None: ...
 
 class CreateSnapshotRequest(_message.Message):
     __slots__ = ("volume_ref", "name")
@@ -347,7 +353,7 @@ class DeleteSnapshotReply(_message.Message):
     def __init__(self, existed: _Optional[bool] = ...) -> None: ...
 
 class GroupSnapshot(_message.Message):
-    __slots__ = ("id", "name", "volume_ids", "snapshots", "state", "created_at", "hold_ms", "message")
+    __slots__ = ("id", "name", "volume_ids", "snapshots", "state", "created_at", "hold_ms", "message", "tenant")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     VOLUME_IDS_FIELD_NUMBER: _ClassVar[int]
@@ -356,6 +362,7 @@ class GroupSnapshot(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     HOLD_MS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     volume_ids: _containers.RepeatedScalarFieldContainer[str]
@@ -364,7 +371,8 @@ class GroupSnapshot(_message.Message):
     created_at: float
     hold_ms: int
     message: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., volume_ids: _Optional[_Iterable[str]] = ..., snapshots: _Optional[_Iterable[_Union[Snapshot, _Mapping]]] = ..., state: _Optional[str] = ..., created_at: _Optional[float] = ..., hold_ms: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+    tenant: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., volume_ids: _Optional[_Iterable[str]] = ..., snapshots: _Optional[_Iterable[_Union[Snapshot, _Mapping]]] = ..., state: _Optional[str] = ..., created_at: _Optional[float] = ..., hold_ms: _Optional[int] = ..., message: _Optional[str] = ..., tenant: _Optional[str] = ...) -> None: ...
 
 class CreateGroupSnapshotRequest(_message.Message):
     __slots__ = ("name", "volume_refs")
@@ -553,7 +561,7 @@ class DrainNodeRequest(_message.Message):
     def __init__(self, ref: _Optional[str] = ...) -> None: ...
 
 class Host(_message.Message):
-    __slots__ = ("id", "host_nqn", "labels", "registered_at", "max_volumes", "initiator_iqn")
+    __slots__ = ("id", "host_nqn", "labels", "registered_at", "max_volumes", "initiator_iqn", "tenant")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -567,13 +575,15 @@ class Host(_message.Message):
     REGISTERED_AT_FIELD_NUMBER: _ClassVar[int]
     MAX_VOLUMES_FIELD_NUMBER: _ClassVar[int]
     INITIATOR_IQN_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     id: str
     host_nqn: str
     labels: _containers.ScalarMap[str, str]
     registered_at: float
     max_volumes: int
     initiator_iqn: str
-    def __init__(self, id: _Optional[str] = ..., host_nqn: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., registered_at: _Optional[float] = ..., max_volumes: _Optional[int] = ..., initiator_iqn: _Optional[str] = ...) -> None: ...
+    tenant: str
+    def __init__(self, id: _Optional[str] = ..., host_nqn: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., registered_at: _Optional[float] = ..., max_volumes: _Optional[int] = ..., initiator_iqn: _Optional[str] = ..., tenant: _Optional[str] = ...) -> None: ...
 
 class RegisterHostRequest(_message.Message):
     __slots__ = ("id", "host_nqn", "labels", "max_volumes", "initiator_iqn")
@@ -719,3 +729,209 @@ class HeartbeatReply(_message.Message):
     KNOWN_FIELD_NUMBER: _ClassVar[int]
     known: bool
     def __init__(self, known: _Optional[bool] = ...) -> None: ...
+
+class TenantQuota(_message.Message):
+    __slots__ = ("max_bytes", "max_volumes", "max_iops")
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_VOLUMES_FIELD_NUMBER: _ClassVar[int]
+    MAX_IOPS_FIELD_NUMBER: _ClassVar[int]
+    max_bytes: int
+    max_volumes: int
+    max_iops: int
+    def __init__(self, max_bytes: _Optional[int] = ..., max_volumes: _Optional[int] = ..., max_iops: _Optional[int] = ...) -> None: ...
+
+class TenantUsage(_message.Message):
+    __slots__ = ("bytes", "volumes", "iops", "unlimited_iops_volumes")
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    VOLUMES_FIELD_NUMBER: _ClassVar[int]
+    IOPS_FIELD_NUMBER: _ClassVar[int]
+    UNLIMITED_IOPS_VOLUMES_FIELD_NUMBER: _ClassVar[int]
+    bytes: int
+    volumes: int
+    iops: int
+    unlimited_iops_volumes: int
+    def __init__(self, bytes: _Optional[int] = ..., volumes: _Optional[int] = ..., iops: _Optional[int] = ..., unlimited_iops_volumes: _Optional[int] = ...) -> None: ...
+
+class Tenant(_message.Message):
+    __slots__ = ("name", "quota", "usage", "created_at", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    QUOTA_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    quota: TenantQuota
+    usage: TenantUsage
+    created_at: float
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., quota: _Optional[_Union[TenantQuota, _Mapping]] = ..., usage: _Optional[_Union[TenantUsage, _Mapping]] = ..., created_at: _Optional[float] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class CreateTenantRequest(_message.Message):
+    __slots__ = ("name", "quota", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    QUOTA_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    quota: TenantQuota
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., quota: _Optional[_Union[TenantQuota, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class GetTenantRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListTenantsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListTenantsReply(_message.Message):
+    __slots__ = ("tenants",)
+    TENANTS_FIELD_NUMBER: _ClassVar[int]
+    tenants: _containers.RepeatedCompositeFieldContainer[Tenant]
+    def __init__(self, tenants: _Optional[_Iterable[_Union[Tenant, _Mapping]]] = ...) -> None: ...
+
+class SetTenantQuotaRequest(_message.Message):
+    __slots__ = ("name", "max_bytes", "max_volumes", "max_iops")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_VOLUMES_FIELD_NUMBER: _ClassVar[int]
+    MAX_IOPS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    max_bytes: int
+    max_volumes: int
+    max_iops: int
+    def __init__(self, name: _Optional[str] = ..., max_bytes: _Optional[int] = ..., max_volumes: _Optional[int] = ..., max_iops: _Optional[int] = ...) -> None: ...
+
+class DeleteTenantRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteTenantReply(_message.Message):
+    __slots__ = ("existed",)
+    EXISTED_FIELD_NUMBER: _ClassVar[int]
+    existed: bool
+    def __init__(self, existed: _Optional[bool] = ...) -> None: ...
+
+class Identity(_message.Message):
+    __slots__ = ("name", "tenant", "role", "kind", "subject", "created_at", "token_prefix")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    tenant: str
+    role: str
+    kind: str
+    subject: str
+    created_at: float
+    token_prefix: str
+    def __init__(self, name: _Optional[str] = ..., tenant: _Optional[str] = ..., role: _Optional[str] = ..., kind: _Optional[str] = ..., subject: _Optional[str] = ..., created_at: _Optional[float] = ..., token_prefix: _Optional[str] = ...) -> None: ...
+
+class CreateIdentityRequest(_message.Message):
+    __slots__ = ("name", "tenant", "role", "subject")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    tenant: str
+    role: str
+    subject: str
+    def __init__(self, name: _Optional[str] = ..., tenant: _Optional[str] = ..., role: _Optional[str] = ..., subject: _Optional[str] = ...) -> None: ...
+
+class CreatedIdentity(_message.Message):
+    __slots__ = ("identity", "token")
+    IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    identity: Identity
+    token: str
+    def __init__(self, identity: _Optional[_Union[Identity, _Mapping]] = ..., token: _Optional[str] = ...) -> None: ...
+
+class ListIdentitiesRequest(_message.Message):
+    __slots__ = ("tenant",)
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    def __init__(self, tenant: _Optional[str] = ...) -> None: ...
+
+class ListIdentitiesReply(_message.Message):
+    __slots__ = ("identities",)
+    IDENTITIES_FIELD_NUMBER: _ClassVar[int]
+    identities: _containers.RepeatedCompositeFieldContainer[Identity]
+    def __init__(self, identities: _Optional[_Iterable[_Union[Identity, _Mapping]]] = ...) -> None: ...
+
+class DeleteIdentityRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteIdentityReply(_message.Message):
+    __slots__ = ("existed",)
+    EXISTED_FIELD_NUMBER: _ClassVar[int]
+    existed: bool
+    def __init__(self, existed: _Optional[bool] = ...) -> None: ...
+
+class AuditEvent(_message.Message):
+    __slots__ = ("id", "time", "identity", "role", "tenant", "method", "target", "code", "peer", "message")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    PEER_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    time: float
+    identity: str
+    role: str
+    tenant: str
+    method: str
+    target: str
+    code: str
+    peer: str
+    message: str
+    def __init__(self, id: _Optional[str] = ..., time: _Optional[float] = ..., identity: _Optional[str] = ..., role: _Optional[str] = ..., tenant: _Optional[str] = ..., method: _Optional[str] = ..., target: _Optional[str] = ..., code: _Optional[str] = ..., peer: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class ListAuditEventsRequest(_message.Message):
+    __slots__ = ("since", "tenant", "page_size", "page_token")
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    since: float
+    tenant: str
+    page_size: int
+    page_token: str
+    def __init__(self, since: _Optional[float] = ..., tenant: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListAuditEventsReply(_message.Message):
+    __slots__ = ("events", "next_page_token")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[AuditEvent]
+    next_page_token: str
+    def __init__(self, events: _Optional[_Iterable[_Union[AuditEvent, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

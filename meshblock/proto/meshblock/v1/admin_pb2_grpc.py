@@ -5,7 +5,7 @@ import warnings
 
 from meshblock.proto.meshblock.v1 import admin_pb2 as meshblock_dot_v1_dot_admin__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -1395,6 +1395,466 @@ class ClusterService:
             '/meshblock.v1.ClusterService/GetClusterStatus',
             meshblock_dot_v1_dot_admin__pb2.GetClusterStatusRequest.SerializeToString,
             meshblock_dot_v1_dot_admin__pb2.ClusterStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class TenantServiceStub:
+    """Tenants own volumes, snapshots and host registrations; identities (a bearer token or a client
+    certificate's subject) map callers to a tenant and a role (docs/security.md). Admins only, except
+    that GetTenant and ListTenants show other callers their own tenant.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.CreateTenant = channel.unary_unary(
+                '/meshblock.v1.TenantService/CreateTenant',
+                request_serializer=meshblock_dot_v1_dot_admin__pb2.CreateTenantRequest.SerializeToString,
+                response_deserializer=meshblock_dot_v1_dot_admin__pb2.Tenant.FromString,
+                _registered_method=True)
+        self.GetTenant = channel.unary_unary(
+                '/meshblock.v1.TenantService/GetTenant',
+                request_serializer=meshblock_dot_v1_dot_admin__pb2.GetTenantRequest.SerializeToString,
+                response_deserializer=meshblock_dot_v1_dot_admin__pb2.Tenant.FromString,
+                _registered_method=True)
+        self.ListTenants = channel.unary_unary(
+                '/meshblock.v1.TenantService/ListTenants',
+                request_serializer=meshblock_dot_v1_dot_admin__pb2.ListTenantsRequest.SerializeToString,
+                response_deserializer=meshblock_dot_v1_dot_admin__pb2.ListTenantsReply.FromString,
+                _registered_method=True)
+        self.SetTenantQuota = channel.unary_unary(
+                '/meshblock.v1.TenantService/SetTenantQuota',
+                request_serializer=meshblock_dot_v1_dot_admin__pb2.SetTenantQuotaRequest.SerializeToString,
+                response_deserializer=meshblock_dot_v1_dot_admin__pb2.Tenant.FromString,
+                _registered_method=True)
+        self.DeleteTenant = channel.unary_unary(
+                '/meshblock.v1.TenantService/DeleteTenant',
+                request_serializer=meshblock_dot_v1_dot_admin__pb2.DeleteTenantRequest.SerializeToString,
+                response_deserializer=meshblock_dot_v1_dot_admin__pb2.DeleteTenantReply.FromString,
+                _registered_method=True)
+        self.CreateIdentity = channel.unary_unary(
+                '/meshblock.v1.TenantService/CreateIdentity',
+                request_serializer=meshblock_dot_v1_dot_admin__pb2.CreateIdentityRequest.SerializeToString,
+                response_deserializer=meshblock_dot_v1_dot_admin__pb2.CreatedIdentity.FromString,
+                _registered_method=True)
+        self.ListIdentities = channel.unary_unary(
+                '/meshblock.v1.TenantService/ListIdentities',
+                request_serializer=meshblock_dot_v1_dot_admin__pb2.ListIdentitiesRequest.SerializeToString,
+                response_deserializer=meshblock_dot_v1_dot_admin__pb2.ListIdentitiesReply.FromString,
+                _registered_method=True)
+        self.DeleteIdentity = channel.unary_unary(
+                '/meshblock.v1.TenantService/DeleteIdentity',
+                request_serializer=meshblock_dot_v1_dot_admin__pb2.DeleteIdentityRequest.SerializeToString,
+                response_deserializer=meshblock_dot_v1_dot_admin__pb2.DeleteIdentityReply.FromString,
+                _registered_method=True)
+
+
+class TenantServiceServicer:
+    """Tenants own volumes, snapshots and host registrations; identities (a bearer token or a client
+    certificate's subject) map callers to a tenant and a role (docs/security.md). Admins only, except
+    that GetTenant and ListTenants show other callers their own tenant.
+    """
+
+    def CreateTenant(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTenant(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTenants(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetTenantQuota(self, request, context):
+        """The quotas given replace the tenant's; those not given stay as they are (0 lifts a quota).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteTenant(self, request, context):
+        """only an empty tenant
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateIdentity(self, request, context):
+        """A token identity's token is returned once, by this call; the controller keeps only its hash.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListIdentities(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteIdentity(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_TenantServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'CreateTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateTenant,
+                    request_deserializer=meshblock_dot_v1_dot_admin__pb2.CreateTenantRequest.FromString,
+                    response_serializer=meshblock_dot_v1_dot_admin__pb2.Tenant.SerializeToString,
+            ),
+            'GetTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTenant,
+                    request_deserializer=meshblock_dot_v1_dot_admin__pb2.GetTenantRequest.FromString,
+                    response_serializer=meshblock_dot_v1_dot_admin__pb2.Tenant.SerializeToString,
+            ),
+            'ListTenants': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTenants,
+                    request_deserializer=meshblock_dot_v1_dot_admin__pb2.ListTenantsRequest.FromString,
+                    response_serializer=meshblock_dot_v1_dot_admin__pb2.ListTenantsReply.SerializeToString,
+            ),
+            'SetTenantQuota': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTenantQuota,
+                    request_deserializer=meshblock_dot_v1_dot_admin__pb2.SetTenantQuotaRequest.FromString,
+                    response_serializer=meshblock_dot_v1_dot_admin__pb2.Tenant.SerializeToString,
+            ),
+            'DeleteTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTenant,
+                    request_deserializer=meshblock_dot_v1_dot_admin__pb2.DeleteTenantRequest.FromString,
+                    response_serializer=meshblock_dot_v1_dot_admin__pb2.DeleteTenantReply.SerializeToString,
+            ),
+            'CreateIdentity': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateIdentity,
+                    request_deserializer=meshblock_dot_v1_dot_admin__pb2.CreateIdentityRequest.FromString,
+                    response_serializer=meshblock_dot_v1_dot_admin__pb2.CreatedIdentity.SerializeToString,
+            ),
+            'ListIdentities': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListIdentities,
+                    request_deserializer=meshblock_dot_v1_dot_admin__pb2.ListIdentitiesRequest.FromString,
+                    response_serializer=meshblock_dot_v1_dot_admin__pb2.ListIdentitiesReply.SerializeToString,
+            ),
+            'DeleteIdentity': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteIdentity,
+                    request_deserializer=meshblock_dot_v1_dot_admin__pb2.DeleteIdentityRequest.FromString,
+                    response_serializer=meshblock_dot_v1_dot_admin__pb2.DeleteIdentityReply.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'meshblock.v1.TenantService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('meshblock.v1.TenantService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class TenantService:
+    """Tenants own volumes, snapshots and host registrations; identities (a bearer token or a client
+    certificate's subject) map callers to a tenant and a role (docs/security.md). Admins only, except
+    that GetTenant and ListTenants show other callers their own tenant.
+    """
+
+    @staticmethod
+    def CreateTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshblock.v1.TenantService/CreateTenant',
+            meshblock_dot_v1_dot_admin__pb2.CreateTenantRequest.SerializeToString,
+            meshblock_dot_v1_dot_admin__pb2.Tenant.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshblock.v1.TenantService/GetTenant',
+            meshblock_dot_v1_dot_admin__pb2.GetTenantRequest.SerializeToString,
+            meshblock_dot_v1_dot_admin__pb2.Tenant.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTenants(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshblock.v1.TenantService/ListTenants',
+            meshblock_dot_v1_dot_admin__pb2.ListTenantsRequest.SerializeToString,
+            meshblock_dot_v1_dot_admin__pb2.ListTenantsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetTenantQuota(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshblock.v1.TenantService/SetTenantQuota',
+            meshblock_dot_v1_dot_admin__pb2.SetTenantQuotaRequest.SerializeToString,
+            meshblock_dot_v1_dot_admin__pb2.Tenant.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshblock.v1.TenantService/DeleteTenant',
+            meshblock_dot_v1_dot_admin__pb2.DeleteTenantRequest.SerializeToString,
+            meshblock_dot_v1_dot_admin__pb2.DeleteTenantReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateIdentity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshblock.v1.TenantService/CreateIdentity',
+            meshblock_dot_v1_dot_admin__pb2.CreateIdentityRequest.SerializeToString,
+            meshblock_dot_v1_dot_admin__pb2.CreatedIdentity.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListIdentities(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshblock.v1.TenantService/ListIdentities',
+            meshblock_dot_v1_dot_admin__pb2.ListIdentitiesRequest.SerializeToString,
+            meshblock_dot_v1_dot_admin__pb2.ListIdentitiesReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteIdentity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshblock.v1.TenantService/DeleteIdentity',
+            meshblock_dot_v1_dot_admin__pb2.DeleteIdentityRequest.SerializeToString,
+            meshblock_dot_v1_dot_admin__pb2.DeleteIdentityReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class AuditServiceStub:
+    """The record of every mutating admin call, kept in the state store.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.ListAuditEvents = channel.unary_unary(
+                '/meshblock.v1.AuditService/ListAuditEvents',
+                request_serializer=meshblock_dot_v1_dot_admin__pb2.ListAuditEventsRequest.SerializeToString,
+                response_deserializer=meshblock_dot_v1_dot_admin__pb2.ListAuditEventsReply.FromString,
+                _registered_method=True)
+
+
+class AuditServiceServicer:
+    """The record of every mutating admin call, kept in the state store.
+    """
+
+    def ListAuditEvents(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_AuditServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'ListAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEvents,
+                    request_deserializer=meshblock_dot_v1_dot_admin__pb2.ListAuditEventsRequest.FromString,
+                    response_serializer=meshblock_dot_v1_dot_admin__pb2.ListAuditEventsReply.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'meshblock.v1.AuditService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('meshblock.v1.AuditService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class AuditService:
+    """The record of every mutating admin call, kept in the state store.
+    """
+
+    @staticmethod
+    def ListAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshblock.v1.AuditService/ListAuditEvents',
+            meshblock_dot_v1_dot_admin__pb2.ListAuditEventsRequest.SerializeToString,
+            meshblock_dot_v1_dot_admin__pb2.ListAuditEventsReply.FromString,
             options,
             channel_credentials,
             insecure,
