@@ -69,14 +69,15 @@ def rpc_method(service: str) -> Callable:
 
 async def make_server(listen: str, register: Callable[[grpc.aio.Server], None],
                       service_names: Iterable[str], *,
-                      tls: grpc.ServerCredentials | None = None,
-                      serving: bool = True) -> tuple[grpc.aio.Server, health.HealthServicer]:
+                      tls: grpc.ServerCredentials | None = None, serving: bool = True,
+                      interceptors: Iterable[grpc.aio.ServerInterceptor] = ()) -> tuple[grpc.aio.Server,
+                                                                                       health.HealthServicer]:
     """A grpc.aio server with the standard health and reflection services.
 
     ``listen`` is one address or several, comma-separated: ``unix:/path`` (made owner-only) or
     ``host:port``, which needs ``tls``: there is no unauthenticated TCP listener.
     """
-    server = grpc.aio.server()
+    server = grpc.aio.server(interceptors=list(interceptors) or None)
     register(server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -95,6 +95,8 @@ _COMMON_OPTIONS = (
                  help="Client certificate (PEM) for a host:port controller."),
     click.option("--key", type=_PEM, envvar="MESHBLOCK_KEY", default=None, show_envvar=True,
                  help="Client private key (PEM) for a host:port controller."),
+    click.option("--token", envvar="MESHBLOCK_TOKEN", default=None, show_envvar=True, show_default=False,
+                 help="Bearer token of your identity (docs/security.md)."),
 )
 
 
@@ -103,8 +105,8 @@ def admin_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, output: str, endpoint: str | None, ca: Path | None, cert: Path | None,
-                key: Path | None, **kwargs: Any) -> Any:
-        inv = Invocation(output=output, conn=Connection(endpoint=endpoint, ca=ca, cert=cert, key=key))
+                key: Path | None, token: str | None, **kwargs: Any) -> Any:
+        inv = Invocation(output=output, conn=Connection(endpoint=endpoint, ca=ca, cert=cert, key=key, token=token))
         return fn(inv, *args, **kwargs)
 
     for option in reversed(_COMMON_OPTIONS):

@@ -79,6 +79,11 @@ class Connection:
     ca: Path | None = None
     cert: Path | None = None
     key: Path | None = None
+    token: str | None = None       # a bearer token, sent with every call
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...] | None:
+        return (("authorization", f"Bearer {self.token}"),) if self.token else None
 
     @property
     def target(self) -> str:
@@ -151,18 +156,20 @@ def error_for(exc: grpc.RpcError, endpoint: str, hint: str = "") -> click.ClickE
 class _Stub:
     """A service stub whose calls carry a deadline and raise ClickException on failure."""
 
-    def __init__(self, stub: Any, endpoint: str, timeout: float, hint: str = "") -> None:
+    def __init__(self, stub: Any, endpoint: str, timeout: float, hint: str = "",
+                 metadata: tuple[tuple[str, str], ...] | None = None) -> None:
         self._stub = stub
         self._endpoint = endpoint
         self._timeout = timeout
         self._hint = hint
+        self._metadata = metadata
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._stub, name)
 
         def call(request: Any, timeout: float | None = None) -> Any:
             try:
-                return method(request, timeout=timeout or self._timeout)
+                return method(request, timeout=timeout or self._timeout, metadata=self._metadata)
             except _grpc().RpcError as e:
                 raise error_for(e, self._endpoint, self._hint) from None
 
@@ -181,9 +188,12 @@ class AdminClient:
         hint = ""
         if conn.tls and not conn.cert:
             hint = " (if the controller requires client certificates, give --cert and --key)"
-        self.volumes = _Stub(admin_pb2_grpc.VolumeServiceStub(self._channel), self.endpoint, timeout, hint)
-        self.nodes = _Stub(admin_pb2_grpc.NodeServiceStub(self._channel), self.endpoint, timeout, hint)
-        self.cluster = _Stub(admin_pb2_grpc.ClusterServiceStub(self._channel), self.endpoint, timeout, hint)
+        md = conn.metadata
+        self.volumes = _Stub(admin_pb2_grpc.VolumeServiceStub(self._channel), self.endpoint, timeout, hint, md)
+        self.nodes = _Stub(admin_pb2_grpc.NodeServiceStub(self._channel), self.endpoint, timeout, hint, md)
+        self.cluster = _Stub(admin_pb2_grpc.ClusterServiceStub(self._channel), self.endpoint, timeout, hint, md)
+        self.tenants = _Stub(admin_pb2_grpc.TenantServiceStub(self._channel), self.endpoint, timeout, hint, md)
+        self.audit = _Stub(admin_pb2_grpc.AuditServiceStub(self._channel), self.endpoint, timeout, hint, md)
 
     def close(self) -> None:
         self._channel.close()

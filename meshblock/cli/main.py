@@ -21,7 +21,8 @@ class _LazyGroup(click.Group):
     `meshblock gateway iscsi ...` then imports neither gRPC nor the admin commands."""
 
     LAZY = {"volume": "admin", "node": "admin", "cluster": "admin", "gateway": "gateway", "csi": "csi",
-            "spdk": "provision", "csi-sanity": "provision"}
+            "spdk": "provision", "csi-sanity": "provision", "tenant": "tenants", "identity": "tenants",
+            "audit": "tenants"}
     ATTR = {"csi": "csi_command", "csi-sanity": "csi_sanity"}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -145,12 +146,19 @@ def agent(config_file, name, data_dir, pool_device, pool_size, nvmf_address, nvm
                    "stops before another node is promoted, at the cost of a pause of replicated volumes while no "
                    "controller answers.")
 @click.option("--metrics-port", type=int, default=0, help="Serve Prometheus metrics on 127.0.0.1:PORT.")
+@click.option("--audit-max-age", type=click.FloatRange(0), default=90.0, show_default=True,
+              help="Days the audit log keeps an event (0: no limit by age).")
+@click.option("--audit-max-events", type=click.IntRange(0), default=100_000, show_default=True,
+              help="Events the audit log keeps at most, the oldest pruned first (0: no limit by count).")
+@click.option("--audit-prune-interval", type=click.FloatRange(0.1), default=60.0, show_default=True,
+              help="Seconds between two prunings of the audit log (by the leader).")
 @click.option("--log-level", default="INFO", show_default=True)
 def controller(store_url, listen, identity, node_timeout, heartbeat_interval, overcommit, orphan_grace, replace_after, tls_cert, tls_key,
                tls_client_ca,
                agent_tls_name, standby_heads, head_lease,
-               metrics_port, log_level) -> None:
+               metrics_port, audit_max_age, audit_max_events, audit_prune_interval, log_level) -> None:
     """Run a controller (one is active; others wait as standbys)."""
+    from ..control.audit import Retention
     from ..control.server import ControllerConfig, LeadershipLost, run_controller
     from ..logsetup import setup_logging
     from .local import meshblock_home
@@ -166,7 +174,9 @@ def controller(store_url, listen, identity, node_timeout, heartbeat_interval, ov
                            overcommit=overcommit, orphan_grace=orphan_grace,
                            replace_after=replace_after, tls_cert=tls_cert, tls_key=tls_key,
                            tls_client_ca=tls_client_ca, metrics_port=metrics_port, agent_tls_name=agent_tls_name,
-                           standby_heads=standby_heads, head_lease=head_lease)
+                           standby_heads=standby_heads, head_lease=head_lease,
+                           audit=Retention(max_age=audit_max_age * 86400, max_events=audit_max_events,
+                                           prune_every=audit_prune_interval))
     if cfg.store_url.startswith("sqlite:///"):
         Path(cfg.store_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     explicit = click.get_current_context().get_parameter_source("heartbeat_interval") != \

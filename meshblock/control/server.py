@@ -14,6 +14,7 @@ import signal
 import socket
 import time
 import uuid
+import dataclasses
 from dataclasses import dataclass
 
 from prometheus_client import start_http_server
@@ -21,7 +22,10 @@ from prometheus_client import start_http_server
 from ..grpcutil import client_tls, make_server, server_tls, set_serving
 from ..proto.meshblock.v1 import admin_pb2_grpc as pb_grpc
 from ..store import open_leadership, open_store
+from ..model.tenancy import Identity, Tenant
 from .agents import AgentClients
+from .audit import AUDIT_SERVICE, AuditLog, AuditServicer, Retention
+from .auth import Authenticator, AuthInterceptor
 from .hosts import HOST_SERVICE, HostServicer
 from .liveness import Liveness
 from .reconciler import Reconciler
@@ -29,10 +33,12 @@ from .repo import Repo
 from .view import ClusterView
 from .service import (CLUSTER_SERVICE, NODE_SERVICE, REGISTRY_SERVICE, VOLUME_SERVICE, ClusterServicer, Gate,
                       NodeServicer, RegistryServicer, VolumeServicer)
+from .tenants import TENANT_SERVICE, Quotas, TenantServicer
 from .volumes import VolumeManager
 
 log = logging.getLogger(__name__)
-SERVICES = [VOLUME_SERVICE, NODE_SERVICE, CLUSTER_SERVICE, REGISTRY_SERVICE, HOST_SERVICE]
+SERVICES = [VOLUME_SERVICE, NODE_SERVICE, CLUSTER_SERVICE, REGISTRY_SERVICE, HOST_SERVICE, TENANT_SERVICE,
+            AUDIT_SERVICE]
 
 
 @dataclass
@@ -53,6 +59,7 @@ class ControllerConfig:
     agent_tls_name: str = ""       # the name agents' certificates are issued to (default: their address)
     leader_ttl: float = 3.0
     head_lease: bool = True        # agents stop serving their heads when they lose the controller
+    audit: Retention = dataclasses.field(default_factory=Retention)
 
     def head_lease_ms(self) -> int:
         """The lease agents are given: one heartbeat, at most one second, shorter than the node timeout
@@ -83,8 +90,13 @@ async def run_controller(cfg: ControllerConfig, stop: asyncio.Event | None = Non
     # the view reads the store from the start, standbys included, so a controller that takes over
     # has the cluster in memory already and serves at once
     view = ClusterView(store)
+    # tenants and identities: a view of their own, so every call is authenticated from memory
+    tenancy = ClusterView(store, kinds=(Tenant, Identity))
+    quotas = Quotas(view, tenancy)
     view.start()
+    tenancy.start()
     repo = Repo(store, view)
+    audit = AuditLog(store, cfg.audit)
     # the controller dials agents' TCP APIs with its own certificate as client identity
     agents = AgentClients(client_tls(cfg.tls_client_ca, cfg.tls_cert, cfg.tls_key) if cfg.tls_cert else None,
                           tls_name=cfg.agent_tls_name)
@@ -99,6 +111,7 @@ async def run_controller(cfg: ControllerConfig, stop: asyncio.Event | None = Non
         reconciler.agent_started(node)
     liveness.on_new_instance = agent_started
     mgr = VolumeManager(repo, liveness, reconciler, overcommit=cfg.overcommit)
+    mgr.quotas = quotas
 
     def register(server) -> None:
         pb_grpc.add_VolumeServiceServicer_to_server(VolumeServicer(mgr, gate), server)
@@ -108,9 +121,14 @@ async def run_controller(cfg: ControllerConfig, stop: asyncio.Event | None = Non
         pb_grpc.add_NodeRegistryServicer_to_server(RegistryServicer(liveness, gate, cfg.heartbeat_ms,
                                                                                   cfg.head_lease_ms()), server)
         pb_grpc.add_HostServiceServicer_to_server(HostServicer(repo, gate), server)
+        pb_grpc.add_TenantServiceServicer_to_server(TenantServicer(Repo(store, tenancy), tenancy, quotas, gate),
+                                                    server)
+        pb_grpc.add_AuditServiceServicer_to_server(AuditServicer(audit, gate), server)
 
     tls = server_tls(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca) if cfg.tls_cert else None
-    server, health = await make_server(cfg.listen, register, SERVICES, tls=tls, serving=False)
+    interceptor = AuthInterceptor(Authenticator(tenancy), audit.record, active=lambda: gate.active)
+    server, health = await make_server(cfg.listen, register, SERVICES, tls=tls, serving=False,
+                                       interceptors=[interceptor])
     if cfg.metrics_port:
         start_http_server(cfg.metrics_port, addr="127.0.0.1")
     log.info("controller %s listening on %s; campaigning for leadership", identity, cfg.listen)
@@ -133,7 +151,8 @@ async def run_controller(cfg: ControllerConfig, stop: asyncio.Event | None = Non
         gate.settled = True
         set_serving(health, SERVICES, True)
 
-        tasks = [asyncio.create_task(reconciler.run()), asyncio.create_task(liveness.run())]
+        tasks = [asyncio.create_task(reconciler.run()), asyncio.create_task(liveness.run()),
+                 asyncio.create_task(audit.run_pruner())]
         lost = asyncio.create_task(leadership.lost.wait())
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait({lost, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -153,5 +172,6 @@ async def run_controller(cfg: ControllerConfig, stop: asyncio.Event | None = Non
             await leadership.resign()
         await agents.close()
         await view.stop()
+        await tenancy.stop()
         await store.close()
         log.info("controller %s stopped", identity)

@@ -14,7 +14,8 @@ from ..proto.meshblock.v1 import admin_pb2 as pb
 from ..proto.meshblock.v1 import admin_pb2_grpc as pb_grpc
 from ..qos import QosLimits, problems
 from ..replication import erasure
-from . import validate
+from ..model.tenancy import tenant_of
+from . import auth, validate
 from .liveness import Liveness
 from .reconciler import INTERNAL_SNAPSHOT_PREFIX
 from .volumes import CLUSTER_GRANULARITY, VolumeManager, VolumeSpec
@@ -67,7 +68,7 @@ def volume_pb(v: Volume, reps: list[Replica], nodes: dict[str, Node], rebuild: d
         created_at=v.created_at, message=v.message, replica_status=[status(r) for r in reps],
         protocol=v.protocol, target_iqn=v.target_iqn, iscsi_netmasks=v.iscsi_netmasks, chap_user=v.chap_user,
         erasure=pb.ErasureCoding(data=v.ec_data, parity=v.ec_parity) if v.ec_data else None,
-        qos=pb.QosLimits(**dataclasses.asdict(v.qos)))
+        qos=pb.QosLimits(**dataclasses.asdict(v.qos)), tenant=tenant_of(v.tenant))
 
 
 def _page_by_name(items: list, page_size: int, page_token: str) -> tuple[list, str]:
@@ -84,7 +85,7 @@ def _page_by_name(items: list, page_size: int, page_token: str) -> tuple[list, s
 
 def snapshot_pb(s: Snapshot) -> pb.Snapshot:
     return pb.Snapshot(id=s.id, name=s.name, volume_id=s.volume_id, size_bytes=s.size_bytes, state=s.state.value,
-                       created_at=s.created_at, group_snapshot_id=s.group_id)
+                       created_at=s.created_at, group_snapshot_id=s.group_id, tenant=tenant_of(s.tenant))
 
 
 class Gate:
@@ -151,6 +152,7 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
         spec = self._spec(request.name, request.size_bytes, request.replicas, request.spread, request.labels)
         spec = self._protocol(spec, request)
         spec.qos = self._qos(request)
+        spec.tenant = self.mgr.quotas.owner(request.tenant) if self.mgr.quotas is not None else ""
         if request.HasField("erasure"):
             spec = self._erasure(spec, request)
         return await self._pb(await self.mgr.wait_ready(await self.mgr.create(spec)))
@@ -187,6 +189,7 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
         if request.state and request.state not in {s.value for s in VolumeState}:
             raise InvalidArgument("state", f"{request.state!r} is not a volume state")
         cursor = _untoken(request.page_token)
+        caller = auth.current()
         nodes = await self.mgr.nodes()
         out: list[pb.Volume] = []
         batch_size = max(size, 200)
@@ -194,6 +197,8 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
             batch = await self.mgr.volumes_after(cursor, batch_size)
             for v in batch:
                 cursor = v.name
+                if not caller.sees(v.tenant):
+                    continue
                 if request.state and v.state.value != request.state:
                     continue
                 if any(v.labels.get(k) != val for k, val in request.label_selector.items()):
@@ -286,7 +291,8 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
         self.gate.check()
         vid = (await self.mgr.require(request.volume_ref)).id if request.volume_ref else None
         snaps = [s for s in await self.mgr.repo.list(Snapshot, index="name")
-                 if (vid is None or s.volume_id == vid) and not s.name.startswith(INTERNAL_SNAPSHOT_PREFIX)]
+                 if (vid is None or s.volume_id == vid) and not s.name.startswith(INTERNAL_SNAPSHOT_PREFIX)
+                 and auth.current().sees(s.tenant)]
         page, token = _page_by_name(snaps, request.page_size, request.page_token)
         return pb.ListSnapshotsReply(snapshots=[snapshot_pb(s) for s in page], next_page_token=token)
 
@@ -318,8 +324,8 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
     @rpc_method(VOLUME_SERVICE)
     async def ListGroupSnapshots(self, request: pb.ListGroupSnapshotsRequest, context) -> pb.ListGroupSnapshotsReply:
         self.gate.check()
-        page, token = _page_by_name(await self.mgr.repo.list(GroupSnapshot, index="name"), request.page_size,
-                                    request.page_token)
+        page, token = _page_by_name([g for g in await self.mgr.repo.list(GroupSnapshot, index="name")
+                                     if auth.current().sees(g.tenant)], request.page_size, request.page_token)
         return pb.ListGroupSnapshotsReply(group_snapshots=[await self._group_pb(g) for g in page],
                                           next_page_token=token)
 
@@ -332,7 +338,7 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
 
     async def _group_pb(self, g: GroupSnapshot) -> pb.GroupSnapshot:
         return pb.GroupSnapshot(id=g.id, name=g.name, volume_ids=g.volume_ids, state=g.state.value,
-                                created_at=g.created_at, hold_ms=g.hold_ms, message=g.message,
+                                created_at=g.created_at, hold_ms=g.hold_ms, message=g.message, tenant=tenant_of(g.tenant),
                                 snapshots=[snapshot_pb(s) for s in await self.mgr.group_members(g)])
 
     @rpc_method(VOLUME_SERVICE)

@@ -7,6 +7,7 @@ reconciler to act on them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import uuid
@@ -20,6 +21,7 @@ from ..model import (GroupSnapshot, GroupSnapshotState, Node, NodeState, Replica
 from ..model.records import now
 from ..qos import QosLimits
 from ..store.base import Conflict, NameTaken
+from . import auth
 from .liveness import Liveness
 from ..replication.erasure import SHARD_BLOCK_BYTES, Layout
 from .placement import Candidate, PlacementError, place
@@ -49,6 +51,7 @@ class VolumeSpec:
     chap_secret: str = ""
     erasure: Layout | None = None      # erasure-coded: ``replicas`` is then its k+m shard count
     qos: QosLimits = QosLimits()
+    tenant: str = ""                   # the owner ("": the default tenant)
 
 
 def not_erasure_coded(v: Volume, what: str) -> None:
@@ -65,6 +68,10 @@ class VolumeManager:
         self.reconciler = reconciler
         self.overcommit = overcommit
         self.wait_timeout = wait_timeout
+        self.quotas = None                 # tenants.Quotas: admits changes against tenants' quotas
+
+    def _admit(self, new: Volume, old: Volume | None = None):
+        return self.quotas.admit(new, old) if self.quotas is not None else contextlib.nullcontext()
 
     # --- lookups -------------------------------------------------------------------------------
     async def find(self, ref: str) -> Volume | None:
@@ -74,7 +81,7 @@ class VolumeManager:
                 v = await self.repo.get(Volume, str(uuid.UUID(ref)))
             except ValueError:
                 v = None
-        return v
+        return v if v is None or auth.current().sees(v.tenant) else None   # others' volumes do not exist
 
     async def require(self, ref: str) -> Volume:
         v = await self.find(ref)
@@ -154,6 +161,8 @@ class VolumeManager:
     async def create(self, spec: VolumeSpec, *, source: Snapshot | None = None) -> Volume:
         existing = await self.repo.by_name(Volume, spec.name)
         if existing is not None:
+            if existing.tenant != spec.tenant:
+                raise AlreadyExists(f"the volume name {spec.name!r} is taken")
             if not self._same(existing, spec) or (source and existing.source_snapshot_id != source.id):
                 raise AlreadyExists(f"volume {spec.name!r} exists with different parameters (size "
                                     f"{existing.size_bytes}, replicas {existing.replicas}, spread {existing.spread!r}, "
@@ -187,14 +196,15 @@ class VolumeManager:
                    source_volume_id=source.volume_id if source else "", protocol=spec.protocol,
                    target_iqn=iqn("volume", vid) if spec.protocol == "iscsi" else "",
                    iscsi_netmasks=list(spec.iscsi_netmasks), chap_user=spec.chap_user, chap_secret=spec.chap_secret,
-                   ec_data=ec.data if ec else 0, ec_parity=ec.parity if ec else 0)
+                   ec_data=ec.data if ec else 0, ec_parity=ec.parity if ec else 0, tenant=spec.tenant)
         v.set_qos(spec.qos)
         reps = [Replica(id=str(uuid.uuid4()), volume_id=vid, node_id=n, size_bytes=each,
                         state=ReplicaState.CREATING, created_at=now(), shard=i if ec else -1,
                         source_snapshot_replica=source.id if source else "") for i, n in enumerate(node_ids)]
         crash_point("create.placed")
         try:
-            await self.repo.commit(create=[v, *reps])
+            async with self._admit(v):
+                await self.repo.commit(create=[v, *reps])
         except NameTaken:
             return await self.create(spec, source=source)   # lost a race with the same name: compare again
         crash_point("create.recorded")
@@ -221,11 +231,13 @@ class VolumeManager:
             v = await self.require(ref)
             if v.state == VolumeState.DELETING:
                 raise FailedPrecondition(f"volume {v.name!r} is being deleted")
+            old = replace(v)
             if not change(v):
                 return v
             v.generation += 1
             try:
-                await self.repo.commit(put=[v])
+                async with self._admit(v, old):
+                    await self.repo.commit(put=[v])
             except Conflict:
                 continue
             self.reconciler.kick()
@@ -326,12 +338,14 @@ class VolumeManager:
                 s = await self.repo.get(Snapshot, str(uuid.UUID(ref)))
             except ValueError:
                 s = None
-        return s
+        return s if s is None or auth.current().sees(s.tenant) else None
 
     async def create_snapshot(self, volume_ref: str, name: str) -> Snapshot:
         v = await self.require(volume_ref)
         existing = await self.repo.by_name(Snapshot, name)
         if existing is not None:
+            if existing.tenant != v.tenant:
+                raise AlreadyExists(f"the snapshot name {name!r} is taken")
             if existing.volume_id != v.id:
                 raise AlreadyExists(f"snapshot {name!r} exists for another volume")
             return existing
@@ -339,7 +353,7 @@ class VolumeManager:
         if v.state not in (VolumeState.AVAILABLE, VolumeState.DEGRADED):
             raise FailedPrecondition(f"volume {v.name!r} is {v.state.value}; snapshots need a serving volume")
         s = Snapshot(id=str(uuid.uuid4()), name=name, volume_id=v.id, size_bytes=v.size_bytes,
-                     state=SnapshotState.CREATING, created_at=now())
+                     state=SnapshotState.CREATING, created_at=now(), tenant=v.tenant)
         try:
             await self.repo.commit(create=[s], check=[v])
         except NameTaken:
@@ -387,7 +401,7 @@ class VolumeManager:
                 g = await self.repo.get(GroupSnapshot, str(uuid.UUID(ref)))
             except ValueError:
                 g = None
-        return g
+        return g if g is None or auth.current().sees(g.tenant) else None
 
     async def group_members(self, g: GroupSnapshot) -> list[Snapshot]:
         out = []
@@ -405,8 +419,12 @@ class VolumeManager:
             if any(v.id == x.id for x in volumes):
                 raise InvalidArgument("volume_refs", f"volume {v.name!r} is given twice")
             volumes.append(v)
+        if len({v.tenant for v in volumes}) > 1:
+            raise InvalidArgument("volume_refs", "the volumes of a group snapshot belong to one tenant")
         ids = [v.id for v in volumes]
         g = await self.repo.by_name(GroupSnapshot, name)
+        if g is not None and g.tenant != volumes[0].tenant:
+            raise AlreadyExists(f"the group snapshot name {name!r} is taken")
         if g is not None and g.state == GroupSnapshotState.DELETING:
             gid_ = g.id
 
@@ -432,10 +450,11 @@ class VolumeManager:
                                              "hold writes with NVMe ANA states, which iSCSI does not have")
             gid = str(uuid.uuid4())
             members = [Snapshot(id=str(uuid.uuid4()), name=f"{name}.{i + 1:03d}", volume_id=v.id,
-                                size_bytes=v.size_bytes, state=SnapshotState.CREATING, created_at=now(), group_id=gid)
+                                size_bytes=v.size_bytes, state=SnapshotState.CREATING, created_at=now(), group_id=gid,
+                                tenant=v.tenant)
                        for i, v in enumerate(volumes)]
             g = GroupSnapshot(id=gid, name=name, volume_ids=ids, snapshot_ids=[m.id for m in members],
-                              state=GroupSnapshotState.CREATING, created_at=now())
+                              state=GroupSnapshotState.CREATING, created_at=now(), tenant=volumes[0].tenant)
             try:
                 await self.repo.commit(create=[g, *members], check=volumes)
             except (NameTaken, Conflict):
@@ -485,6 +504,8 @@ class VolumeManager:
 
     async def clone(self, spec: VolumeSpec, *, snapshot_ref: str = "", volume_ref: str = "") -> Volume:
         existing = await self.repo.by_name(Volume, spec.name)
+        if existing is not None and not auth.current().sees(existing.tenant):
+            raise AlreadyExists(f"the volume name {spec.name!r} is taken")
         if existing is not None:
             if existing.source_snapshot_id or existing.source_volume_id:
                 src = await self.repo.get(Snapshot, existing.source_snapshot_id)
@@ -503,5 +524,6 @@ class VolumeManager:
             raise FailedPrecondition(f"snapshot {snap.name!r} is {snap.state.value}")
         if spec.size_bytes < snap.size_bytes:
             spec.size_bytes = snap.size_bytes
+        spec.tenant = snap.tenant            # a clone belongs with its source
         v = await self.create(spec, source=snap)
         return await self.wait_ready(v)

@@ -173,6 +173,7 @@ class Volume(Record):
     max_mbps: int = 0
     max_read_mbps: int = 0
     max_write_mbps: int = 0
+    tenant: str = ""                 # the owning tenant ("": the default tenant)
 
     @property
     def name_key(self) -> str | None:
@@ -234,6 +235,7 @@ class Snapshot(Record):
     parts: dict[str, str] = field(default_factory=dict)
     created_at: float = 0.0
     group_id: str = ""               # a member of this group snapshot (taken with it, deleted with it)
+    tenant: str = ""                 # its volume's tenant ("": the default tenant)
 
     @property
     def name_key(self) -> str | None:
@@ -259,6 +261,7 @@ class GroupSnapshot(Record):
     attempts: int = 0                # tries started (a controller may die during one)
     hold_ms: int = 0                 # how long the volumes' writes were held
     message: str = ""                # why the last try failed
+    tenant: str = ""                 # its volumes' tenant ("": the default tenant)
 
     @property
     def name_key(self) -> str | None:
@@ -274,6 +277,7 @@ class Host(Record):
     registered_at: float = 0.0
     max_volumes: int = 0             # 0: no limit
     initiator_iqn: str = ""          # iSCSI initiator name ("": none)
+    tenant: str = ""                 # the tenant that registered it ("": the default tenant)
 
 
 _FIELDS: dict[type, tuple[str, ...]] = {}
