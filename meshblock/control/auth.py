@@ -119,6 +119,29 @@ class AuthError(Exception):
     def __init__(self, code: grpc.StatusCode, message: str):
         super().__init__(message)
         self.code = code
+        self.details = message
+
+
+class _Aborted(grpc.aio.AbortError):
+    """A servicer's abort, held until the interceptor has recorded the call."""
+
+    def __init__(self, code: grpc.StatusCode, details: str):
+        super().__init__(details)
+        self.code = code
+        self.details = details
+
+
+class _DeferredAbort:
+    """A servicer context whose abort raises :class:`_Aborted` instead of answering the client."""
+
+    def __init__(self, context: Any):
+        self._context = context
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Any = ()) -> None:
+        raise _Aborted(code, details)
 
 
 class Authenticator:
@@ -210,39 +233,39 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
         async def behavior(request, context):
             caller = Caller("", "", "", context.peer() or "")
-            code, message = grpc.StatusCode.OK, ""
             try:
-                try:
-                    caller = self.auth.authenticate(context)
-                    if _RANK.get(caller.role, -1) < _RANK[required_role(method)]:
-                        raise AuthError(grpc.StatusCode.PERMISSION_DENIED,
-                                        f"{caller.identity!r} ({caller.role} of tenant {caller.tenant}) may not "
-                                        f"call {method}")
-                except AuthError as e:
-                    code, message = e.code, str(e)
-                    await context.abort(e.code, str(e))
+                caller = self.auth.authenticate(context)
+                if _RANK.get(caller.role, -1) < _RANK[required_role(method)]:
+                    raise AuthError(grpc.StatusCode.PERMISSION_DENIED,
+                                    f"{caller.identity!r} ({caller.role} of tenant {caller.tenant}) may not "
+                                    f"call {method}")
                 token = _CALLER.set(caller)
                 try:
-                    return await inner(request, context)
+                    # the servicer's abort is held back until the call is in the audit log: an
+                    # abort answers the client at once
+                    reply = await inner(request, _DeferredAbort(context))
                 finally:
                     _CALLER.reset(token)
-                    if context.code() not in (None, grpc.StatusCode.OK):
-                        code, message = context.code(), context.details() or ""
-            except grpc.aio.AbortError:
-                if code == grpc.StatusCode.OK:
-                    code, message = context.code() or grpc.StatusCode.UNKNOWN, context.details() or ""
+            except (AuthError, _Aborted) as e:
+                code, message = e.code, e.details
+            except Exception as e:
+                if audited:
+                    await self._record(caller, full, request, grpc.StatusCode.UNKNOWN, type(e).__name__)
                 raise
-            except BaseException as e:
-                code, message = grpc.StatusCode.UNKNOWN, f"{type(e).__name__}"
-                raise
-            finally:
-                if audited and self.record is not None and self.active():
-                    await self._record(caller, full, request, code, message)
+            else:
+                if audited:
+                    await self._record(caller, full, request, grpc.StatusCode.OK, "")
+                return reply
+            if audited:
+                await self._record(caller, full, request, code, message)
+            await context.abort(code, message)
 
         return grpc.unary_unary_rpc_method_handler(behavior, request_deserializer=handler.request_deserializer,
                                                    response_serializer=handler.response_serializer)
 
     async def _record(self, caller: Caller, method: str, request: Any, code: grpc.StatusCode, message: str) -> None:
+        if self.record is None or not self.active():
+            return
         hidden = secret_values(request)
         try:
             await self.record(caller=caller, method=method, target=redact(target_of(request), hidden),

@@ -11,7 +11,8 @@ from click.testing import CliRunner, Result
 from meshblock.cli import admin
 from tests.cli.fake_controller import FakeController, Server
 
-ENV_VARS = ("MESHBLOCK_ENDPOINT", "MESHBLOCK_HOME", "MESHBLOCK_CA", "MESHBLOCK_CERT", "MESHBLOCK_KEY")
+ENV_VARS = ("MESHBLOCK_ENDPOINT", "MESHBLOCK_HOME", "MESHBLOCK_CA", "MESHBLOCK_CERT", "MESHBLOCK_KEY",
+            "MESHBLOCK_TOKEN")
 
 
 @click.group()

@@ -26,7 +26,7 @@ class As:
         md = (("authorization", f"Bearer {token}"),) if token is not None else None
         for attr, stub in (("volumes", pb_grpc.VolumeServiceStub), ("tenants", pb_grpc.TenantServiceStub),
                            ("audit", pb_grpc.AuditServiceStub), ("hosts", pb_grpc.HostServiceStub),
-                           ("nodes", pb_grpc.NodeServiceStub)):
+                           ("nodes", pb_grpc.NodeServiceStub), ("cluster", pb_grpc.ClusterServiceStub)):
             setattr(self, attr, _WithMetadata(stub(channel), md))
 
 
