@@ -26,13 +26,16 @@ from .types import parse_labels
 @click.option("--ca", envvar="MESHBLOCK_CA", default="", show_envvar=True, help="CA certificate file (PEM).")
 @click.option("--cert", envvar="MESHBLOCK_CERT", default="", show_envvar=True, help="Client certificate (PEM).")
 @click.option("--key", envvar="MESHBLOCK_KEY", default="", show_envvar=True, help="Client key (PEM).")
+@click.option("--admin-token-file", default="", metavar="FILE",
+              help="The plugin's own admin API token (default: $MESHBLOCK_TOKEN), used for calls whose CSI "
+                   "secrets hold no tenantToken (docs/kubernetes.md).")
 @click.option("--max-volumes", type=int, default=0, show_default=True,
               help="Volumes this node may attach (0: no limit).")
 @click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", callback=parse_labels,
               help="Labels registered with this host.")
 @click.option("--log-level", default="INFO", show_default=True)
 def csi_command(endpoint, controller_role, node_role, node_id, host_nqn, initiator_iqn, admin_endpoint, ca, cert, key,
-                max_volumes, labels, log_level) -> None:
+                admin_token_file, max_volumes, labels, log_level) -> None:
     """Run the CSI plugin (csi.meshblock.io)."""
     from ..csi.host.iscsi import INITIATOR_FILE, initiator_name
     from ..csi.server import PluginConfig, host_nqn_of_machine, run_plugin
@@ -56,6 +59,7 @@ def csi_command(endpoint, controller_role, node_role, node_id, host_nqn, initiat
     cfg = PluginConfig(endpoint=endpoint, controller=controller_role, node=node_role,
                        node_id=node_id or socket.gethostname(), host_nqn=host_nqn or host_nqn_of_machine(),
                        admin_endpoint=admin_endpoint, ca=ca, cert=cert, key=key, max_volumes=max_volumes,
+                       token=_token(admin_token_file),
                        labels=parsed, initiator_iqn=initiator_iqn)
     if node_role and not cfg.host_nqn:
         raise click.UsageError("no host NQN: /etc/nvme/hostnqn is missing; give --host-nqn")
@@ -64,3 +68,15 @@ def csi_command(endpoint, controller_role, node_role, node_id, host_nqn, initiat
         asyncio.run(run_plugin(cfg))
     except ValueError as e:
         raise click.ClickException(str(e)) from None
+
+
+def _token(path: str) -> str:
+    import os
+    from pathlib import Path
+
+    if not path:
+        return os.environ.get("MESHBLOCK_TOKEN", "").strip()
+    try:
+        return Path(path).read_text().strip()
+    except OSError as e:
+        raise click.UsageError(f"--admin-token-file {path}: {e.strerror or e}") from None

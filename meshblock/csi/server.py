@@ -35,6 +35,7 @@ class PluginConfig:
     ca: str = ""
     cert: str = ""
     key: str = ""
+    token: str = ""                     # the plugin's own admin API token (calls without one in their secrets)
     max_volumes: int = 0
     labels: dict[str, str] = field(default_factory=dict)
     initiator_iqn: str = ""
@@ -92,7 +93,7 @@ async def run_plugin(cfg: PluginConfig, stop: asyncio.Event | None = None) -> No
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    client = AdminClient(cfg.admin_endpoint, cfg.ca, cfg.cert, cfg.key) if cfg.admin_endpoint else None
+    client = AdminClient(cfg.admin_endpoint, cfg.ca, cfg.cert, cfg.key, cfg.token) if cfg.admin_endpoint else None
     names = ["csi.v1.Identity"]
 
     def register(server: grpc.aio.Server) -> None:

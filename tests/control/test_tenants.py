@@ -87,10 +87,15 @@ async def test_no_tenants_configured_behaves_as_before(one_node):
     assert (await stranger.volumes.GetVolume(pb.GetVolumeRequest(ref="v1"))).id == v.id
     tenants = (await stranger.tenants.ListTenants(pb.ListTenantsRequest())).tenants
     assert [(t.name, t.usage.volumes, t.usage.bytes) for t in tenants] == [("default", 1, 16 * MiB)]
+    code, _ = await code_of(stranger.volumes.CreateVolume(pb.CreateVolumeRequest(
+        name="i1", size_bytes=16 * MiB, iscsi=pb.IscsiOptions(chap_user="u", chap_secret="topsecret-12345"))))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
     events = (await stranger.audit.ListAuditEvents(pb.ListAuditEventsRequest())).events
     assert [(e.method, e.target, e.code, e.identity, e.tenant) for e in events] == [
-        ("VolumeService.CreateVolume", "v1", "OK", "", "default")]
-    assert events[0].peer.startswith("unix:")
+        ("VolumeService.CreateVolume", "v1", "OK", "", "default"),
+        ("VolumeService.CreateVolume", "i1", "INVALID_ARGUMENT", "", "default")]
+    assert events[0].peer.startswith("unix:") and "iSCSI settings need protocol iscsi" in events[1].message
+    assert "topsecret" not in str(events)
     # a tenant-admin cannot be the first identity: nobody could manage identities afterwards
     code, details = await code_of(stranger.tenants.CreateIdentity(
         pb.CreateIdentityRequest(name="x", role="tenant-admin")))
@@ -271,3 +276,12 @@ async def test_prune_by_age_and_count_on_sqlite(short_tmp):
         assert await log.prune(now) == 1
         assert [e.target for e in (await log.list())[0]] == ["v10"]
         assert [e.target for e in (await log.list(tenant="globex"))[0]] == []
+
+
+def test_secrets_in_a_request_are_redacted_from_messages():
+    from meshblock.control.auth import redact, secret_values, target_of
+
+    req = pb.CreateVolumeRequest(name="v", iscsi=pb.IscsiOptions(chap_user="u", chap_secret="topsecret-12345"))
+    assert secret_values(req) == ["topsecret-12345"]
+    assert redact("chap_secret 'topsecret-12345' is bad", secret_values(req)) == "chap_secret '[redacted]' is bad"
+    assert target_of(pb.PublishVolumeRequest(ref="v", host_nqn="nqn.x", dhchap=True)) == "v host=nqn.x"

@@ -19,12 +19,12 @@ MAX_VOLUMES = 4
 
 
 class Plugin:
-    def __init__(self, cluster: Cluster, root):
+    def __init__(self, cluster: Cluster, root, extra_args: tuple[str, ...] = ()):
         self.socket = root / "csi.sock"
         self.log = root / "csi.log"
         argv = [sys.executable, "-m", "meshblock", "csi", "--endpoint", f"unix://{self.socket}", "--controller",
                 "--node", "--node-id", NODE_ID, "--host-nqn", HOST_NQN, "--initiator-iqn", INITIATOR, "--max-volumes", str(MAX_VOLUMES), "--admin-endpoint",
-                cluster.controller.listen, "--log-level", "DEBUG"]
+                cluster.controller.listen, "--log-level", "DEBUG", *extra_args]
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                          env=cluster.backend.env, start_new_session=True)
