@@ -91,8 +91,10 @@ async def agent_health(listen: str, timeout: float = 2.0) -> agent_pb2.HealthRep
 async def controller_nodes_up(listen: str) -> int:
     try:
         async with grpc.aio.insecure_channel(listen) as ch:
-            st = await admin_pb2_grpc.ClusterServiceStub(ch).GetClusterStatus(admin_pb2.GetClusterStatusRequest(),
-                                                                             timeout=1.0)
+            token = os.environ.get("MESHBLOCK_TOKEN", "")   # a home whose cluster has identities
+            st = await admin_pb2_grpc.ClusterServiceStub(ch).GetClusterStatus(
+                admin_pb2.GetClusterStatusRequest(), timeout=1.0,
+                metadata=(("authorization", f"Bearer {token}"),) if token else None)
             return st.nodes_up
     except grpc.aio.AioRpcError:
         return -1
