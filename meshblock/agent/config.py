@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -56,6 +58,9 @@ class AgentConfig:
     tls_key: str = ""
     tls_ca: str = ""
     advertise: str = ""            # the endpoint the controller dials (default: the TCP listen address)
+    # where the DH-HMAC-CHAP secrets SPDK's keyring reads live, one file each, owner-only (default:
+    # a directory in /dev/shm, so they stay in memory, else keys/ in the data directory)
+    key_dir: str = ""
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -76,6 +81,16 @@ class AgentConfig:
     @property
     def host_nqn(self) -> str:
         return nqn("node", self.node_id)
+
+    @property
+    def key_path(self) -> Path:
+        if self.key_dir:
+            return Path(self.key_dir)
+        shm = Path("/dev/shm")
+        if shm.is_dir() and os.access(shm, os.W_OK):
+            tag = hashlib.sha256(str(self.data_dir.resolve()).encode()).hexdigest()[:12]
+            return shm / f"meshblock-keys-{tag}"
+        return self.data_dir / "keys"
 
     @property
     def head_socket(self) -> Path:

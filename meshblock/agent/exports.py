@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from ..dhchap import HostKeys, key_name
 from ..errors import FailedPrecondition, NotFound
 from ..spdk import SpdkExists, SpdkInvalidParams, SpdkNotFound, SpdkRpc, SpdkTimeout
+from .keyring import Keyring, host_key_names
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,15 @@ class ExportSpec:
     # yet SPDK reports a DSM range limit (DMRSL) that Linux takes as discard support, and a
     # deallocate that reaches a raid5f brings the whole target down. SPDK 26.05+ (dmrsl).
     discard: bool = True
+    # hosts (of ``hosts``) that must pass DH-HMAC-CHAP, with their secrets
+    host_keys: tuple[tuple[str, HostKeys], ...] = ()
+
+
+def key_names(keys: HostKeys | None) -> tuple[str, str]:
+    """The keyring names a host entry holding ``keys`` shows ("" for none)."""
+    if keys is None:
+        return "", ""
+    return key_name(keys.key), key_name(keys.ctrl_key) if keys.ctrl_key else ""
 
 
 @dataclass
@@ -48,8 +59,9 @@ class ExportState:
 class Exporter:
     """Makes the target's subsystems match export specs; every step is safe to repeat."""
 
-    def __init__(self, rpc: SpdkRpc):
+    def __init__(self, rpc: SpdkRpc, keyring: Keyring | None = None):
         self.rpc = rpc
+        self.keyring = keyring
 
     async def ensure_transport(self) -> None:
         transports = await self.rpc.nvmf_get_transports()
@@ -89,12 +101,7 @@ class Exporter:
                                                  nguid=spec.namespace_uuid.replace("-", "").upper())
         if sub.get("allow_any_host"):
             await self.rpc.nvmf_subsystem_allow_any_host(spec.nqn, False)
-        have = {h["nqn"] for h in sub.get("hosts") or []}
-        for host in sorted(have - spec.hosts):
-            await self.rpc.nvmf_subsystem_remove_host(spec.nqn, host)
-            log.info("host removed nqn=%s host=%s", spec.nqn, host)
-        for host in sorted(spec.hosts - have):
-            await self.rpc.nvmf_subsystem_add_host(spec.nqn, host)
+        await self._ensure_hosts(spec, {h["nqn"]: host_key_names(h) for h in sub.get("hosts") or []})
         listeners = sub.get("listen_addresses") or []
         if not any(la.get("traddr") == spec.address and str(la.get("trsvcid")) == str(spec.port)
                    for la in listeners):
@@ -111,6 +118,37 @@ class Exporter:
                                          f"(SPDK: {e})") from e
         return ExportState(nqn=spec.nqn, address=spec.address, port=spec.port, hosts=sorted(spec.hosts),
                            namespace_uuid=spec.namespace_uuid)
+
+    async def _ensure_hosts(self, spec: ExportSpec, have: dict[str, tuple[str, str]]) -> None:
+        """The allowlist exactly ``spec.hosts``, each host with the DH-HMAC-CHAP keys the spec gives
+        it (none: it connects without authenticating). A host whose keys change keeps its
+        connections; it needs the new keys for its next one."""
+        want = dict(spec.host_keys)
+        if want and self.keyring is None:
+            raise FailedPrecondition("this target has no keyring for DH-HMAC-CHAP secrets")
+        retired: set[str] = set()
+        for host in sorted(set(have) - spec.hosts):
+            await self.rpc.nvmf_subsystem_remove_host(spec.nqn, host)
+            retired.update(have[host])
+            log.info("host removed nqn=%s host=%s", spec.nqn, host)
+        for host in sorted(spec.hosts):
+            keys = want.get(host)
+            names = key_names(keys)
+            if keys is not None:
+                assert self.keyring is not None
+                names = (await self.keyring.ensure(keys.key),
+                         await self.keyring.ensure(keys.ctrl_key) if keys.ctrl_key else "")
+            if host not in have:
+                await self.rpc.nvmf_subsystem_add_host(spec.nqn, host, dhchap_key=names[0] or None,
+                                                       dhchap_ctrlr_key=names[1] or None)
+            elif have[host] != names:
+                await self.rpc.nvmf_subsystem_set_keys(spec.nqn, host, dhchap_key=names[0] or None,
+                                                       dhchap_ctrlr_key=names[1] or None)
+                retired.update(set(have[host]) - set(names))
+                log.info("host keys replaced nqn=%s host=%s authenticated=%s", spec.nqn, host, bool(names[0]))
+        retired -= {""} | {n for keys in want.values() for n in key_names(keys)}
+        if retired and self.keyring is not None:
+            await self.keyring.retire(retired)
 
     async def set_ana_state(self, nqn: str, state: str, required: bool = True) -> int:
         """Put every listener of ``nqn`` in ANA state ``state``; returns how many changed.
@@ -158,11 +196,15 @@ class Exporter:
         return hosts
 
     async def remove(self, nqn: str) -> bool:
+        sub = await self.get(nqn)
         try:
             await self.rpc.nvmf_delete_subsystem(nqn)
         except SpdkNotFound:
             return False
         log.info("subsystem deleted nqn=%s", nqn)
+        keys = {n for h in (sub or {}).get("hosts") or [] for n in host_key_names(h) if n}
+        if keys and self.keyring is not None:
+            await self.keyring.retire(keys)
         return True
 
     async def nqns(self) -> set[str]:

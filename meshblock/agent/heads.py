@@ -298,7 +298,7 @@ class RaidComposer:
 
     async def export(self, exporter: Exporter, nqn: str, volume_id: str, namespace_uuid: str, address: str,
                      port: int, hosts: frozenset[str], ana_state: str = "optimized",
-                     cntlid_range: tuple[int, int] | None = None) -> bool:
+                     cntlid_range: tuple[int, int] | None = None, host_keys: tuple = ()) -> bool:
         raid = await self.raid(volume_id)
         if raid is None:
             if ana_state == "inaccessible":
@@ -307,5 +307,6 @@ class RaidComposer:
         await exporter.ensure(ExportSpec(nqn=nqn, bdev_name=raid_name(volume_id), namespace_uuid=namespace_uuid,
                                          address=address, port=port, hosts=hosts,
                                          serial=volume_id.replace("-", ""), ana_reporting=True, ana_state=ana_state,
-                                         cntlid_range=cntlid_range, discard=raid.get("raid_level") != "raid5f"))
+                                         cntlid_range=cntlid_range, discard=raid.get("raid_level") != "raid5f",
+                                         host_keys=host_keys))
         return True

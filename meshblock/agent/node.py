@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,9 +24,11 @@ from ..spdk.supervisor import TargetConfig, TargetState, TargetSupervisor, pid_a
 from ..util import KeyedLock, check_nqn
 from .attachments import Attacher, AttachSpec, AttachState, check_attachment_id
 from .config import AgentConfig
+from ..dhchap import HostKeys
 from .exports import Exporter, ExportSpec, ExportState
 from .heads import Leg, LegState, RaidComposer, raid_name, set_rate_limits
 from .iscsi import IscsiExporter, IscsiTarget, iscsi_options
+from .keyring import Keyring
 from .pool import Pool
 from .replicas import REPLICA_PREFIX, SNAPSHOT_PREFIX, LvolInfo, ReplicaStore
 
@@ -85,6 +88,7 @@ class Head:
     raid_level: str = "raid1"
     strip_size_kb: int = 0
     qos: QosLimits = QosLimits()       # set on the exported bdev (standbys too: a promotion keeps them)
+    host_keys: tuple[tuple[str, HostKeys], ...] = ()   # hosts that authenticate with DH-HMAC-CHAP
 
     @property
     def direct(self) -> bool:
@@ -141,7 +145,9 @@ class NodeAgent:
         self.pool = Pool(self.rpc, config.pool_device, config.lvs_name, size_bytes=config.pool_size_bytes,
                          block_size=config.pool_block_size, cluster_size=config.pool_cluster_size)
         self.replicas = ReplicaStore(self.rpc, self.pool)
-        self.exporter = Exporter(self.rpc)
+        self.keyring = Keyring(self.rpc, config.key_path / "data")
+        self.head_keyring: Keyring | None = None
+        self.exporter = Exporter(self.rpc, self.keyring)
         self.exports: dict[str, frozenset[str]] = {}   # replica id -> allowed host NQNs
         self.attachments: dict[str, AttachSpec] = {}   # attachment id -> spec
         self.heads: dict[str, Head] = {}               # volume id -> head
@@ -173,10 +179,14 @@ class NodeAgent:
         if self.head is not None:
             await self.head.stop(kill_target=kill)
         await self.target.stop(kill_target=kill)
+        if kill and not self.config.spdk_external:
+            # the targets that read the DH-HMAC-CHAP key files are gone: so are the files
+            shutil.rmtree(self.config.key_path, ignore_errors=True)
 
     async def _converge_data(self) -> None:
         await self.pool.ensure()
         await self.exporter.ensure_transport()
+        await self.keyring.prune()
         for rid, hosts in list(self.exports.items()):
             lv = await self.replicas.get(REPLICA_PREFIX + rid)
             if lv is None:
@@ -200,6 +210,8 @@ class NodeAgent:
         if rpc is None:
             return
         await Exporter(rpc).ensure_transport()
+        if self.head_keyring is not None and self.head is not self.target:
+            await self.head_keyring.prune()
         for head in list(self.heads.values()):
             if not head.direct:
                 try:
@@ -223,6 +235,7 @@ class NodeAgent:
                 return self.head_rpc
             if not self.config.interrupt_mode or self.config.spdk_external:
                 self.head, self.head_rpc, self.iscsi = self.target, self.rpc, IscsiExporter(self.rpc)
+                self.head_keyring = self.keyring
                 return self.rpc
             app = self.head_app
             head = TargetSupervisor(TargetConfig(
@@ -233,6 +246,7 @@ class NodeAgent:
                 log_file=self.config.data_dir / "spdk-head.log", startup_config=startup_config(app)), self.install)
             rpc = SpdkRpc(head.client)
             self.head, self.head_rpc, self.iscsi = head, rpc, IscsiExporter(rpc)
+            self.head_keyring = Keyring(rpc, self.config.key_path / "head")
             head.on_ready(self._converge_head)
             try:
                 await head.start()
@@ -394,7 +408,7 @@ class NodeAgent:
                                                   namespace_uuid=head.namespace_uuid,
                                                   address=self.config.nvmf_address, port=self.config.nvmf_port,
                                                   hosts=head.hosts, serial=head.volume_id.replace("-", ""),
-                                                  ana_reporting=True))
+                                                  ana_reporting=True, host_keys=head.host_keys))
             return HeadView(head, self.config.nvmf_address, self.config.nvmf_port, lv.size_bytes,
                             [LegState(leg.replica_id, "in_sync")], qos=qos)
         rpc = await self._head()
@@ -412,9 +426,10 @@ class NodeAgent:
             await self.iscsi.ensure(head.iscsi.spec(raid_name(head.volume_id), self.config.iscsi_address,
                                                     self.config.iscsi_port, alias=head.volume_id))
         else:
-            await composer.export(Exporter(rpc), head.nqn, head.volume_id, head.namespace_uuid,
+            await composer.export(Exporter(rpc, self.head_keyring), head.nqn, head.volume_id, head.namespace_uuid,
                                   self.config.nvmf_address, self.config.head_port, head.hosts,
-                                  ana_state=head.ana_state, cntlid_range=head.cntlid_range)
+                                  ana_state=head.ana_state, cntlid_range=head.cntlid_range,
+                                  host_keys=head.host_keys)
         address, port = self._head_address(head)
         return HeadView(head, address, port, view.size_bytes, view.legs, view.state, qos)
 
@@ -470,7 +485,7 @@ class NodeAgent:
         if head.direct:
             return self.exporter
         assert self.head_rpc is not None
-        return Exporter(self.head_rpc)
+        return Exporter(self.head_rpc, self.head_keyring)
 
     async def set_head_access(self, volume_id: str, state: str, hold_s: float = 0.0) -> HeadView:
         """Hold (``inaccessible``) or release (``optimized``) the writes of a volume this node heads.
@@ -545,7 +560,7 @@ class NodeAgent:
             if volume_nqn:
                 removed = await self.exporter.remove(volume_nqn)
                 if self.head_rpc is not None and self.head is not self.target:
-                    removed = await Exporter(self.head_rpc).remove(volume_nqn) or removed
+                    removed = await Exporter(self.head_rpc, self.head_keyring).remove(volume_nqn) or removed
             if self.iscsi is not None and (head is None or head.iscsi is not None):
                 target_iqn = head.iscsi.target_iqn if head is not None and head.iscsi else iqn("volume", volume_id)
                 removed = await self.iscsi.remove(target_iqn) or removed

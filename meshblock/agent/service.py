@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import grpc
 
+from .. import dhchap
+from ..dhchap import HostKeys
 from ..errors import InvalidArgument
 from ..grpcutil import rpc_method
 from ..qos import SPDK_NAMES, QosLimits, problems
@@ -54,7 +56,8 @@ def head_pb(v: HeadView) -> pb.HeadStatus:
                        legs=[pb.LegStatus(replica_id=leg.replica_id, state=leg.state,
                                           rebuild_percent=leg.rebuild_percent, rebuild_blocks=leg.rebuild_blocks)
                              for leg in v.legs], protocol=h.protocol, standby=h.standby,
-                       qos=rate_limits_pb(v.enforced))
+                       qos=rate_limits_pb(v.enforced),
+                       host_keys={host: keys.fingerprints for host, keys in h.host_keys})
     if h.iscsi is not None:
         st.target_iqn = h.iscsi.target_iqn
         st.allowed_initiators.extend(sorted(h.iscsi.initiators))
@@ -125,7 +128,31 @@ def head_from_pb(spec: pb.HeadSpec) -> Head:
                 legs=legs, hosts=frozenset(spec.allowed_host_nqns), ana_state=ana,
                 in_sync=frozenset(spec.in_sync_replica_ids), replica_count=spec.replica_count,
                 protocol="iscsi" if iscsi is not None else "nvmf", iscsi=iscsi, standby=spec.standby,
-                cntlid_range=cntlids, raid_level=level, strip_size_kb=spec.strip_size_kb, qos=qos_from_pb(spec.qos))
+                cntlid_range=cntlids, raid_level=level, strip_size_kb=spec.strip_size_kb, qos=qos_from_pb(spec.qos),
+                host_keys=host_keys_from_pb(spec, iscsi is not None))
+
+
+def host_keys_from_pb(spec: pb.HeadSpec, iscsi: bool) -> tuple[tuple[str, HostKeys], ...]:
+    """The DH-HMAC-CHAP secrets of a head's hosts, checked (never echoed back in errors)."""
+    out: dict[str, HostKeys] = {}
+    for i, k in enumerate(spec.host_keys):
+        where = f"host_keys[{i}]"
+        if iscsi:
+            raise InvalidArgument(where, "DH-HMAC-CHAP is for NVMe/TCP heads (iSCSI has CHAP)")
+        if k.host_nqn not in spec.allowed_host_nqns:
+            raise InvalidArgument(where + ".host_nqn", f"{k.host_nqn!r} is not one of allowed_host_nqns")
+        if k.host_nqn in out:
+            raise InvalidArgument(where + ".host_nqn", f"{k.host_nqn!r} has keys twice")
+        for name, text in (("dhchap_key", k.dhchap_key), ("dhchap_ctrl_key", k.dhchap_ctrl_key)):
+            if text or name == "dhchap_key":
+                try:
+                    dhchap.decode(text)
+                except dhchap.InvalidSecret as e:
+                    raise InvalidArgument(f"{where}.{name}", str(e)) from None
+        if k.dhchap_ctrl_key == k.dhchap_key:
+            raise InvalidArgument(where + ".dhchap_ctrl_key", "must differ from the host's key")
+        out[k.host_nqn] = HostKeys(k.dhchap_key, k.dhchap_ctrl_key)
+    return tuple(sorted(out.items()))
 
 
 def _port(field: str, value: int) -> int:

@@ -78,6 +78,7 @@ _BY_ERRNO: dict[int, type[SpdkRpcError]] = {
     -errno.ENOENT: SpdkNotFound,
     -errno.ENODEV: SpdkNotFound,
     -errno.ENXIO: SpdkNotFound,
+    -errno.ENOKEY: SpdkNotFound,     # keyring: "Required key not available"
     -errno.EEXIST: SpdkExists,
     -errno.EALREADY: SpdkExists,
     -errno.ENOSPC: SpdkNoSpace,

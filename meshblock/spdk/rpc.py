@@ -53,6 +53,17 @@ class SpdkRpc:
             raise SpdkNotFound(error.method, error.code, f"Subsystem with NQN '{nqn}' not found",
                                error.params) from error
 
+    # --- keyring -----------------------------------------------------------------------------
+    async def keyring_file_add_key(self, name: str, path: str) -> bool:
+        """A key read from ``path`` whenever it is used (the file must be readable by its owner only)."""
+        return await self._call("keyring_file_add_key", name=name, path=path)
+
+    async def keyring_file_remove_key(self, name: str) -> bool:
+        return await self._call("keyring_file_remove_key", name=name)
+
+    async def keyring_get_keys(self) -> list[dict]:
+        return await self._call("keyring_get_keys")
+
     # --- application -------------------------------------------------------------------------
     async def spdk_get_version(self) -> dict[str, Any]:
         return await self._call("spdk_get_version")
@@ -248,8 +259,17 @@ class SpdkRpc:
                                 listen_address=listen_address(traddr, trsvcid, trtype, adrfam),
                                 anagrpid=anagrpid)
 
-    async def nvmf_subsystem_add_host(self, nqn: str, host: str) -> bool:
-        return await self._call("nvmf_subsystem_add_host", nqn=nqn, host=host)
+    async def nvmf_subsystem_add_host(self, nqn: str, host: str, dhchap_key: str | None = None,
+                                      dhchap_ctrlr_key: str | None = None) -> bool:
+        """With key names (from the keyring), the host must pass DH-HMAC-CHAP to connect."""
+        return await self._call("nvmf_subsystem_add_host", nqn=nqn, host=host, dhchap_key=dhchap_key,
+                                dhchap_ctrlr_key=dhchap_ctrlr_key)
+
+    async def nvmf_subsystem_set_keys(self, nqn: str, host: str, dhchap_key: str | None = None,
+                                      dhchap_ctrlr_key: str | None = None) -> bool:
+        """Replace a host's DH-HMAC-CHAP keys: its connections stay, new ones need the new keys."""
+        return await self._call("nvmf_subsystem_set_keys", nqn=nqn, host=host, dhchap_key=dhchap_key,
+                                dhchap_ctrlr_key=dhchap_ctrlr_key)
 
     async def nvmf_subsystem_remove_host(self, nqn: str, host: str, timeout: float | None = None) -> bool:
         """Also disconnects the host; SPDK answers once its connections are gone, which waits for

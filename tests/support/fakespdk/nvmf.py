@@ -177,6 +177,8 @@ class Subsystem:
     passthrough: bool = False
     admin_label: str = ""
     hosts: list[str] = field(default_factory=list)
+    # host NQN -> its DH-HMAC-CHAP keys (host key, controller key), keyring entries
+    host_keys: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     namespaces: dict[int, Namespace] = field(default_factory=dict)
     listeners: list[SubListener] = field(default_factory=list)
     ctrlrs: list[Controller] = field(default_factory=list)
@@ -204,6 +206,15 @@ class Subsystem:
             out.append(v)
         return out
 
+    def _host_dump(self, host: str) -> dict[str, Any]:
+        d: dict[str, Any] = {"nqn": host}
+        key, ckey = self.host_keys.get(host, (None, None))
+        if key is not None:
+            d["dhchap_key"] = key.name
+        if ckey is not None:
+            d["dhchap_ctrlr_key"] = ckey.name
+        return d
+
     @property
     def max_nsid(self) -> int:
         return self.max_namespaces
@@ -212,7 +223,7 @@ class Subsystem:
         d: dict[str, Any] = {
             "nqn": self.nqn, "subtype": "Discovery" if self.discovery else "NVMe",
             "listen_addresses": [dict(lst.trid) for lst in self.listeners],
-            "allow_any_host": self.allow_any_host, "hosts": [{"nqn": h} for h in self.hosts],
+            "allow_any_host": self.allow_any_host, "hosts": [self._host_dump(h) for h in self.hosts],
         }
         if not self.discovery:
             d["serial_number"] = self.serial_number
@@ -295,6 +306,15 @@ class NvmfTarget:
 
     def transport(self, name: str) -> Transport | None:
         return self.transports.get(name.upper())
+
+    def key_in_use(self, key: Any) -> bool:
+        return any(key in pair for s in self.subsystems for pair in s.host_keys.values())
+
+    def release_keys(self, pair: tuple[Any, Any]) -> None:
+        """A host entry let go of its keys: removed keys nobody holds any more are gone."""
+        for k in pair:
+            if k is not None and k.removed and not self.key_in_use(k):
+                self.t.keyring.keys.pop(k.name, None)
 
     # --- TCP listening ---
     def listen(self, trid: dict[str, str]) -> None:
@@ -503,6 +523,8 @@ def nvmf_delete_subsystem(t: Target, params: Any) -> bool:
     _tgt(p)
     s = t.nvmf.get_subsystem(p["nqn"])
     t.nvmf.delete_subsystem(s)
+    for pair in s.host_keys.values():
+        t.nvmf.release_keys(pair)
     return True
 
 
@@ -680,11 +702,41 @@ def nvmf_subsystem_add_host(t: Target, params: Any) -> bool:
     p = decode(params, spec, DECODE_INVALID, relaxed=True)
     _tgt(p)
     s = t.nvmf.get_subsystem(p["nqn"])
-    if p.get("dhchap_key") or p.get("dhchap_ctrlr_key"):
-        raise RpcError(INVALID_PARAMS, "Invalid parameters")  # no keyring in the fake: key not found
-    if not nqn_is_valid(p["host"]) or p["host"] in s.hosts:
+    keys = _dhchap_keys(t, p)
+    if not nqn_is_valid(p["host"]) or p["host"] in s.hosts or (keys[0] is None and keys[1] is not None):
         raise RpcError(INTERNAL_ERROR, "Internal error")
     s.hosts.insert(0, p["host"])  # TAILQ_INSERT_HEAD: newest first
+    if keys[0] is not None:
+        s.host_keys[p["host"]] = keys
+    return True
+
+
+def _dhchap_keys(t: Target, p: dict[str, Any]) -> tuple[Any, Any]:
+    """The keyring entries a call names; an unknown one is 'Invalid parameters'."""
+    out = []
+    for field_name in ("dhchap_key", "dhchap_ctrlr_key"):
+        name = p.get(field_name)
+        key = t.keyring.get(name) if name is not None else None
+        if name is not None and key is None:
+            raise RpcError(INVALID_PARAMS, "Invalid parameters")
+        out.append(key)
+    return out[0], out[1]
+
+
+@rpc("nvmf_subsystem_set_keys")
+def nvmf_subsystem_set_keys(t: Target, params: Any) -> bool:
+    spec = {"nqn": F("string", True), "host": F("string", True), "tgt_name": F("string"),
+            "dhchap_key": F("string"), "dhchap_ctrlr_key": F("string")}
+    p = decode(params, spec, DECODE_INVALID)
+    _tgt(p)
+    s = t.nvmf.get_subsystem(p["nqn"])
+    keys = _dhchap_keys(t, p)
+    if p["host"] not in s.hosts or (keys[0] is None and keys[1] is not None):
+        raise errno_error(E.EINVAL)
+    old = s.host_keys.pop(p["host"], (None, None))
+    if keys[0] is not None:
+        s.host_keys[p["host"]] = keys      # connected hosts stay; their next connection needs these
+    t.nvmf.release_keys(old)
     return True
 
 
@@ -698,6 +750,7 @@ def nvmf_subsystem_remove_host(t: Target, params: Any) -> bool:
     if p["host"] not in s.hosts:
         raise RpcError(INTERNAL_ERROR, "Internal error")
     s.hosts.remove(p["host"])
+    t.nvmf.release_keys(s.host_keys.pop(p["host"], (None, None)))
     s.ctrlrs = [c for c in s.ctrlrs if c.hostnqn != p["host"]]  # spdk_nvmf_subsystem_disconnect_host
     return True
 
@@ -749,7 +802,8 @@ def nvmf_get_targets(t: Target, params: Any) -> list[str]:
 
 CONNECT = {"subnqn": F("string", True), "hostnqn": F("string", True), "hostid": F("string", True),
            "host_pid": F("int32", True), "trtype": F("string", True), "adrfam": F("string", True),
-           "traddr": F("string", True), "trsvcid": F("string", True)}
+           "traddr": F("string", True), "trsvcid": F("string", True), "dhchap_secret": F("string"),
+           "dhchap_ctrl_secret": F("string")}
 
 
 @rpc("fakespdk_nvmf_connect", hidden=True)
@@ -767,6 +821,12 @@ def fakespdk_nvmf_connect(t: Target, params: Any) -> dict[str, Any]:
         raise RpcError(-E.EACCES, "Subsystem does not listen on this address")
     if not s.discovery and not s.host_allowed(p["hostnqn"]):
         raise RpcError(-E.EACCES, f"Subsystem {s.nqn} does not allow host {p['hostnqn']}")
+    key, ckey = s.host_keys.get(p["hostnqn"], (None, None))
+    # DH-HMAC-CHAP: the host proves the secret it holds; a bidirectional host checks ours
+    if key is not None and (key.read() is None or p.get("dhchap_secret") != key.read()):
+        raise RpcError(-E.EACCES, "authentication failed")
+    if ckey is not None and (ckey.read() is None or p.get("dhchap_ctrl_secret") != ckey.read()):
+        raise RpcError(-E.EACCES, "controller authentication failed")
     c = Controller(s.alloc_cntlid(), p["hostnqn"], p["hostid"], p["host_pid"], key,
                    json.dumps(s.ns_view(key)))
     s.ctrlrs.append(c)

@@ -9,6 +9,7 @@ from typing import Any
 
 from . import bdev as bdev_mod
 from . import iscsi as iscsi_mod
+from . import keyring as keyring_mod
 from . import lvol as lvol_mod
 from . import nvme as nvme_mod
 from . import nvmf as nvmf_mod
@@ -37,6 +38,7 @@ class Target:
         self.lvol = lvol_mod.LvolModule(self)
         self.raid = raid_mod.RaidModule(self)
         self.nvmf = nvmf_mod.NvmfTarget(self)
+        self.keyring = keyring_mod.Keyring()
         self.nvme = nvme_mod.NvmeModule(self)
         self.iscsi = iscsi_mod.IscsiModule(self)
         for m in (bdev_mod, lvol_mod, raid_mod, nvme_mod):

@@ -314,7 +314,7 @@ class HeadLeg(_message.Message):
     def __init__(self, replica_id: _Optional[str] = ..., node_id: _Optional[str] = ..., subsystem_nqn: _Optional[str] = ..., address: _Optional[str] = ..., port: _Optional[int] = ..., slot: _Optional[int] = ...) -> None: ...
 
 class HeadSpec(_message.Message):
-    __slots__ = ("volume_id", "nqn", "namespace_uuid", "legs", "allowed_host_nqns", "ana_state", "in_sync_replica_ids", "replica_count", "protocol", "iscsi", "standby", "cntlid_min", "cntlid_max", "raid_level", "strip_size_kb", "qos")
+    __slots__ = ("volume_id", "nqn", "namespace_uuid", "legs", "allowed_host_nqns", "ana_state", "in_sync_replica_ids", "replica_count", "protocol", "iscsi", "standby", "cntlid_min", "cntlid_max", "raid_level", "strip_size_kb", "qos", "host_keys")
     VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
     NQN_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_UUID_FIELD_NUMBER: _ClassVar[int]
@@ -331,6 +331,7 @@ class HeadSpec(_message.Message):
     RAID_LEVEL_FIELD_NUMBER: _ClassVar[int]
     STRIP_SIZE_KB_FIELD_NUMBER: _ClassVar[int]
     QOS_FIELD_NUMBER: _ClassVar[int]
+    HOST_KEYS_FIELD_NUMBER: _ClassVar[int]
     volume_id: str
     nqn: str
     namespace_uuid: str
@@ -347,7 +348,18 @@ class HeadSpec(_message.Message):
     raid_level: str
     strip_size_kb: int
     qos: RateLimits
-    def __init__(self, volume_id: _Optional[str] = ..., nqn: _Optional[str] = ..., namespace_uuid: _Optional[str] = ..., legs: _Optional[_Iterable[_Union[HeadLeg, _Mapping]]] = ..., allowed_host_nqns: _Optional[_Iterable[str]] = ..., ana_state: _Optional[str] = ..., in_sync_replica_ids: _Optional[_Iterable[str]] = ..., replica_count: _Optional[int] = ..., protocol: _Optional[str] = ..., iscsi: _Optional[_Union[IscsiExport, _Mapping]] = ..., standby: _Optional[bool] = ..., cntlid_min: _Optional[int] = ..., cntlid_max: _Optional[int] = ..., raid_level: _Optional[str] = ..., strip_size_kb: _Optional[int] = ..., qos: _Optional[_Union[RateLimits, _Mapping]] = ...) -> None: ...
+    host_keys: _containers.RepeatedCompositeFieldContainer[HostKey]
+    def __init__(self, volume_id: _Optional[str] = ..., nqn: _Optional[str] = ..., namespace_uuid: _Optional[str] = ..., legs: _Optional[_Iterable[_Union[HeadLeg, _Mapping]]] = ..., allowed_host_nqns: _Optional[_Iterable[str]] = ..., ana_state: _Optional[str] = ..., in_sync_replica_ids: _Optional[_Iterable[str]] = ..., replica_count: _Optional[int] = ..., protocol: _Optional[str] = ..., iscsi: _Optional[_Union[IscsiExport, _Mapping]] = ..., standby: _Optional[bool] = ..., cntlid_min: _Optional[int] = ..., cntlid_max: _Optional[int] = ..., raid_level: _Optional[str] = ..., strip_size_kb: _Optional[int] = ..., qos: _Optional[_Union[RateLimits, _Mapping]] = ..., host_keys: _Optional[_Iterable[_Union[HostKey, _Mapping]]] = ...) -> None: ...
+
+class HostKey(_message.Message):
+    __slots__ = ("host_nqn", "dhchap_key", "dhchap_ctrl_key")
+    HOST_NQN_FIELD_NUMBER: _ClassVar[int]
+    DHCHAP_KEY_FIELD_NUMBER: _ClassVar[int]
+    DHCHAP_CTRL_KEY_FIELD_NUMBER: _ClassVar[int]
+    host_nqn: str
+    dhchap_key: str
+    dhchap_ctrl_key: str
+    def __init__(self, host_nqn: _Optional[str] = ..., dhchap_key: _Optional[str] = ..., dhchap_ctrl_key: _Optional[str] = ...) -> None: ...
 
 class RateLimits(_message.Message):
     __slots__ = ("rw_ios_per_sec", "rw_mbytes_per_sec", "r_mbytes_per_sec", "w_mbytes_per_sec")
@@ -388,7 +400,14 @@ class LegStatus(_message.Message):
     def __init__(self, replica_id: _Optional[str] = ..., state: _Optional[str] = ..., rebuild_percent: _Optional[float] = ..., rebuild_blocks: _Optional[int] = ...) -> None: ...
 
 class HeadStatus(_message.Message):
-    __slots__ = ("volume_id", "nqn", "address", "port", "size_bytes", "allowed_host_nqns", "ana_state", "legs", "raid_state", "protocol", "target_iqn", "allowed_initiators", "standby", "qos")
+    __slots__ = ("volume_id", "nqn", "address", "port", "size_bytes", "allowed_host_nqns", "ana_state", "legs", "raid_state", "protocol", "target_iqn", "allowed_initiators", "standby", "qos", "host_keys")
+    class HostKeysEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
     NQN_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -403,6 +422,7 @@ class HeadStatus(_message.Message):
     ALLOWED_INITIATORS_FIELD_NUMBER: _ClassVar[int]
     STANDBY_FIELD_NUMBER: _ClassVar[int]
     QOS_FIELD_NUMBER: _ClassVar[int]
+    HOST_KEYS_FIELD_NUMBER: _ClassVar[int]
     volume_id: str
     nqn: str
     address: str
@@ -417,7 +437,8 @@ class HeadStatus(_message.Message):
     allowed_initiators: _containers.RepeatedScalarFieldContainer[str]
     standby: bool
     qos: RateLimits
-    def __init__(self, volume_id: _Optional[str] = ..., nqn: _Optional[str] = ..., address: _Optional[str] = ..., port: _Optional[int] = ..., size_bytes: _Optional[int] = ..., allowed_host_nqns: _Optional[_Iterable[str]] = ..., ana_state: _Optional[str] = ..., legs: _Optional[_Iterable[_Union[LegStatus, _Mapping]]] = ..., raid_state: _Optional[str] = ..., protocol: _Optional[str] = ..., target_iqn: _Optional[str] = ..., allowed_initiators: _Optional[_Iterable[str]] = ..., standby: _Optional[bool] = ..., qos: _Optional[_Union[RateLimits, _Mapping]] = ...) -> None: ...
+    host_keys: _containers.ScalarMap[str, str]
+    def __init__(self, volume_id: _Optional[str] = ..., nqn: _Optional[str] = ..., address: _Optional[str] = ..., port: _Optional[int] = ..., size_bytes: _Optional[int] = ..., allowed_host_nqns: _Optional[_Iterable[str]] = ..., ana_state: _Optional[str] = ..., legs: _Optional[_Iterable[_Union[LegStatus, _Mapping]]] = ..., raid_state: _Optional[str] = ..., protocol: _Optional[str] = ..., target_iqn: _Optional[str] = ..., allowed_initiators: _Optional[_Iterable[str]] = ..., standby: _Optional[bool] = ..., qos: _Optional[_Union[RateLimits, _Mapping]] = ..., host_keys: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class SetHeadAccessRequest(_message.Message):
     __slots__ = ("volume_id", "ana_state", "hold_ms")

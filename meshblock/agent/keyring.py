@@ -1,0 +1,79 @@
+"""DH-HMAC-CHAP secrets in an SPDK target's keyring.
+
+SPDK's file keyring reads a key from its file each time the key is used, and takes only files
+that their owner alone can read. Each secret gets a file named after its fingerprint
+(meshblock/dhchap.py key_name) in a directory of the agent's, per target; the name a subsystem's
+host entry reports then says which secret is in place. Files of keys no subsystem uses any more
+are removed with the keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from ..dhchap import KEY_NAME_PREFIX, key_name
+from ..spdk import SpdkExists, SpdkNotFound, SpdkRpc
+
+log = logging.getLogger(__name__)
+
+
+class Keyring:
+    def __init__(self, rpc: SpdkRpc, directory: Path):
+        self.rpc = rpc
+        self.dir = Path(directory)
+
+    def _write(self, name: str, secret: str) -> Path:
+        path = self.dir / name
+        if path.exists():
+            return path
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.dir, 0o700)
+        tmp = self.dir / f".{name}.{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secret)
+        os.replace(tmp, path)
+        return path
+
+    async def ensure(self, secret: str) -> str:
+        """The keyring name of ``secret``, added to the target if it is not there."""
+        name = key_name(secret)
+        path = self._write(name, secret)
+        try:
+            await self.rpc.keyring_file_add_key(name, str(path))
+        except SpdkExists:
+            pass
+        return name
+
+    async def retire(self, names: set[str]) -> None:
+        """Remove keys (and their files) that no host entry of the target uses any more."""
+        for name in sorted(n for n in names if n.startswith(KEY_NAME_PREFIX)):
+            try:
+                await self.rpc.keyring_file_remove_key(name)
+            except SpdkNotFound:
+                pass
+            try:
+                (self.dir / name).unlink()
+            except FileNotFoundError:
+                pass
+            log.debug("key retired name=%s", name)
+
+    async def prune(self) -> int:
+        """Remove the keys (and files) of ours that no subsystem's host entry refers to: left by a
+        crash between replacing a host's keys and retiring the old ones."""
+        used: set[str] = set()
+        for sub in await self.rpc.nvmf_get_subsystems():
+            for h in sub.get("hosts") or []:
+                used.update(h[k] for k in ("dhchap_key", "dhchap_ctrlr_key") if h.get(k))
+        have = {k["name"] for k in await self.rpc.keyring_get_keys() if k.get("name", "").startswith(KEY_NAME_PREFIX)}
+        files = {p.name for p in self.dir.glob(KEY_NAME_PREFIX + "*")} if self.dir.is_dir() else set()
+        stale = (have | files) - used
+        await self.retire(stale)
+        return len(stale)
+
+
+def host_key_names(host: dict) -> tuple[str, str]:
+    """The key names a subsystem's host entry (nvmf_get_subsystems) has: (host key, controller key)."""
+    return host.get("dhchap_key") or "", host.get("dhchap_ctrlr_key") or ""
