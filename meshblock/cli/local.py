@@ -23,6 +23,7 @@ import grpc
 
 from ..agent.config import AgentConfig
 from ..proto.meshblock.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc
+from ..secretbox import write_key_file
 from ..spdk import find_spdk
 from ..spdk.supervisor import process_cmdline, pid_alive
 from ..util import atomic_write
@@ -117,9 +118,11 @@ async def up(home: Path, nodes: int, pool_size: int, base_octet: int = 11, port:
     procs: list[NodeProcess] = []
     cdir = home / "controller"
     cdir.mkdir(exist_ok=True)
+    write_key_file(cdir / "secrets.key")    # kept across `down` and `up`: it opens the store's secrets
     with open(cdir / "controller.log", "ab") as out:
         p = subprocess.Popen([sys.executable, "-m", "meshblock", "controller",
                               "--store", f"sqlite:///{cdir / 'state.db'}", "--listen", controller_endpoint(home),
+                              "--secrets-key-file", str(cdir / "secrets.key"),
                               "--identity", "local", "--node-timeout", str(node_timeout),
                               "--standby-heads" if standby_heads else "--no-standby-heads"],
                              stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,

@@ -146,6 +146,10 @@ def agent(config_file, name, data_dir, pool_device, pool_size, nvmf_address, nvm
                    "stops before another node is promoted, at the cost of a pause of replicated volumes while no "
                    "controller answers.")
 @click.option("--metrics-port", type=int, default=0, help="Serve Prometheus metrics on 127.0.0.1:PORT.")
+@click.option("--secrets-key-file", default="", metavar="FILE",
+              help="Key that seals the secrets kept in the store (DH-HMAC-CHAP): 32 random bytes in base64 "
+                   "(head -c 32 /dev/urandom | base64 > FILE). Default: $MESHBLOCK_SECRETS_KEY; without "
+                   "either, publishing with --dhchap is refused.")
 @click.option("--audit-max-age", type=click.FloatRange(0), default=90.0, show_default=True,
               help="Days the audit log keeps an event (0: no limit by age).")
 @click.option("--audit-max-events", type=click.IntRange(0), default=100_000, show_default=True,
@@ -156,7 +160,7 @@ def agent(config_file, name, data_dir, pool_device, pool_size, nvmf_address, nvm
 def controller(store_url, listen, identity, node_timeout, heartbeat_interval, overcommit, orphan_grace, replace_after, tls_cert, tls_key,
                tls_client_ca,
                agent_tls_name, standby_heads, head_lease,
-               metrics_port, audit_max_age, audit_max_events, audit_prune_interval, log_level) -> None:
+               metrics_port, secrets_key_file, audit_max_age, audit_max_events, audit_prune_interval, log_level) -> None:
     """Run a controller (one is active; others wait as standbys)."""
     from ..control.audit import Retention
     from ..control.server import ControllerConfig, LeadershipLost, run_controller
@@ -174,7 +178,7 @@ def controller(store_url, listen, identity, node_timeout, heartbeat_interval, ov
                            overcommit=overcommit, orphan_grace=orphan_grace,
                            replace_after=replace_after, tls_cert=tls_cert, tls_key=tls_key,
                            tls_client_ca=tls_client_ca, metrics_port=metrics_port, agent_tls_name=agent_tls_name,
-                           standby_heads=standby_heads, head_lease=head_lease,
+                           standby_heads=standby_heads, head_lease=head_lease, secrets_key_file=secrets_key_file,
                            audit=Retention(max_age=audit_max_age * 86400, max_events=audit_max_events,
                                            prune_every=audit_prune_interval))
     if cfg.store_url.startswith("sqlite:///"):
@@ -184,6 +188,11 @@ def controller(store_url, listen, identity, node_timeout, heartbeat_interval, ov
     if explicit and heartbeat_interval * 2 > node_timeout:
         raise click.UsageError(f"--node-timeout ({node_timeout} s) must be at least two heartbeat intervals "
                                f"({heartbeat_interval} s): one late heartbeat must not take a node down")
+    from ..secretbox import SecretBox, SecretsKeyError
+    try:
+        SecretBox.load(secrets_key_file)
+    except SecretsKeyError as e:
+        raise click.UsageError(str(e)) from None
     setup_logging(log_level, prefix="controller")
     try:
         asyncio.run(run_controller(cfg))

@@ -38,14 +38,27 @@ def _host(host_nqn: str, initiator: str) -> tuple[str, str]:
 @volume.command("publish")
 @click.argument("name")
 @_host_options("allow")
+@click.option("--dhchap", is_flag=True,
+              help="NVMe/TCP: the host must authenticate with DH-HMAC-CHAP; the controller makes its secret "
+                   "(`volume connect` gives it). Publishing again keeps the secret.")
+@click.option("--dhchap-bidirectional", is_flag=True,
+              help="And the target authenticates to the host with a second secret (implies --dhchap).")
+@click.option("--rotate-dhchap", is_flag=True,
+              help="Replace the host's DH-HMAC-CHAP secrets: connected hosts stay connected; their next "
+                   "connection needs the new ones.")
 @admin_options
-def volume_publish(inv: Invocation, name: str, host_nqn: str, initiator: str) -> None:
+def volume_publish(inv: Invocation, name: str, host_nqn: str, initiator: str, dhchap: bool,
+                   dhchap_bidirectional: bool, rotate_dhchap: bool) -> None:
     """Allow a host (NQN, or iSCSI initiator IQN) to connect to volume NAME."""
     host_nqn, initiator = _host(host_nqn, initiator)
     with inv.client() as c:
-        v = c.volumes.PublishVolume(pb.PublishVolumeRequest(ref=name, host_nqn=host_nqn, initiator_iqn=initiator))
+        v = c.volumes.PublishVolume(pb.PublishVolumeRequest(
+            ref=name, host_nqn=host_nqn, initiator_iqn=initiator, dhchap=dhchap,
+            dhchap_bidirectional=dhchap_bidirectional, rotate_dhchap=rotate_dhchap))
     who, flag = (initiator, "--initiator") if initiator else (host_nqn, "--host-nqn")
-    inv.report(v, f"volume {v.name or name} published to {who}; hosts allowed: {_hosts_line(v)}\n"
+    auth = v.host_auth.get(who, "")
+    how = {"dhchap": " (DH-HMAC-CHAP)", "dhchap-bidirectional": " (bidirectional DH-HMAC-CHAP)"}.get(auth, "")
+    inv.report(v, f"volume {v.name or name} published to {who}{how}; hosts allowed: {_hosts_line(v)}\n"
                   f"connect with: meshblock volume connect {v.name or name} {flag} {who}")
 
 
@@ -63,9 +76,14 @@ def volume_unpublish(inv: Invocation, name: str, host_nqn: str, initiator: str) 
                   f"hosts allowed: {_hosts_line(v)}")
 
 
-def nvme_connect_line(transport: str, traddr: str, trsvcid: str, subnqn: str, host_nqn: str) -> str:
-    return shlex.join(["nvme", "connect", "-t", transport, "-a", traddr, "-s", trsvcid, "-n", subnqn,
-                       "--hostnqn", host_nqn])
+def nvme_connect_line(transport: str, traddr: str, trsvcid: str, subnqn: str, host_nqn: str,
+                      dhchap_secret: str = "", dhchap_ctrl_secret: str = "") -> str:
+    argv = ["nvme", "connect", "-t", transport, "-a", traddr, "-s", trsvcid, "-n", subnqn, "--hostnqn", host_nqn]
+    if dhchap_secret:
+        argv += ["--dhchap-secret", dhchap_secret]
+    if dhchap_ctrl_secret:
+        argv += ["--dhchap-ctrl-secret", dhchap_ctrl_secret]
+    return shlex.join(argv)
 
 
 def iscsiadm_lines(portal: str, target: str, chap_user: str) -> list[str]:
@@ -100,6 +118,10 @@ def volume_connect(inv: Invocation, name: str, host_nqn: str, initiator: str) ->
         doc = {"protocol": info.protocol or "nvmf", "paths": paths}
         doc.update({"target_iqn": info.target_iqn, "lun": 0, "initiator_iqn": host, "chap_user": info.chap_user}
                    if iscsi else {"subnqn": info.subnqn, "host_nqn": host})
+        if info.dhchap_secret:
+            doc["dhchap_secret"] = info.dhchap_secret
+        if info.dhchap_ctrl_secret:
+            doc["dhchap_ctrl_secret"] = info.dhchap_ctrl_secret
         out.print_json(doc)
         return
     if not paths:
@@ -118,4 +140,5 @@ def volume_connect(inv: Invocation, name: str, host_nqn: str, initiator: str) ->
             for line in iscsiadm_lines(portal, info.target_iqn, info.chap_user):
                 click.echo(line)
         else:
-            click.echo(nvme_connect_line(p["transport"], p["traddr"], p["trsvcid"], info.subnqn, host))
+            click.echo(nvme_connect_line(p["transport"], p["traddr"], p["trsvcid"], info.subnqn, host,
+                                         info.dhchap_secret, info.dhchap_ctrl_secret))

@@ -36,6 +36,7 @@ from ..model import GroupSnapshot, Node, Replica, ReplicaState, Snapshot, Snapsh
 from ..proto.meshblock.v1 import agent_pb2 as apb
 from ..replication.layout import RebuildProgress
 from ..store.base import Conflict, Item
+from ..secretbox import SecretBox
 from ..util import all_of
 from .adopt import Adopted, confirm_single, qos_matches, rate_limits
 from .agents import AgentClients
@@ -85,6 +86,7 @@ class Reconciler(ReplicatedVolumes):
     rebuild: dict[str, RebuildProgress] = field(default_factory=dict)    # replica id -> progress
     group_hold_limit: float = 10.0    # seconds a group snapshot may hold its volumes' writes
     standby_heads: bool = True        # replicated NVMe/TCP volumes are exported by every replica node
+    secrets: SecretBox | None = None  # opens the DH-HMAC-CHAP secrets of volumes' hosts
     _standby_ok: dict[tuple[str, str], str] = field(default_factory=dict)  # (volume, node) -> agent instance
     queue: WorkQueue = field(default_factory=WorkQueue)
     adopted: Adopted = field(default_factory=Adopted)   # what agents listed when they registered
@@ -521,7 +523,8 @@ class Reconciler(ReplicatedVolumes):
 
     async def _converge_head(self, v: Volume, r: Replica, node: Node) -> bool:
         inst = self.liveness.instance(node.id) or ""
-        key = (inst, v.nqn, v.target_iqn, v.namespace_uuid, tuple(sorted(v.hosts)), r.id, v.qos)
+        key = (inst, v.nqn, v.target_iqn, v.namespace_uuid, tuple(sorted(v.hosts)), tuple(sorted(v.host_auth.items())),
+               r.id, v.qos)
         if self._head_ok.get(v.id) == key and v.head_node_id == node.id:
             return True
         if confirm_single(self.adopted, v, r, node, inst):
@@ -535,7 +538,7 @@ class Reconciler(ReplicatedVolumes):
             leg = apb.HeadLeg(replica_id=r.id, node_id=node.id, subsystem_nqn=e.nqn, address=e.address, port=e.port)
             spec = head_spec(v, [leg], in_sync_replica_ids=[r.id], replica_count=1)
         else:
-            spec = head_spec(v, [apb.HeadLeg(replica_id=r.id, node_id=node.id)])
+            spec = head_spec(v, [apb.HeadLeg(replica_id=r.id, node_id=node.id)], self.secrets)
         st = await self._stub(node).EnsureHead(spec, timeout=self.call_timeout)
         crash_point("create.exported")
         if qos_matches(v, st):    # else SPDK kept other limits: visited again (see _revisit)

@@ -22,7 +22,9 @@ from ..replication.erasure import SHARD_BLOCK_BYTES
 from ..replication.layout import (RebuildProgress, head_members, in_sync_after, plan_membership, raid_slots,
                                   recorded_in_sync)
 from ..util import all_of
+from ..secretbox import SecretBox
 from .adopt import Adopted, confirm_replicated, qos_matches
+from .host_auth import head_keys
 
 if TYPE_CHECKING:
     from .agents import AgentClients
@@ -37,9 +39,9 @@ HEAD_RECHECK = 10.0   # seconds between the head sweeps (one ListHeads per node)
 RESYNC = 1800.0       # seconds after which a settled volume's head is applied again on its next visit
 
 
-def head_spec(v: Volume, legs: list, **kw) -> apb.HeadSpec:
-    """What a head node is told about a volume: its legs, how (and to whom) it is exported and the
-    QoS limits it enforces."""
+def head_spec(v: Volume, legs: list, secrets: SecretBox | None = None, **kw) -> apb.HeadSpec:
+    """What a head node is told about a volume: its legs, how (and to whom) it is exported (with the
+    secrets of hosts that authenticate) and the QoS limits it enforces."""
     kw["qos"] = apb.RateLimits(**v.qos.spdk())
     if v.protocol == "iscsi":
         return apb.HeadSpec(volume_id=v.id, namespace_uuid=v.namespace_uuid, legs=legs, protocol="iscsi",
@@ -50,7 +52,7 @@ def head_spec(v: Volume, legs: list, **kw) -> apb.HeadSpec:
     if ec is not None:
         kw.update(raid_level="raid5f", strip_size_kb=ec.strip_size_kb)
     return apb.HeadSpec(volume_id=v.id, nqn=v.nqn, namespace_uuid=v.namespace_uuid, legs=legs,
-                        allowed_host_nqns=sorted(v.hosts), **kw)
+                        allowed_host_nqns=sorted(v.hosts), host_keys=head_keys(v, secrets), **kw)
 
 
 
@@ -136,7 +138,8 @@ class ReplicatedVolumes:
         standbys = self._standby_nodes(v, active, nodes, head_node.id)
         self._standby_ok.pop((v.id, head_node.id), None)
         confirmed = [n for n in standbys if self._standby_ok.get((v.id, n.id)) == self.liveness.instance(n.id)]
-        key = (self.liveness.instance(head_node.id), v.nqn, v.target_iqn, tuple(sorted(v.hosts)), v.replicas,
+        key = (self.liveness.instance(head_node.id), v.nqn, v.target_iqn, tuple(sorted(v.hosts)),
+               tuple(sorted(v.host_auth.items())), v.replicas,
                v.size_bytes, v.qos, tuple(sorted((r.id, self.liveness.instance(r.node_id),
                                                   r.node_id in nodes and nodes[r.node_id].draining)
                                                  for r in active)),
@@ -163,7 +166,7 @@ class ReplicatedVolumes:
                                  address=nodes[r.node_id].nvmf_address, port=nodes[r.node_id].nvmf_port,
                                  slot=max(r.shard, 0))
                      for r in head_members(v, active) if r.node_id in nodes]
-            demote = head_spec(v, known, in_sync_replica_ids=sorted(in_sync), replica_count=raid_slots(v, active))
+            demote = head_spec(v, known, self.secrets, in_sync_replica_ids=sorted(in_sync), replica_count=raid_slots(v, active))
             told = await self._ensure_heads(v, [(n, self._with_cntlids(demote, n, standby=True)) for n in newcomers])
             for n, st in zip(newcomers, told):
                 if st is not None:
@@ -171,7 +174,8 @@ class ReplicatedVolumes:
                     confirmed.append(n)
         legs = await self._export_replicas(v, active, nodes, [head_node.host_nqn] + [n.host_nqn for n in confirmed])
         crash_point("replicated.fenced")
-        spec = head_spec(v, legs, in_sync_replica_ids=sorted(in_sync), replica_count=raid_slots(v, active))
+        spec = head_spec(v, legs, self.secrets, in_sync_replica_ids=sorted(in_sync),
+                         replica_count=raid_slots(v, active))
         # the head and the standbys (only those the replicas admit) are independent: all at once
         ready = [n for n in standbys if self._standby_ok.get((v.id, n.id)) == self.liveness.instance(n.id)]
         st, *standby_states = await self._ensure_heads(

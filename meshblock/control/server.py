@@ -21,6 +21,7 @@ from prometheus_client import start_http_server
 
 from ..grpcutil import client_tls, make_server, server_tls, set_serving
 from ..proto.meshblock.v1 import admin_pb2_grpc as pb_grpc
+from ..secretbox import SecretBox
 from ..store import open_leadership, open_store
 from ..model.tenancy import Identity, Tenant
 from .agents import AgentClients
@@ -59,6 +60,7 @@ class ControllerConfig:
     agent_tls_name: str = ""       # the name agents' certificates are issued to (default: their address)
     leader_ttl: float = 3.0
     head_lease: bool = True        # agents stop serving their heads when they lose the controller
+    secrets_key_file: str = ""     # seals secrets kept in the store (else $MESHBLOCK_SECRETS_KEY)
     audit: Retention = dataclasses.field(default_factory=Retention)
 
     def head_lease_ms(self) -> int:
@@ -84,6 +86,7 @@ async def run_controller(cfg: ControllerConfig, stop: asyncio.Event | None = Non
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    secrets = SecretBox.load(cfg.secrets_key_file)   # a bad key stops the controller here, before anything
     store = open_store(cfg.store_url)
     await store.open()
     leadership = open_leadership(cfg.store_url, identity, ttl=cfg.leader_ttl)
@@ -103,7 +106,7 @@ async def run_controller(cfg: ControllerConfig, stop: asyncio.Event | None = Non
     gate = Gate()
     liveness = Liveness(repo, timeout=cfg.node_timeout)
     reconciler = Reconciler(repo, agents, liveness, view=view, orphan_grace=cfg.orphan_grace,
-                            standby_heads=cfg.standby_heads, replace_after=cfg.replace_after)
+                            standby_heads=cfg.standby_heads, replace_after=cfg.replace_after, secrets=secrets)
     liveness.on_change = reconciler.node_changed
 
     def agent_started(node) -> None:
@@ -112,6 +115,7 @@ async def run_controller(cfg: ControllerConfig, stop: asyncio.Event | None = Non
     liveness.on_new_instance = agent_started
     mgr = VolumeManager(repo, liveness, reconciler, overcommit=cfg.overcommit)
     mgr.quotas = quotas
+    mgr.secrets = secrets
 
     def register(server) -> None:
         pb_grpc.add_VolumeServiceServicer_to_server(VolumeServicer(mgr, gate), server)

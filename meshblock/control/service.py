@@ -15,7 +15,7 @@ from ..proto.meshblock.v1 import admin_pb2_grpc as pb_grpc
 from ..qos import QosLimits, problems
 from ..replication import erasure
 from ..model.tenancy import tenant_of
-from . import auth, validate
+from . import auth, host_auth, validate
 from .liveness import Liveness
 from .reconciler import INTERNAL_SNAPSHOT_PREFIX
 from .volumes import CLUSTER_GRANULARITY, VolumeManager, VolumeSpec
@@ -68,7 +68,7 @@ def volume_pb(v: Volume, reps: list[Replica], nodes: dict[str, Node], rebuild: d
         created_at=v.created_at, message=v.message, replica_status=[status(r) for r in reps],
         protocol=v.protocol, target_iqn=v.target_iqn, iscsi_netmasks=v.iscsi_netmasks, chap_user=v.chap_user,
         erasure=pb.ErasureCoding(data=v.ec_data, parity=v.ec_parity) if v.ec_data else None,
-        qos=pb.QosLimits(**dataclasses.asdict(v.qos)), tenant=tenant_of(v.tenant))
+        qos=pb.QosLimits(**dataclasses.asdict(v.qos)), tenant=tenant_of(v.tenant), host_auth=host_auth.modes(v))
 
 
 def _page_by_name(items: list, page_size: int, page_token: str) -> tuple[list, str]:
@@ -230,7 +230,9 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
         self.gate.check()
         v = await self.mgr.require(validate.ref("ref", request.ref))
         host = await self._host(v, request.host_nqn, request.initiator_iqn)
-        return await self._pb(await self.mgr.publish(v.id, host, request.read_only))
+        return await self._pb(await self.mgr.publish(v.id, host, request.read_only, dhchap=request.dhchap,
+                                                     dhchap_bidirectional=request.dhchap_bidirectional,
+                                                     rotate_dhchap=request.rotate_dhchap))
 
     @rpc_method(VOLUME_SERVICE)
     async def UnpublishVolume(self, request: pb.UnpublishVolumeRequest, context) -> pb.Volume:
@@ -268,6 +270,9 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
                                      node_id=node_id))
             info = pb.ConnectInfo(protocol="nvmf", subnqn=v.nqn, host_nqn=host, namespace_uuid=v.namespace_uuid,
                                   size_bytes=v.size_bytes, paths=paths)
+            keys = host_auth.secrets_of(v, host, self.mgr.secrets) if host in v.hosts else None
+            if keys is not None:    # given to the caller that asks for this host's connection only
+                info.dhchap_secret, info.dhchap_ctrl_secret = keys.key, keys.ctrl_key
         if host not in v.hosts:
             await context.send_initial_metadata((("meshblock-warning", "host is not published"),))
         return info

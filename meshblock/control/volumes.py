@@ -21,7 +21,8 @@ from ..model import (GroupSnapshot, GroupSnapshotState, Node, NodeState, Replica
 from ..model.records import now
 from ..qos import QosLimits
 from ..store.base import Conflict, NameTaken
-from . import auth
+from ..secretbox import SecretBox
+from . import auth, host_auth
 from .liveness import Liveness
 from ..replication.erasure import SHARD_BLOCK_BYTES, Layout
 from .placement import Candidate, PlacementError, place
@@ -69,6 +70,7 @@ class VolumeManager:
         self.overcommit = overcommit
         self.wait_timeout = wait_timeout
         self.quotas = None                 # tenants.Quotas: admits changes against tenants' quotas
+        self.secrets: SecretBox | None = None   # seals hosts' DH-HMAC-CHAP secrets
 
     def _admit(self, new: Volume, old: Volume | None = None):
         return self.quotas.admit(new, old) if self.quotas is not None else contextlib.nullcontext()
@@ -307,14 +309,17 @@ class VolumeManager:
             return True
         return await self.wait_ready(await self._update(ref, change))
 
-    async def publish(self, ref: str, host: str, read_only: bool = False) -> Volume:
+    async def publish(self, ref: str, host: str, read_only: bool = False, *, dhchap: bool = False,
+                      dhchap_bidirectional: bool = False, rotate_dhchap: bool = False) -> Volume:
         def add(v: Volume) -> bool:
+            keys = host_auth.grant(v, host, self.secrets, dhchap=dhchap, bidirectional=dhchap_bidirectional,
+                                   rotate=rotate_dhchap)
             if host in v.hosts:
                 if (host in v.read_only_hosts) != read_only:
                     raise AlreadyExists(f"volume {v.name!r} is published to {host} "
                                         f"{'read-only' if host in v.read_only_hosts else 'read-write'}; "
                                         "unpublish it first to change that")
-                return False
+                return keys
             v.hosts = sorted(set(v.hosts) | {host})
             if read_only:
                 v.read_only_hosts = sorted(set(v.read_only_hosts) | {host})
@@ -327,6 +332,7 @@ class VolumeManager:
                 return False
             v.hosts = [h for h in v.hosts if h != host]
             v.read_only_hosts = [h for h in v.read_only_hosts if h != host]
+            host_auth.revoke(v, host)
             return True
         return await self.wait_ready(await self._update(ref, remove))
 

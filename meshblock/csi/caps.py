@@ -32,7 +32,10 @@ BLOCK_ONLY_MODES = {Mode.MULTI_NODE_SINGLE_WRITER, Mode.MULTI_NODE_MULTI_WRITER}
 # VolumeAttributesClass, which ControllerModifyVolume changes online
 QOS_PARAMETERS = {"maxIops": "max_iops", "maxMbps": "max_mbps", "maxReadMbps": "max_read_mbps",
                   "maxWriteMbps": "max_write_mbps"}
-PARAMETERS = {"replicas", "spread", "protocol", "iscsiNetworks", "erasure", *QOS_PARAMETERS}
+PARAMETERS = {"replicas", "spread", "protocol", "iscsiNetworks", "erasure", "dhchap", *QOS_PARAMETERS}
+# dhchap: hosts of the class's volumes authenticate with DH-HMAC-CHAP ("true"), and the target to them
+# too ("bidirectional"); the controller makes the secrets, the node plugin fetches them when it stages
+DHCHAP_VALUES = {"": "", "false": "", "true": "dhchap", "bidirectional": "dhchap-bidirectional"}
 MUTABLE_PARAMETERS = {"replicas", *QOS_PARAMETERS}
 SIDECAR_PREFIX = "csi.storage.k8s.io/"
 
@@ -123,6 +126,7 @@ class VolumeParams:
     iscsi_networks: tuple[str, ...] = ()
     erasure: Layout | None = None     # parameter erasure: "K+M"
     qos: QosLimits = QosLimits()
+    dhchap: str = ""                  # "" | dhchap | dhchap-bidirectional
 
     @property
     def data_shards(self) -> int:
@@ -132,7 +136,7 @@ class VolumeParams:
 
 def parse_parameters(params: dict[str, str], mutable: dict[str, str] | None = None,
                      field: str = "parameters") -> VolumeParams:
-    replicas, spread, protocol, networks, ec = 1, "", "nvmf", (), None
+    replicas, spread, protocol, networks, ec, dhchap = 1, "", "nvmf", (), None, ""
     merged = {**params, **(mutable or {})}
     qos = parse_qos(merged, field)
     for key, value in merged.items():
@@ -152,8 +156,14 @@ def parse_parameters(params: dict[str, str], mutable: dict[str, str] | None = No
             networks = tuple(n.strip() for n in value.split(",") if n.strip())
         elif key == "erasure":
             ec = erasure.parse(value, field)
+        elif key == "dhchap":
+            if value.strip().lower() not in DHCHAP_VALUES:
+                raise InvalidArgument(field, f"dhchap: {value!r} is not true, bidirectional or false")
+            dhchap = DHCHAP_VALUES[value.strip().lower()]
     if networks and protocol != "iscsi":
         raise InvalidArgument(field, "iscsiNetworks needs protocol iscsi")
+    if dhchap and protocol != "nvmf":
+        raise InvalidArgument(field, "dhchap is for NVMe/TCP volumes (iSCSI volumes use CHAP from secrets)")
     if ec is not None:
         if "replicas" in merged:
             raise InvalidArgument(field, "give replicas or erasure, not both: an erasure-coded volume has k+m "
@@ -162,7 +172,7 @@ def parse_parameters(params: dict[str, str], mutable: dict[str, str] | None = No
             raise InvalidArgument(field, "erasure-coded volumes are exported over NVMe/TCP only")
         replicas = ec.shards
     return VolumeParams(replicas=replicas, spread=spread, protocol=protocol, iscsi_networks=networks, erasure=ec,
-                        qos=QosLimits(**qos))
+                        qos=QosLimits(**qos), dhchap=dhchap)
 
 
 def parse_qos(params: dict[str, str], field: str) -> dict[str, int]:

@@ -74,6 +74,9 @@ def host_field(v: admin.Volume, name: str) -> dict[str, str]:
     return {"initiator_iqn": name} if v.protocol == "iscsi" else {"host_nqn": name}
 
 
+DHCHAP_CONTEXT = "dhchap"    # volume context: the StorageClass's dhchap parameter, as the admin API names it
+
+
 def volume_context(v: admin.Volume) -> dict[str, str]:
     ctx = {"protocol": "iscsi", "targetIQN": v.target_iqn} if v.protocol == "iscsi" else {"nqn": v.nqn}
     ctx = {**ctx, "namespaceUUID": v.namespace_uuid, "replicas": str(v.replicas)}
@@ -169,6 +172,8 @@ class ControllerServicer(csi_grpc.ControllerServicer):
         if not caps.fits(v.size_bytes, cr):
             raise AlreadyExists(f"volume {request.name!r} exists with {v.size_bytes} bytes, outside the range asked")
         out = to_csi_volume(v)
+        if params.dhchap:    # ControllerPublishVolume publishes with it (the context comes back there)
+            out.volume_context[DHCHAP_CONTEXT] = params.dhchap
         if src is not None:
             out.content_source.CopyFrom(src)
         log.info("csi create volume name=%s volume_id=%s size=%d replicas=%d", request.name, v.id, v.size_bytes,
@@ -259,8 +264,10 @@ class ControllerServicer(csi_grpc.ControllerServicer):
             raise
         name = host_name(v, host)
         iscsi = v.protocol == "iscsi"
+        auth = request.volume_context.get(DHCHAP_CONTEXT, "")
         async with self._lock("id:" + v.id):
-            if name not in v.hosts or (name in v.read_only_hosts) != request.readonly:
+            if name not in v.hosts or (name in v.read_only_hosts) != request.readonly or \
+                    (auth and v.host_auth.get(name) != auth):
                 if name not in v.hosts and host.max_volumes:
                     await self._check_limit(host)
                 if name not in v.hosts and caps.single_node([request.volume_capability]):
@@ -269,7 +276,8 @@ class ControllerServicer(csi_grpc.ControllerServicer):
                         raise FailedPrecondition(f"volume {v.id} is published to node(s) {', '.join(others)} and "
                                                  f"its access mode allows one node")
                 v = await self.admin.volumes.PublishVolume(admin.PublishVolumeRequest(
-                    ref=v.id, read_only=request.readonly, **host_field(v, name)))
+                    ref=v.id, read_only=request.readonly, dhchap=bool(auth),
+                    dhchap_bidirectional=auth == "dhchap-bidirectional", **host_field(v, name)))
             info = await self.admin.volumes.GetConnectInfo(admin.GetConnectInfoRequest(ref=v.id,
                                                                                       **host_field(v, name)))
         readonly = "true" if request.readonly else "false"

@@ -61,14 +61,17 @@ class NodeServicer(csi_grpc.NodeServicer):
     def _lock(self, volume_id: str) -> asyncio.Lock:
         return self._locks.setdefault(volume_id, asyncio.Lock())
 
-    async def _paths(self, volume_id: str, ctx: dict[str, str]) -> tuple[str, list[NvmePath]]:
-        """The volume's subsystem and paths: fresh from the controller when it answers (a head may
-        have moved since ControllerPublish), else from the publish context."""
+    async def _paths(self, volume_id: str, ctx: dict[str, str]) -> tuple[str, list[NvmePath], dict[str, str]]:
+        """The volume's subsystem, paths and this host's DH-HMAC-CHAP secrets (if it authenticates):
+        fresh from the controller when it answers (a head may have moved since ControllerPublish),
+        else the subsystem and paths from the publish context, which never holds secrets."""
         if self.admin is not None:
             try:
                 info = await self.admin.volumes.GetConnectInfo(admin.GetConnectInfoRequest(
                     ref=volume_id, host_nqn=self.cfg.host_nqn), timeout=15)
-                return info.subnqn, [NvmePath(p.transport, p.traddr, p.trsvcid) for p in info.paths]
+                keys = {k: v for k, v in (("dhchap_secret", info.dhchap_secret),
+                                          ("dhchap_ctrl_secret", info.dhchap_ctrl_secret)) if v}
+                return info.subnqn, [NvmePath(p.transport, p.traddr, p.trsvcid) for p in info.paths], keys
             except grpc.aio.AioRpcError as e:
                 if e.code() == grpc.StatusCode.NOT_FOUND:
                     raise NotFound(f"volume {volume_id} does not exist") from None
@@ -78,20 +81,20 @@ class NodeServicer(csi_grpc.NodeServicer):
         if not nqn or not ctx.get("paths"):
             raise FailedPrecondition(f"volume {volume_id} has no publish context (is it published to this node?)")
         try:
-            return nqn, [NvmePath.parse(p) for p in ctx["paths"].split(",") if p]
+            return nqn, [NvmePath.parse(p) for p in ctx["paths"].split(",") if p], {}
         except ValueError as e:
             raise InvalidArgument("publish_context", str(e)) from None
 
     async def _attach(self, volume_id: str, ctx: dict[str, str], secrets: dict[str, str]) -> str:
         if ctx.get("protocol") == "iscsi":
             return await self._attach_iscsi(volume_id, ctx, secrets)
-        nqn, paths = await self._paths(volume_id, ctx)
+        nqn, paths, keys = await self._paths(volume_id, ctx)
         if not paths:
             raise Unavailable(f"volume {volume_id} has no path to connect to yet")
         errors = []
         for p in paths:
             try:
-                if await nvme.connect(nqn, p, self.cfg.host_nqn):
+                if await nvme.connect(nqn, p, self.cfg.host_nqn, **keys):
                     log.info("connected volume_id=%s nqn=%s path=%s:%s", volume_id, nqn, p.traddr, p.trsvcid)
             except ConnectionError as e:
                 errors.append(str(e))

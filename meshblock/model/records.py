@@ -173,6 +173,11 @@ class Volume(Record):
     max_mbps: int = 0
     max_read_mbps: int = 0
     max_write_mbps: int = 0
+    # NVMe/TCP hosts that authenticate with DH-HMAC-CHAP: host NQN -> the fingerprints of its secrets
+    # (meshblock/dhchap.py HostKeys.fingerprints), and host NQN -> the secrets, sealed with the
+    # controller's secrets key (meshblock/secretbox.py) for the context "<volume id>/<host NQN>"
+    host_auth: dict[str, str] = field(default_factory=dict)
+    host_secrets: dict[str, str] = field(default_factory=dict)
     tenant: str = ""                 # the owning tenant ("": the default tenant)
 
     @property

@@ -20,10 +20,14 @@ class DdResult:
 class SpdkHost:
     """Reads and writes an exported namespace with spdk_dd, connecting as ``host_nqn``."""
 
-    def __init__(self, install: SpdkInstall, workdir: Path, host_nqn: str, cpumask: str | None = None):
+    def __init__(self, install: SpdkInstall, workdir: Path, host_nqn: str, cpumask: str | None = None,
+                 dhchap_secret: str = "", dhchap_ctrl_secret: str = ""):
         self.install = install
         self.workdir = workdir
         self.host_nqn = host_nqn
+        # DH-HMAC-CHAP: what the host proves, and what it expects the target to prove ("" = none)
+        self.dhchap_secret = dhchap_secret
+        self.dhchap_ctrl_secret = dhchap_ctrl_secret
         # a busy-polling host must not share a core with the (polling) head targets on core 0
         self.cpumask = cpumask or hex(1 << (len(os.sched_getaffinity(0)) - 1))
         workdir.mkdir(parents=True, exist_ok=True)
@@ -31,11 +35,20 @@ class SpdkHost:
 
     def _config(self, subnqn: str, traddr: str, port: int) -> Path:
         self._n += 1
-        cfg = {"subsystems": [{"subsystem": "bdev", "config": [
-            {"method": "bdev_nvme_attach_controller",
-             "params": {"name": "Host0", "trtype": "tcp", "adrfam": "ipv4", "traddr": traddr,
-                        "trsvcid": str(port), "subnqn": subnqn, "hostnqn": self.host_nqn}},
-            {"method": "bdev_wait_for_examine"}]}]}
+        attach = {"name": "Host0", "trtype": "tcp", "adrfam": "ipv4", "traddr": traddr, "trsvcid": str(port),
+                  "subnqn": subnqn, "hostnqn": self.host_nqn}
+        keys = []
+        for param, secret in (("dhchap_key", self.dhchap_secret), ("dhchap_ctrlr_key", self.dhchap_ctrl_secret)):
+            if secret:
+                path = self.workdir / f"{param}-{self._n}"
+                path.write_text(secret)
+                path.chmod(0o600)
+                keys.append({"method": "keyring_file_add_key", "params": {"name": param, "path": str(path)}})
+                attach[param] = param
+        cfg = {"subsystems": [{"subsystem": "keyring", "config": keys},
+                              {"subsystem": "bdev", "config": [
+                                  {"method": "bdev_nvme_attach_controller", "params": attach},
+                                  {"method": "bdev_wait_for_examine"}]}]}
         path = self.workdir / f"host-{self._n}.json"
         path.write_text(json.dumps(cfg))
         return path

@@ -73,17 +73,22 @@ def subsystem_of_namespace(ns_uuid: str) -> str | None:
 
 
 async def connect(nqn: str, path: NvmePath, host_nqn: str, *, ctrl_loss_tmo: int = -1,
-                  reconnect_delay: int = 1) -> bool:
-    """Connect one path unless a controller of that subsystem already uses it; True if it connected."""
+                  reconnect_delay: int = 1, dhchap_secret: str = "", dhchap_ctrl_secret: str = "") -> bool:
+    """Connect one path unless a controller of that subsystem already uses it; True if it connected.
+    With DH-HMAC-CHAP secrets, the host proves its own (and checks the target's controller secret)."""
     have = await asyncio.to_thread(controllers, nqn)
     if any(p == path for p, _ in have.values()):
         return False
     module = Path(f"/sys/module/nvme_{path.transport}")
     if not module.exists():
         await run(["modprobe", f"nvme-{path.transport}"], check=False, timeout=60)
-    res = await run(["nvme", "connect", "-t", path.transport, "-a", path.traddr, "-s", path.trsvcid, "-n", nqn,
-                     "--hostnqn", host_nqn, "--ctrl-loss-tmo", str(ctrl_loss_tmo),
-                     "--reconnect-delay", str(reconnect_delay)], check=False, timeout=60)
+    argv = ["nvme", "connect", "-t", path.transport, "-a", path.traddr, "-s", path.trsvcid, "-n", nqn,
+            "--hostnqn", host_nqn, "--ctrl-loss-tmo", str(ctrl_loss_tmo), "--reconnect-delay", str(reconnect_delay)]
+    if dhchap_secret:
+        argv += ["--dhchap-secret", dhchap_secret]
+    if dhchap_ctrl_secret:
+        argv += ["--dhchap-ctrl-secret", dhchap_ctrl_secret]
+    res = await run(argv, check=False, timeout=60, hide=(dhchap_secret, dhchap_ctrl_secret))
     if res.rc != 0:
         have = await asyncio.to_thread(controllers, nqn)   # a concurrent connect may have won
         if any(p == path for p, _ in have.values()):

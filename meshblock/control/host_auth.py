@@ -1,0 +1,94 @@
+"""DH-HMAC-CHAP for a volume's hosts: the controller makes each host's secrets, keeps them sealed in
+the volume record (meshblock/secretbox.py), gives them to the heads that export the volume and to
+GetConnectInfo for that host, and nowhere else.
+
+A volume record holds, per authenticated host, the fingerprints of its secrets in the clear
+(``host_auth``: what heads report back is compared with them) and the secrets sealed
+(``host_secrets``), each bound to "<volume id>/<host NQN>".
+"""
+
+from __future__ import annotations
+
+from ..dhchap import HostKeys, mode
+from ..errors import FailedPrecondition, InvalidArgument
+from ..model import Volume
+from ..proto.meshblock.v1 import agent_pb2 as apb
+from ..secretbox import ENV_VAR, SealedSecretError, SecretBox
+
+NO_KEY = (f"this controller has no secrets key to keep DH-HMAC-CHAP secrets with: start it with "
+          f"--secrets-key-file FILE or ${ENV_VAR}")
+
+
+def _context(v: Volume, host: str) -> str:
+    return f"{v.id}/{host}"
+
+
+def _box(box: SecretBox | None, v: Volume) -> SecretBox:
+    if box is None:
+        raise FailedPrecondition(f"volume {v.name!r}: {NO_KEY}")
+    return box
+
+
+def secrets_of(v: Volume, host: str, box: SecretBox | None) -> HostKeys | None:
+    """The host's secrets (None: it connects without authenticating)."""
+    sealed = v.host_secrets.get(host)
+    if sealed is None:
+        return None
+    try:
+        return HostKeys.unpack(_box(box, v).open(sealed, _context(v, host)))
+    except SealedSecretError as e:
+        raise FailedPrecondition(f"volume {v.name!r}, host {host}: {e}") from None
+
+
+def head_keys(v: Volume, box: SecretBox | None) -> list[apb.HostKey]:
+    """What a head exporting ``v`` is told: the secrets of its published hosts that authenticate."""
+    out = []
+    for host in sorted(h for h in v.host_secrets if h in v.hosts):
+        keys = secrets_of(v, host, box)
+        assert keys is not None
+        out.append(apb.HostKey(host_nqn=host, dhchap_key=keys.key, dhchap_ctrl_key=keys.ctrl_key))
+    return out
+
+
+def expected(v: Volume) -> dict[str, str]:
+    """host NQN -> fingerprints, for the published hosts that authenticate: what a head should report."""
+    return {h: fp for h, fp in v.host_auth.items() if h in v.hosts}
+
+
+def modes(v: Volume) -> dict[str, str]:
+    return {h: mode(fp) for h, fp in v.host_auth.items()}
+
+
+def grant(v: Volume, host: str, box: SecretBox | None, *, dhchap: bool, bidirectional: bool,
+          rotate: bool) -> bool:
+    """Make the secrets a publish asks for; whether the record changed.
+
+    A host published again keeps its secrets (adding a controller key for ``bidirectional``);
+    ``rotate`` replaces them (a bidirectional host stays bidirectional). Dropping authentication,
+    or the controller key, takes an unpublish.
+    """
+    asked = dhchap or bidirectional or rotate
+    if not asked:
+        return False
+    if v.protocol != "nvmf":
+        raise InvalidArgument("dhchap", "DH-HMAC-CHAP is for NVMe/TCP volumes; iSCSI volumes use CHAP "
+                                        "(volume create --chap-user)")
+    cur = secrets_of(v, host, box)
+    want_ctrl = bidirectional or (cur is not None and cur.bidirectional)
+    if cur is None or rotate:
+        new = HostKeys.new(want_ctrl)
+    elif want_ctrl and not cur.bidirectional:
+        new = HostKeys(cur.key, HostKeys.new(True).ctrl_key)
+    else:
+        return False
+    # new dicts, never changed in place: the record may be the one the cluster view holds
+    v.host_secrets = {**v.host_secrets, host: _box(box, v).seal(new.pack(), _context(v, host))}
+    v.host_auth = {**v.host_auth, host: new.fingerprints}
+    return True
+
+
+def revoke(v: Volume, host: str) -> bool:
+    had = host in v.host_secrets or host in v.host_auth
+    v.host_secrets = {h: s for h, s in v.host_secrets.items() if h != host}
+    v.host_auth = {h: fp for h, fp in v.host_auth.items() if h != host}
+    return had
