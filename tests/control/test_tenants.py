@@ -285,3 +285,28 @@ def test_secrets_in_a_request_are_redacted_from_messages():
     assert secret_values(req) == ["topsecret-12345"]
     assert redact("chap_secret 'topsecret-12345' is bad", secret_values(req)) == "chap_secret '[redacted]' is bad"
     assert target_of(pb.PublishVolumeRequest(ref="v", host_nqn="nqn.x", dhchap=True)) == "v host=nqn.x"
+
+
+async def test_dhchap_secrets_never_reach_the_audit_log(fake, short_tmp):
+    from meshblock.secretbox import ENV_VAR, new_key_text
+
+    c = Cluster(fake, short_tmp, nodes=1, controller_env={ENV_VAR: new_key_text()})
+    try:
+        await c.start()
+        await c.volumes.CreateVolume(pb.CreateVolumeRequest(name="d1", size_bytes=16 * MiB))
+        await c.volumes.PublishVolume(pb.PublishVolumeRequest(ref="d1", host_nqn=HOST, dhchap=True,
+                                                              dhchap_bidirectional=True))
+        await c.volumes.PublishVolume(pb.PublishVolumeRequest(ref="d1", host_nqn=HOST, rotate_dhchap=True,
+                                                              dhchap_bidirectional=True))
+        info = await c.volumes.GetConnectInfo(pb.GetConnectInfoRequest(ref="d1", host_nqn=HOST))
+        assert info.dhchap_secret.startswith("DHHC-1:") and info.dhchap_ctrl_secret.startswith("DHHC-1:")
+        events = (await pb_grpc.AuditServiceStub(c.controller.channel).ListAuditEvents(
+            pb.ListAuditEventsRequest())).events
+        assert [(e.method, e.target, e.code) for e in events] == [
+            ("VolumeService.CreateVolume", "d1", "OK"),
+            ("VolumeService.PublishVolume", f"d1 host={HOST}", "OK"),
+            ("VolumeService.PublishVolume", f"d1 host={HOST}", "OK")]
+        dump = str(events)
+        assert "DHHC-1" not in dump and info.dhchap_secret not in dump and info.dhchap_ctrl_secret not in dump
+    finally:
+        await c.stop()
