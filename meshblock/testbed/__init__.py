@@ -12,6 +12,7 @@ network namespace of their own, which host programs can enter too.
     with Testbed() as tb:
         a, b = tb.guests(2)
         print(a.check("uname -r"), b.hostnqn)
+        c = tb.guest("c", kernel="backports")   # Debian's backports kernel instead of the stock one
 
 See README.md beside this file.
 """
@@ -19,7 +20,7 @@ See README.md beside this file.
 from .bed import Testbed
 from .errors import AgentTimeout, CommandFailed, GuestError, TestbedError, TestbedUnavailable
 from .guest import CommandResult, Guest
-from .image import Image, default_cache_dir, ensure_image, find_mirror, host_problems, image_key
+from .image import Image, Kernel, default_cache_dir, ensure_image, find_mirror, host_problems, image_key
 
 __all__ = [
     "AgentTimeout",
@@ -28,6 +29,7 @@ __all__ = [
     "Guest",
     "GuestError",
     "Image",
+    "Kernel",
     "Testbed",
     "TestbedError",
     "TestbedUnavailable",

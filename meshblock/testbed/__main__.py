@@ -2,7 +2,7 @@
 
     python -m meshblock.testbed info              # cache, image key, what this host lacks
     python -m meshblock.testbed build [--force]   # build (or rebuild) the cached image
-    python -m meshblock.testbed run [-g a,b] [--hold] -- CMD...
+    python -m meshblock.testbed run [-g a,b] [-k backports] [--hold] -- CMD...
                                                   # boot guests, run CMD in the first one
 """
 
@@ -16,6 +16,8 @@ import time
 from .bed import Testbed
 from .errors import TestbedError
 from .image import (
+    DEFAULT_KERNEL,
+    KERNELS,
     PACKAGES,
     default_cache_dir,
     ensure_image,
@@ -34,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--force", action="store_true", help="delete the cached image first")
     r = sub.add_parser("run")
     r.add_argument("-g", "--guests", default="a", help="comma-separated guest names (default: a)")
+    r.add_argument("-k", "--kernel", default=DEFAULT_KERNEL, choices=sorted(KERNELS),
+                   help=f"which of the image's kernels the guests boot (default: {DEFAULT_KERNEL})")
     r.add_argument("--hold", action="store_true", help="keep the guests up until interrupted")
     r.add_argument("command", nargs=argparse.REMAINDER)
     args = ap.parse_args(argv)
@@ -60,13 +64,14 @@ def main(argv: list[str] | None = None) -> int:
                 safe_rmtree(d)
             t0 = time.monotonic()
             image = ensure_image()
-            print(f"{image.dir} (kernel {image.kernel_version}) in {time.monotonic() - t0:.1f}s")
+            kernels = ", ".join(f"{k.name} {k.version}" for k in image.kernels.values())
+            print(f"{image.dir} (kernels: {kernels}) in {time.monotonic() - t0:.1f}s")
             return 0
         command = args.command[1:] if args.command[:1] == ["--"] else args.command
         t0 = time.monotonic()
         with Testbed() as tb:
             names = [n for n in args.guests.split(",") if n]
-            guests = tb.guests(names)
+            guests = tb.guests(names, kernel=args.kernel)
             print(f"booted {', '.join(names)} in {time.monotonic() - t0:.1f}s", file=sys.stderr)
             print(tb.describe(), file=sys.stderr)
             rc = 0

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .errors import GuestError, TestbedError
 from .guest import Guest, GuestSpec, _pdeathsig, qemu_argv, start_qemu
-from .image import Image, ensure_image
+from .image import DEFAULT_KERNEL, Image, ensure_image
 from .initramfs import build_initramfs
 from .network import Netns
 
@@ -26,7 +26,9 @@ class Testbed:
     """Guests on a private bridge, plus the host's way into that network.
 
     Use as a context manager, or call :meth:`start` and :meth:`close`.  Guests are
-    booted on demand (:meth:`guest`, :meth:`guests`) and kept until :meth:`close`.
+    booted on demand (:meth:`guest`, :meth:`guests`) and kept until :meth:`close`,
+    each with one of the image's kernels (``kernel="stock"``, the default, or
+    ``kernel="backports"``; see :data:`meshblock.testbed.image.KERNELS`).
     The checkout at ``share`` is mounted read-only in every guest at
     ``share_mount`` (9p), so ``PYTHONPATH=/meshblock python3 ...`` runs the
     project's code there.
@@ -47,7 +49,8 @@ class Testbed:
         self.netns = Netns(subnet)
         self._run_dir_arg = run_dir
         self.run_dir: Path | None = None
-        self.initrd: Path | None = None
+        self.initrd: Path | None = None          # the default kernel's initramfs
+        self._initrds: dict[str, Path] = {}
         self._guests: dict[str, Guest] = {}
         self._procs: list[subprocess.Popen] = []
         self._started = False
@@ -65,7 +68,7 @@ class Testbed:
         else:
             # Short, because the agent sockets live here (Unix socket paths are limited to 107 bytes).
             self.run_dir = Path(tempfile.mkdtemp(prefix="mbtb-", dir="/tmp"))
-        self.initrd = build_initramfs(self.image, self.run_dir / "initrd.cpio")
+        self.initrd = self.initramfs(DEFAULT_KERNEL)
         self.netns.create()
         self._started = True
         return self
@@ -80,7 +83,16 @@ class Testbed:
         self.netns.delete()
         if self.run_dir is not None and self._run_dir_arg is None and not os.environ.get(KEEP_ENV):
             shutil.rmtree(self.run_dir, ignore_errors=True)
+        self._initrds.clear()
         self._started = False
+
+    def initramfs(self, kernel: str = DEFAULT_KERNEL) -> Path:
+        """The session's initramfs for one of the image's kernels (made on first use)."""
+        if kernel not in self._initrds:
+            self.image.get_kernel(kernel)  # an unknown name fails here, with the ones there are
+            name = "initrd.cpio" if kernel == DEFAULT_KERNEL else f"initrd-{kernel}.cpio"
+            self._initrds[kernel] = build_initramfs(self.image, self.run_dir / name, kernel)
+        return self._initrds[kernel]
 
     def __enter__(self) -> Testbed:
         return self.start()
@@ -131,7 +143,11 @@ class Testbed:
     # --- guests ---------------------------------------------------------------------------------
 
     def guest(self, name: str = "a", **kw) -> Guest:
-        """The guest called ``name``, booted first if it is not running yet."""
+        """The guest called ``name``, booted first if it is not running yet.
+
+        ``kernel="backports"`` boots it with the image's backports kernel instead of the
+        stock one; asking for a running guest with another kernel than it runs is an error.
+        """
         return self.boot(name, **kw)[0]
 
     def guests(self, n_or_names: int | Sequence[str] = 2, **kw) -> list[Guest]:
@@ -139,14 +155,21 @@ class Testbed:
         names = list(DEFAULT_NAMES[:n_or_names]) if isinstance(n_or_names, int) else list(n_or_names)
         return self.boot(*names, **kw)
 
-    def boot(self, *names: str, memory_mb: int | None = None, disks: Sequence[int] = ()) -> list[Guest]:
+    def boot(self, *names: str, memory_mb: int | None = None, disks: Sequence[int] = (),
+             kernel: str = DEFAULT_KERNEL) -> list[Guest]:
         self._require_started()
+        for n in names:
+            g = self._guests.get(n)
+            if g is not None and g.kernel != kernel:
+                raise TestbedError(f"guest {n} runs the {g.kernel} kernel, not {kernel}; "
+                                   f"remove it first or use another name")
         todo = [n for n in dict.fromkeys(names) if n not in self._guests]
+        initrd = self.initramfs(kernel) if todo else None
         started = time.monotonic()
         pending: list[Guest] = []
         try:
             for name in todo:
-                pending.append(self._launch(name, memory_mb or self.memory_mb, disks))
+                pending.append(self._launch(name, memory_mb or self.memory_mb, disks, kernel, initrd))
             for g in pending:
                 g.wait_ready(self.boot_timeout, started)
                 self._guests[g.name] = g
@@ -166,12 +189,12 @@ class Testbed:
         if g is not None:
             g.kill()
 
-    def _launch(self, name: str, memory_mb: int, disks: Sequence[int]) -> Guest:
+    def _launch(self, name: str, memory_mb: int, disks: Sequence[int], kernel: str, initrd: Path) -> Guest:
         index = len(self.netns.taps)
         if index > 200:
             raise TestbedError("too many guests")
         spec = GuestSpec(name=name, index=index, address=self.netns.guest_address(index),
-                         prefix=self.netns.prefix, memory_mb=memory_mb, disks=tuple(disks))
+                         prefix=self.netns.prefix, memory_mb=memory_mb, disks=tuple(disks), kernel=kernel)
         tap = self.netns.add_tap(f"mbtbt{index}")
         overlay = self.run_dir / f"{name}.qcow2"
         for stale in self.run_dir.glob(f"{name}.*"):
@@ -183,8 +206,8 @@ class Testbed:
             _run(["qemu-img", "create", "-q", "-f", "qcow2", str(d), str(int(size))])
             disk_paths.append(d)
         share = (self.share_tag, self.share, self.share_mount) if self.share else None
-        argv = qemu_argv(spec, kernel=self.image.kernel, initrd=self.initrd, overlay=overlay, disks=disk_paths,
-                         run_dir=self.run_dir, tap=tap, share=share, gateway=None)
+        argv = qemu_argv(spec, kernel=self.image.get_kernel(kernel).boot, initrd=initrd, overlay=overlay,
+                         disks=disk_paths, run_dir=self.run_dir, tap=tap, share=share, gateway=None)
         (self.run_dir / f"{name}.cmdline").write_text(" ".join(argv) + "\n")
         proc = start_qemu(argv, self.netns_argv(), self.run_dir / f"{name}.qemu.log")
         return Guest(spec, proc, self.run_dir, tap)
@@ -196,7 +219,8 @@ class Testbed:
     def describe(self) -> str:
         lines = [f"namespace {self.netns.name}, host {self.host_address}, run dir {self.run_dir}"]
         for g in self._guests.values():
-            lines.append(f"  {g.name}: {g.address} pid {g.pid} hostnqn {g.hostnqn} boot {g.boot_seconds:.1f}s")
+            lines.append(f"  {g.name}: {g.address} pid {g.pid} kernel {g.kernel} hostnqn {g.hostnqn} "
+                         f"boot {g.boot_seconds:.1f}s")
         return "\n".join(lines)
 
 

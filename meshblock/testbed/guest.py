@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AgentTimeout, CommandFailed, GuestError
+from .image import DEFAULT_KERNEL
 
 CHUNK = 4 << 20
 
@@ -213,6 +214,7 @@ class GuestSpec:
     cpus: int = 1
     disks: Sequence[int] = ()  # sizes in bytes of extra empty virtio disks (serial mbtb-<name>-<n>)
     mac: str = field(default="")
+    kernel: str = DEFAULT_KERNEL  # which of the image's kernels it boots (image.KERNELS)
 
     def __post_init__(self) -> None:
         if not self.mac:
@@ -227,6 +229,7 @@ class Guest:
         self.spec = spec
         self.name = spec.name
         self.address = spec.address
+        self.kernel = spec.kernel
         self.proc = proc
         self.pid = proc.pid
         self.run_dir = run_dir

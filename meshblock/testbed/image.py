@@ -2,10 +2,11 @@
 
 Everything comes from Debian's archive, through the mirror this machine's apt is
 configured with: debootstrap makes a minbase root with the packages in
-:data:`PACKAGES`, the stock ``linux-image-amd64`` kernel is fetched with apt inside
-that root and unpacked with ``dpkg-deb`` (its modules go into the root and get a
-``modules.dep`` from ``depmod``), and ``mkfs.ext4 -d`` turns the tree into a
-sparse raw disk image, so no loop device or mount is needed.
+:data:`PACKAGES`, two kernels (:data:`KERNELS`: the stock ``linux-image-amd64`` and the
+one from ``bookworm-backports``) are fetched with apt inside that root and unpacked
+with ``dpkg-deb`` (their modules go into the root side by side and get a
+``modules.dep`` from ``depmod``), and ``mkfs.ext4 -d`` turns the tree into a sparse
+raw disk image, so no loop device or mount is needed.
 
 The result lives under the cache directory (``$MESHBLOCK_TESTBED_CACHE``, default
 ``~/.cache/meshblock/testbed``) in a folder named by a hash of the inputs (suite,
@@ -32,12 +33,13 @@ import struct
 import subprocess
 import time
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import TestbedUnavailable
+from .errors import TestbedError, TestbedUnavailable
 
-BUILD_VERSION = 2
+BUILD_VERSION = 3
 SUITE = "bookworm"
 ARCH = "amd64"
 CACHE_ENV = "MESHBLOCK_TESTBED_CACHE"
@@ -70,6 +72,13 @@ PRUNE_MODULE_DIRS = (
     "kernel/drivers/usb", "kernel/net/wireless", "kernel/net/mac80211",
 )
 
+# The kernels every image carries: name -> the suite suffix apt takes ``linux-image-amd64`` from
+# ("" is the release itself).  "stock" is what a Debian 12 host runs and what guests boot by
+# default; "backports" (6.12 and later) adds NVMe in-band authentication (DH-HMAC-CHAP) and
+# NVMe/TCP TLS on the host side, which the stock 6.1 kernel is built without.
+KERNELS: dict[str, str] = {"stock": "", "backports": "-backports"}
+DEFAULT_KERNEL = "stock"
+
 DEBIAN_SUITES = {"bookworm", "trixie", "forky", "sid", "unstable", "testing", "stable", "bullseye"}
 
 
@@ -87,23 +96,65 @@ def image_key(packages: tuple[str, ...] = PACKAGES, suite: str = SUITE) -> str:
 
 
 @dataclass(frozen=True)
+class Kernel:
+    """One kernel of an image: what QEMU boots and the modules its initramfs needs."""
+
+    name: str                        # "stock", "backports"
+    version: str                     # uname -r, e.g. 6.1.0-50-amd64
+    package: str                     # the Debian package it came from
+    boot: Path                       # what QEMU boots: vmlinux (PVH entry) when there is one, else vmlinuz
+    vmlinuz: Path
+    initramfs_modules: Path          # folder of .ko files plus ``order``, the load order
+
+
+@dataclass(frozen=True)
 class Image:
-    """A built guest image in the cache."""
+    """A built guest image in the cache: one root file system, one or more kernels to boot it with."""
 
     dir: Path
-    kernel: Path                     # what QEMU boots: vmlinux (PVH entry) when there is one, else vmlinuz
     rootfs: Path
     busybox: Path
-    initramfs_modules: Path          # folder of .ko files plus ``order``, the load order
-    kernel_version: str
+    kernels: dict[str, Kernel]
     meta: dict
+
+    @property
+    def default(self) -> Kernel:
+        return self.kernels[DEFAULT_KERNEL]
+
+    # The default kernel's parts, under the names they had when an image had one kernel.
+    @property
+    def kernel(self) -> Path:
+        return self.default.boot
+
+    @property
+    def initramfs_modules(self) -> Path:
+        return self.default.initramfs_modules
+
+    @property
+    def kernel_version(self) -> str:
+        return self.default.version
+
+    def get_kernel(self, name: str) -> Kernel:
+        try:
+            return self.kernels[name]
+        except KeyError:
+            raise TestbedError(f"no kernel {name!r} in image {self.dir.name}; "
+                               f"it has {', '.join(sorted(self.kernels))}") from None
 
     @classmethod
     def load(cls, d: Path) -> Image:
         meta = json.loads((d / "meta.json").read_text())
-        kernel = d / "vmlinux" if (d / "vmlinux").exists() else d / "vmlinuz"
-        return cls(dir=d, kernel=kernel, rootfs=d / "rootfs.img", busybox=d / "busybox",
-                   initramfs_modules=d / "initramfs-modules", kernel_version=meta["kernel_version"], meta=meta)
+        entries = meta.get("kernels") or {DEFAULT_KERNEL: {   # an image built before there were two
+            "version": meta["kernel_version"], "package": meta.get("kernel_package", ""),
+            "vmlinuz": "vmlinuz", "vmlinux": "vmlinux" if (d / "vmlinux").exists() else None,
+            "initramfs_modules": "initramfs-modules"}}
+        kernels = {}
+        for name, k in entries.items():
+            vmlinuz = d / k["vmlinuz"]
+            kernels[name] = Kernel(name=name, version=k["version"], package=k.get("package", ""),
+                                   boot=d / k["vmlinux"] if k.get("vmlinux") else vmlinuz, vmlinuz=vmlinuz,
+                                   initramfs_modules=d / k["initramfs_modules"])
+        return cls(dir=d, rootfs=d / "rootfs.img", busybox=d / "busybox", kernels=kernels, meta=meta)
 
 
 # --- the apt mirror ---------------------------------------------------------------------------------
@@ -301,12 +352,21 @@ def _has_pvh_entry(elf: bytes) -> bool:
     return False
 
 
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
 def extract_vmlinux(bzimage: bytes) -> bytes | None:
-    """The uncompressed kernel inside a bzImage, if it is xz or gzip compressed and can boot by PVH.
+    """The uncompressed kernel inside a bzImage, if it is xz, gzip or zstd compressed and can boot by PVH.
 
     Booting it skips the firmware's real-mode set-up and the in-guest decompression,
-    which under emulation take several seconds.
+    which under emulation take several seconds.  zstd (Debian's kernels from 6.12 on) needs
+    the ``zstd`` program; without it the bzImage is booted.
     """
+    payload = _payload(bzimage)
+    if payload is not None and payload.startswith(ZSTD_MAGIC):
+        # The kernel's build appends the uncompressed size (4 bytes) to the zstd frame.
+        elf = _unzstd(payload[:-4])
+        return elf if elf is not None and _has_pvh_entry(elf) else None
     for magic, unpack in ((b"\xfd7zXZ\x00", lambda b: lzma.LZMADecompressor(lzma.FORMAT_XZ).decompress(b)),
                           (b"\x1f\x8b\x08", lambda b: _gunzip(b))):
         off = bzimage.find(magic)
@@ -314,11 +374,31 @@ def extract_vmlinux(bzimage: bytes) -> bytes | None:
             continue
         try:
             elf = unpack(bzimage[off:])
-        except (lzma.LZMAError, OSError, EOFError):
+        except (lzma.LZMAError, zlib.error, OSError, EOFError):
             continue
         if _has_pvh_entry(elf):
             return elf
     return None
+
+
+def _payload(bzimage: bytes) -> bytes | None:
+    """The compressed kernel a bzImage's setup header points at (boot protocol 2.08 and later)."""
+    if len(bzimage) < 0x250 or bzimage[0x202:0x206] != b"HdrS":
+        return None
+    setup_sects = bzimage[0x1F1] or 4
+    offset, length = struct.unpack_from("<II", bzimage, 0x248)
+    start = (setup_sects + 1) * 512 + offset
+    if not length or start + length > len(bzimage):
+        return None
+    return bzimage[start:start + length]
+
+
+def _unzstd(data: bytes) -> bytes | None:
+    if shutil.which("zstd") is None:
+        return None
+    p = subprocess.run(["zstd", "-dc", "-q"], input=data, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                       check=False)
+    return p.stdout if p.returncode == 0 else None
 
 
 def _gunzip(data: bytes) -> bytes:
@@ -334,6 +414,61 @@ def _gunzip(data: bytes) -> bytes:
     return bytes(out)
 
 
+def _fetch_kernel(log: _Log, root: Path, work: Path, name: str, release: str, mirror: str) -> dict:
+    """Fetch ``linux-image-amd64``'s kernel (from ``release``, a suite the root's apt does not have
+    yet, or the root's own suite when empty), install its modules into the root, and put its boot
+    files and initramfs modules into ``work``.  Returns its entry for meta.json."""
+    sources = root / "etc" / "apt" / "sources.list.d" / f"mbtb-{name}.list"
+    target = []
+    if release:
+        sources.write_text(f"deb {mirror} {release} main\n")
+        _chroot(log, root, "apt-get", "-q", "update")
+        target = ["-t", release]
+    try:
+        deps = _chroot(log, root, "apt-cache", *target, "depends", "--important", f"linux-image-{ARCH}")
+        m = re.search(r"Depends:\s*(linux-image-\S+)", deps)
+        if not m:
+            raise BuildError(f"cannot tell which kernel linux-image-{ARCH} points to ({name}):\n{deps}")
+        kpkg = m.group(1)
+        dl, unpacked = f"/tmp/dl-{name}", f"/tmp/kernel-{name}"
+        log.run(["chroot", str(root), "sh", "-c",
+                 f"mkdir -p {dl} && cd {dl} && apt-get -q {' '.join(target)} download {kpkg} && "
+                 f"dpkg-deb -x {dl}/{kpkg}_*.deb {unpacked}"])
+    finally:
+        sources.unlink(missing_ok=True)
+    kroot = root / unpacked.lstrip("/")
+    vmlinuz = sorted(glob.glob(str(kroot / "boot" / "vmlinuz-*")))
+    mods = sorted(glob.glob(str(kroot / "lib" / "modules" / "*"))) or \
+        sorted(glob.glob(str(kroot / "usr" / "lib" / "modules" / "*")))
+    if not vmlinuz or not mods:
+        raise BuildError(f"{kpkg} has no vmlinuz or modules")
+    kver = os.path.basename(mods[0])
+    suffix = "" if name == DEFAULT_KERNEL else f"-{name}"
+    entry = {"package": kpkg, "version": kver, "release": release or "", "vmlinuz": f"vmlinuz{suffix}",
+             "vmlinux": None, "initramfs_modules": f"initramfs-modules{suffix}"}
+    shutil.copy2(vmlinuz[0], work / entry["vmlinuz"])
+    vmlinux = extract_vmlinux(Path(vmlinuz[0]).read_bytes())
+    if vmlinux is not None:
+        entry["vmlinux"] = f"vmlinux{suffix}"
+        (work / entry["vmlinux"]).write_bytes(vmlinux)
+    log.note(f"{name} kernel {kver}: direct (PVH) boot: {'yes' if vmlinux else 'no, booting the bzImage'}")
+    target_mods = root / "usr" / "lib" / "modules" / kver
+    if target_mods.exists():
+        raise BuildError(f"two kernels with version {kver}")
+    target_mods.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(mods[0], target_mods)
+    for rel in PRUNE_MODULE_DIRS:
+        shutil.rmtree(target_mods / rel, ignore_errors=True)
+    # Its config, so a guest can tell what its kernel was built with (/boot/config-$(uname -r)).
+    for config in glob.glob(str(kroot / "boot" / "config-*")):
+        (root / "boot").mkdir(exist_ok=True)
+        shutil.copy2(config, root / "boot" / os.path.basename(config))
+    _chroot(log, root, "depmod", "-a", kver)
+    initrd_mods = _initramfs_modules(target_mods, work / entry["initramfs_modules"], INITRAMFS_MODULES)
+    log.note(f"{name} kernel {kver}; initramfs modules: {' '.join(initrd_mods)}")
+    return entry
+
+
 def build(dest: Path, packages: tuple[str, ...], mirror: str, log: _Log, suite: str = SUITE) -> None:
     """Build an image into ``dest`` (which must not exist yet)."""
     work = dest.parent / f"{dest.name}.tmp-{os.getpid()}"
@@ -347,36 +482,13 @@ def build(dest: Path, packages: tuple[str, ...], mirror: str, log: _Log, suite: 
                  "--include=" + ",".join(packages), suite, str(root), mirror])
         t_boot = time.monotonic()
 
-        # The kernel: the stock Debian one, fetched by the new root's apt, unpacked without its
-        # maintainer scripts (which would want an initramfs generator).
+        # The kernels, fetched by the new root's apt and unpacked without their maintainer scripts
+        # (which would want an initramfs generator).  The stock one first, while the root's apt
+        # knows only the release; the others with their suite added for that download alone.
         _chroot(log, root, "apt-get", "-q", "update")
-        deps = _chroot(log, root, "apt-cache", "depends", "--important", f"linux-image-{ARCH}")
-        m = re.search(r"Depends:\s*(linux-image-\S+)", deps)
-        if not m:
-            raise BuildError(f"cannot tell which kernel linux-image-{ARCH} points to:\n{deps}")
-        kpkg = m.group(1)
-        kroot = root / "tmp" / "kernel"
-        log.run(["chroot", str(root), "sh", "-c",
-                 f"cd /tmp && apt-get -q download {kpkg} && dpkg-deb -x /tmp/{kpkg}_*.deb /tmp/kernel"])
-        vmlinuz = sorted(glob.glob(str(kroot / "boot" / "vmlinuz-*")))
-        mods = sorted(glob.glob(str(kroot / "lib" / "modules" / "*"))) or \
-            sorted(glob.glob(str(kroot / "usr" / "lib" / "modules" / "*")))
-        if not vmlinuz or not mods:
-            raise BuildError(f"{kpkg} has no vmlinuz or modules")
-        kver = os.path.basename(mods[0])
-        shutil.copy2(vmlinuz[0], work / "vmlinuz")
-        vmlinux = extract_vmlinux(Path(vmlinuz[0]).read_bytes())
-        if vmlinux is not None:
-            (work / "vmlinux").write_bytes(vmlinux)
-        log.note(f"direct (PVH) boot: {'yes' if vmlinux else 'no, booting the bzImage'}")
-        target_mods = root / "usr" / "lib" / "modules" / kver
-        target_mods.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(mods[0], target_mods)
-        for rel in PRUNE_MODULE_DIRS:
-            shutil.rmtree(target_mods / rel, ignore_errors=True)
-        _chroot(log, root, "depmod", "-a", kver)
-        initrd_mods = _initramfs_modules(target_mods, work / "initramfs-modules", INITRAMFS_MODULES)
-        log.note(f"kernel {kver}; initramfs modules: {' '.join(initrd_mods)}")
+        kernels = {}
+        for name, suffix in KERNELS.items():
+            kernels[name] = _fetch_kernel(log, root, work, name, suite + suffix if suffix else "", mirror)
 
         busybox = root / "bin" / "busybox"
         if not busybox.exists():
@@ -407,7 +519,8 @@ def build(dest: Path, packages: tuple[str, ...], mirror: str, log: _Log, suite: 
         safe_rmtree(root)
         meta = {
             "key": dest.name, "suite": suite, "arch": ARCH, "mirror": mirror, "packages": list(packages),
-            "build_version": BUILD_VERSION, "kernel_package": kpkg, "kernel_version": kver,
+            "build_version": BUILD_VERSION, "kernel_package": kernels[DEFAULT_KERNEL]["package"],
+            "kernel_version": kernels[DEFAULT_KERNEL]["version"], "kernels": kernels,
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "seconds": {"debootstrap": round(t_boot - t0, 1), "total": round(time.monotonic() - t0, 1)},
             "rootfs_used_bytes": used,

@@ -2,6 +2,7 @@
 
 It is rebuilt for every test-bed session (it takes milliseconds), so the boot
 scripts and the agent in ``guest/`` can change without rebuilding the cached image.
+Each of the image's kernels gets its own, with that kernel's modules.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from .image import Image
+from .image import DEFAULT_KERNEL, Image
 
 GUEST_DIR = Path(__file__).resolve().parent / "guest"
 GUEST_FILES = ("rc.sh", "agent.py", "inittab")
@@ -43,7 +44,9 @@ class _Cpio:
         return out + b"\0" * (-len(out) % 512)
 
 
-def build_initramfs(image: Image, out: Path) -> Path:
+def build_initramfs(image: Image, out: Path, kernel: str = DEFAULT_KERNEL) -> Path:
+    """Write the initramfs for booting ``image`` with its kernel called ``kernel`` to ``out``."""
+    modules = image.get_kernel(kernel).initramfs_modules
     c = _Cpio()
     for d in ("bin", "dev", "proc", "sys", "newroot", "modules", "mbtb"):
         c.dir(d)
@@ -51,7 +54,7 @@ def build_initramfs(image: Image, out: Path) -> Path:
     c.chardev("dev/null", 1, 3, 0o666)
     c.file("bin/busybox", image.busybox.read_bytes(), 0o755)
     c.file("init", (GUEST_DIR / "init.sh").read_bytes(), 0o755)
-    for f in sorted(image.initramfs_modules.iterdir()):
+    for f in sorted(modules.iterdir()):
         c.file(f"modules/{f.name}", f.read_bytes())
     for name in GUEST_FILES:
         c.file(f"mbtb/{name}", (GUEST_DIR / name).read_bytes(), 0o755)

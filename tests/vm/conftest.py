@@ -89,6 +89,7 @@ def pytest_terminal_summary(terminalreporter):
     tr.section("real-kernel test bed")
     if _bed:
         tb = _bed[0]
-        tr.write_line(f"image {tb.image.dir} (kernel {tb.image.kernel_version}); namespace {tb.netns.name}")
+        kernels = ", ".join(f"{k.name} {k.version}" for k in tb.image.kernels.values())
+        tr.write_line(f"image {tb.image.dir} (kernels: {kernels}); namespace {tb.netns.name}")
     for what, secs in _timings.items():
         tr.write_line(f"  {what}: {secs:.1f}s")
