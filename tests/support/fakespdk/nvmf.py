@@ -821,9 +821,9 @@ def fakespdk_nvmf_connect(t: Target, params: Any) -> dict[str, Any]:
         raise RpcError(-E.EACCES, "Subsystem does not listen on this address")
     if not s.discovery and not s.host_allowed(p["hostnqn"]):
         raise RpcError(-E.EACCES, f"Subsystem {s.nqn} does not allow host {p['hostnqn']}")
-    key, ckey = s.host_keys.get(p["hostnqn"], (None, None))
+    hkey, ckey = s.host_keys.get(p["hostnqn"], (None, None))
     # DH-HMAC-CHAP: the host proves the secret it holds; a bidirectional host checks ours
-    if key is not None and (key.read() is None or p.get("dhchap_secret") != key.read()):
+    if hkey is not None and (hkey.read() is None or p.get("dhchap_secret") != hkey.read()):
         raise RpcError(-E.EACCES, "authentication failed")
     if ckey is not None and (ckey.read() is None or p.get("dhchap_ctrl_secret") != ckey.read()):
         raise RpcError(-E.EACCES, "controller authentication failed")
