@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import os
 import secrets
 from pathlib import Path
@@ -61,6 +63,8 @@ class SecretBox:
         if len(key) != KEY_BYTES:
             raise SecretsKeyError(f"a secrets key is {KEY_BYTES} bytes")
         self._aead = AESGCM(key)
+        # secrets derived from the key (not stored anywhere) come from a key of their own
+        self._derive = hmac.new(key, b"meshblock derived secrets", hashlib.sha256).digest()
 
     @classmethod
     def load(cls, key_file: str = "", env: dict[str, str] | None = None) -> "SecretBox | None":
@@ -91,6 +95,10 @@ class SecretBox:
         except (InvalidTag, binascii.Error, ValueError):
             raise SealedSecretError("the secret does not open with this controller's secrets key "
                                     "(another key sealed it, or it was changed)") from None
+
+    def derive(self, label: str) -> bytes:
+        """32 bytes that only this key gives for ``label``: the same on every controller holding it."""
+        return hmac.new(self._derive, label.encode(), hashlib.sha256).digest()
 
     def __repr__(self) -> str:
         return "SecretBox(<key>)"

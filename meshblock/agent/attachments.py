@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import AlreadyExists, InvalidArgument, Unavailable
 from ..spdk import SpdkError, SpdkNotFound, SpdkRpc, SpdkRpcError
+from .keyring import LINK_KEY_PREFIX, Keyring
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ class AttachSpec:
     address: str
     port: int
     host_nqn: str
+    dhchap_key: str = field(default="", repr=False)   # DHHC-1 secret the host proves ("": none)
 
     @property
     def controller(self) -> str:
@@ -48,8 +50,9 @@ def check_attachment_id(value: str) -> str:
 
 
 class Attacher:
-    def __init__(self, rpc: SpdkRpc):
+    def __init__(self, rpc: SpdkRpc, keyring: Keyring | None = None):
         self.rpc = rpc
+        self.keyring = keyring
 
     async def controllers(self) -> dict[str, dict]:
         return {c["name"]: c for c in await self.rpc.bdev_nvme_get_controllers()}
@@ -89,11 +92,16 @@ class Attacher:
             state = await self.state(spec, ctrl)
             assert state is not None
             return state
+        key = None
+        if spec.dhchap_key:
+            if self.keyring is None:
+                raise Unavailable("this target has no keyring for DH-HMAC-CHAP secrets")
+            key = await self.keyring.ensure(spec.dhchap_key, LINK_KEY_PREFIX)
         try:
             await self.rpc.bdev_nvme_attach_controller(
                 spec.controller, spec.address, spec.port, spec.subnqn, hostnqn=spec.host_nqn,
                 ctrlr_loss_timeout_sec=CTRLR_LOSS_TIMEOUT_SEC, reconnect_delay_sec=RECONNECT_DELAY_SEC,
-                fast_io_fail_timeout_sec=FAST_IO_FAIL_TIMEOUT_SEC, timeout=60.0)
+                fast_io_fail_timeout_sec=FAST_IO_FAIL_TIMEOUT_SEC, dhchap_key=key, timeout=60.0)
         except SpdkRpcError as e:
             raise Unavailable(f"cannot attach {spec.subnqn} at {spec.address}:{spec.port} as {spec.host_nqn}: "
                               f"{e.message}") from e

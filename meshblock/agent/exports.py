@@ -54,6 +54,7 @@ class ExportState:
     port: int
     hosts: list[str]
     namespace_uuid: str
+    host_keys: dict[str, str] = field(default_factory=dict)   # host NQN -> fingerprints of its secrets
 
 
 class Exporter:
@@ -117,7 +118,8 @@ class Exporter:
                                          "in use by another process or the address is not on this host "
                                          f"(SPDK: {e})") from e
         return ExportState(nqn=spec.nqn, address=spec.address, port=spec.port, hosts=sorted(spec.hosts),
-                           namespace_uuid=spec.namespace_uuid)
+                           namespace_uuid=spec.namespace_uuid,
+                           host_keys={h: k.fingerprints for h, k in spec.host_keys})
 
     async def _ensure_hosts(self, spec: ExportSpec, have: dict[str, tuple[str, str]]) -> None:
         """The allowlist exactly ``spec.hosts``, each host with the DH-HMAC-CHAP keys the spec gives

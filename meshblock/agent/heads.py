@@ -27,6 +27,7 @@ from ..qos import QosLimits
 from ..spdk import SpdkError, SpdkNotFound, SpdkRpc
 from ..util import all_of
 from .attachments import Attacher, AttachSpec
+from .keyring import Keyring
 from .exports import Exporter, ExportSpec
 
 log = logging.getLogger(__name__)
@@ -88,16 +89,18 @@ async def set_rate_limits(rpc: SpdkRpc, bdev: str, want: QosLimits, have: QosLim
     return got
 
 
-def leg_spec(leg: Leg, host_nqn: str) -> AttachSpec:
+def leg_spec(leg: Leg, host_nqn: str, link_key: str = "") -> AttachSpec:
     return AttachSpec(attachment_id="leg-" + leg.replica_id, subnqn=leg.subsystem_nqn, address=leg.address,
-                      port=leg.port, host_nqn=host_nqn)
+                      port=leg.port, host_nqn=host_nqn, dhchap_key=link_key)
 
 
 class RaidComposer:
-    def __init__(self, rpc: SpdkRpc, host_nqn: str):
+    def __init__(self, rpc: SpdkRpc, host_nqn: str, link_key: str = "", keyring: Keyring | None = None):
+        """``link_key``: the DH-HMAC-CHAP secret this node proves to the replicas' exports."""
         self.rpc = rpc
         self.host_nqn = host_nqn
-        self.attacher = Attacher(rpc)
+        self.link_key = link_key
+        self.attacher = Attacher(rpc, keyring)
 
     async def raid(self, volume_id: str) -> dict | None:
         for r in await self.rpc.bdev_raid_get_bdevs("all"):
@@ -107,7 +110,7 @@ class RaidComposer:
 
     async def _attach(self, leg: Leg) -> str | None:
         try:
-            st = await self.attacher.ensure(leg_spec(leg, self.host_nqn))
+            st = await self.attacher.ensure(leg_spec(leg, self.host_nqn, self.link_key))
         except Unavailable as e:
             log.warning("replica %s not reachable for the head: %s", leg.replica_id, e)
             return None

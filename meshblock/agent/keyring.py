@@ -14,6 +14,10 @@ import os
 from pathlib import Path
 
 from ..dhchap import KEY_NAME_PREFIX, key_name
+
+# the node's own secret for attaching replica exports (initiator side): no host entry refers to it,
+# so it is not pruned with the hosts' keys
+LINK_KEY_PREFIX = "mb-link-"
 from ..spdk import SpdkExists, SpdkNotFound, SpdkRpc
 
 log = logging.getLogger(__name__)
@@ -37,9 +41,9 @@ class Keyring:
         os.replace(tmp, path)
         return path
 
-    async def ensure(self, secret: str) -> str:
+    async def ensure(self, secret: str, prefix: str = KEY_NAME_PREFIX) -> str:
         """The keyring name of ``secret``, added to the target if it is not there."""
-        name = key_name(secret)
+        name = prefix + key_name(secret)[len(KEY_NAME_PREFIX):]
         path = self._write(name, secret)
         try:
             await self.rpc.keyring_file_add_key(name, str(path))

@@ -89,6 +89,7 @@ class Head:
     strip_size_kb: int = 0
     qos: QosLimits = QosLimits()       # set on the exported bdev (standbys too: a promotion keeps them)
     host_keys: tuple[tuple[str, HostKeys], ...] = ()   # hosts that authenticate with DH-HMAC-CHAP
+    link_key: str = field(default="", repr=False)      # what this node proves to the replicas' exports
 
     @property
     def direct(self) -> bool:
@@ -149,6 +150,7 @@ class NodeAgent:
         self.head_keyring: Keyring | None = None
         self.exporter = Exporter(self.rpc, self.keyring)
         self.exports: dict[str, frozenset[str]] = {}   # replica id -> allowed host NQNs
+        self.export_keys: dict[str, tuple[tuple[str, HostKeys], ...]] = {}   # replica id -> their link secrets
         self.attachments: dict[str, AttachSpec] = {}   # attachment id -> spec
         self.heads: dict[str, Head] = {}               # volume id -> head
         self._holds: dict[str, asyncio.TimerHandle] = {}  # volume id -> end of a write hold
@@ -288,14 +290,16 @@ class NodeAgent:
     # --- replicas ------------------------------------------------------------------------------
     def _export_spec(self, rid: str, lv: LvolInfo, hosts: frozenset[str]) -> ExportSpec:
         return ExportSpec(nqn=nqn("replica", rid), bdev_name=lv.uuid, namespace_uuid=rid,
-                          address=self.config.nvmf_address, port=self.config.nvmf_port, hosts=hosts)
+                          address=self.config.nvmf_address, port=self.config.nvmf_port, hosts=hosts,
+                          host_keys=self.export_keys.get(rid, ()))
 
     def _export_state(self, rid: str) -> ExportState | None:
         hosts = self.exports.get(rid)
         if hosts is None:
             return None
         return ExportState(nqn=nqn("replica", rid), address=self.config.nvmf_address, port=self.config.nvmf_port,
-                           hosts=sorted(hosts), namespace_uuid=rid)
+                           hosts=sorted(hosts), namespace_uuid=rid,
+                           host_keys={h: k.fingerprints for h, k in self.export_keys.get(rid, ())})
 
     async def create_replica(self, rid: str, size_bytes: int, thin: bool) -> ReplicaView:
         self._require_running()
@@ -326,18 +330,21 @@ class NodeAgent:
             await self.exporter.remove(nqn("replica", rid))
             return await self.replicas.delete(REPLICA_PREFIX + rid)
 
-    async def export_replica(self, rid: str, hosts: list[str]) -> ExportState:
+    async def export_replica(self, rid: str, hosts: list[str],
+                             host_keys: tuple[tuple[str, HostKeys], ...] = ()) -> ExportState:
         self._require_running()
         allowed = frozenset(check_nqn("allowed_host_nqns", h) for h in hosts)
         async with self.locks(rid):
             lv = await self.replicas.require(REPLICA_PREFIX + rid, "replica")
             self.exports[rid] = allowed
+            self.export_keys[rid] = host_keys
             return await self.exporter.ensure(self._export_spec(rid, lv, allowed))
 
     async def unexport_replica(self, rid: str) -> bool:
         self._require_running()
         async with self.locks(rid):
             had = self.exports.pop(rid, None) is not None
+            self.export_keys.pop(rid, None)
             return await self.exporter.remove(nqn("replica", rid)) or had
 
     # --- snapshots -----------------------------------------------------------------------------
@@ -412,7 +419,7 @@ class NodeAgent:
             return HeadView(head, self.config.nvmf_address, self.config.nvmf_port, lv.size_bytes,
                             [LegState(leg.replica_id, "in_sync")], qos=qos)
         rpc = await self._head()
-        composer = RaidComposer(rpc, self.config.host_nqn)
+        composer = RaidComposer(rpc, self.config.host_nqn, head.link_key, self.head_keyring)
         view = await composer.ensure(head.volume_id, self._legs(head), set(head.in_sync),
                                      slots=max(head.replica_count, len(head.legs)), standby=head.standby,
                                      level=head.raid_level, strip_size_kb=head.strip_size_kb)
@@ -465,7 +472,7 @@ class NodeAgent:
                 # demoted (another node heads the volume now): stop serving before anything else
                 await self._set_ana(head, "inaccessible")
             if role_changed and not head.standby and self.head_rpc is not None:
-                await RaidComposer(self.head_rpc, self.config.host_nqn).reseed(
+                await RaidComposer(self.head_rpc, self.config.host_nqn, head.link_key, self.head_keyring).reseed(
                     head.volume_id, self._legs(head), set(head.in_sync))
             view = await self._apply_head(head)
             if (old is None or role_changed) and head.iscsi is None:

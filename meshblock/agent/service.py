@@ -27,7 +27,7 @@ def export_pb(e: ExportState | None) -> pb.Export | None:
     if e is None:
         return None
     return pb.Export(nqn=e.nqn, transport="tcp", address=e.address, port=e.port,
-                     allowed_host_nqns=e.hosts, namespace_uuid=e.namespace_uuid)
+                     allowed_host_nqns=e.hosts, namespace_uuid=e.namespace_uuid, host_keys=e.host_keys)
 
 
 def replica_pb(v: ReplicaView) -> pb.Replica:
@@ -129,26 +129,32 @@ def head_from_pb(spec: pb.HeadSpec) -> Head:
                 in_sync=frozenset(spec.in_sync_replica_ids), replica_count=spec.replica_count,
                 protocol="iscsi" if iscsi is not None else "nvmf", iscsi=iscsi, standby=spec.standby,
                 cntlid_range=cntlids, raid_level=level, strip_size_kb=spec.strip_size_kb, qos=qos_from_pb(spec.qos),
-                host_keys=host_keys_from_pb(spec, iscsi is not None))
+                host_keys=host_keys_from_pb(spec.host_keys, spec.allowed_host_nqns, iscsi is not None),
+                link_key=_secret("link_dhchap_key", spec.link_dhchap_key) if spec.link_dhchap_key else "")
 
 
-def host_keys_from_pb(spec: pb.HeadSpec, iscsi: bool) -> tuple[tuple[str, HostKeys], ...]:
-    """The DH-HMAC-CHAP secrets of a head's hosts, checked (never echoed back in errors)."""
+def _secret(field: str, text: str) -> str:
+    try:
+        dhchap.decode(text)
+    except dhchap.InvalidSecret as e:
+        raise InvalidArgument(field, str(e)) from None
+    return text
+
+
+def host_keys_from_pb(keys, allowed, iscsi: bool = False) -> tuple[tuple[str, HostKeys], ...]:
+    """Hosts' DH-HMAC-CHAP secrets, checked (never echoed back in errors)."""
     out: dict[str, HostKeys] = {}
-    for i, k in enumerate(spec.host_keys):
+    for i, k in enumerate(keys):
         where = f"host_keys[{i}]"
         if iscsi:
             raise InvalidArgument(where, "DH-HMAC-CHAP is for NVMe/TCP heads (iSCSI has CHAP)")
-        if k.host_nqn not in spec.allowed_host_nqns:
+        if k.host_nqn not in allowed:
             raise InvalidArgument(where + ".host_nqn", f"{k.host_nqn!r} is not one of allowed_host_nqns")
         if k.host_nqn in out:
             raise InvalidArgument(where + ".host_nqn", f"{k.host_nqn!r} has keys twice")
         for name, text in (("dhchap_key", k.dhchap_key), ("dhchap_ctrl_key", k.dhchap_ctrl_key)):
             if text or name == "dhchap_key":
-                try:
-                    dhchap.decode(text)
-                except dhchap.InvalidSecret as e:
-                    raise InvalidArgument(f"{where}.{name}", str(e)) from None
+                _secret(f"{where}.{name}", text)
         if k.dhchap_ctrl_key == k.dhchap_key:
             raise InvalidArgument(where + ".dhchap_ctrl_key", "must differ from the host's key")
         out[k.host_nqn] = HostKeys(k.dhchap_key, k.dhchap_ctrl_key)
@@ -205,7 +211,8 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
     @method
     async def ExportReplica(self, request: pb.ExportReplicaRequest, context: grpc.aio.ServicerContext) -> pb.Export:
         rid = check_uuid("replica_id", request.replica_id)
-        return export_pb(await self.agent.export_replica(rid, list(request.allowed_host_nqns)))
+        return export_pb(await self.agent.export_replica(
+            rid, list(request.allowed_host_nqns), host_keys_from_pb(request.host_keys, request.allowed_host_nqns)))
 
     @method
     async def UnexportReplica(self, request: pb.UnexportReplicaRequest,

@@ -230,7 +230,9 @@ def volume_view(v: pb.Volume) -> Group:
         *_export_rows(v),
         ("Head node", out.esc(head or "-")),
         ("Initiators" if v.protocol == "iscsi" else "Hosts",
-         "\n".join(out.esc(h) + (" (read-only)" if h in v.read_only_hosts else "") for h in v.hosts)
+         "\n".join(out.esc(h) + (" (read-only)" if h in v.read_only_hosts else "")
+                   + {"dhchap": " (DH-HMAC-CHAP)", "dhchap-bidirectional": " (bidirectional DH-HMAC-CHAP)"}.get(
+                       v.host_auth.get(h, ""), "") for h in v.hosts)
          or "- (no host may connect yet)"),
         ("Source", out.esc(source)),
         ("Created", f"{out.timestamp(v.created_at)} ({out.age(v.created_at)} ago)" if v.created_at else "-"),

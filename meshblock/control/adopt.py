@@ -64,10 +64,14 @@ class Adopted:
         h = self._of(node_id, instance)
         return None if h is None else h.heads.pop(volume_id, None)
 
-    def export_hosts(self, node_id: str, instance: str | None, replica_id: str) -> set[str] | None:
+    def export_hosts(self, node_id: str, instance: str | None, replica_id: str) -> dict[str, str] | None:
+        """The hosts a replica's export admits, each with the fingerprint of the secret it must
+        prove ("" for none)."""
         h = self._of(node_id, instance)
         r = None if h is None else h.replicas.get(replica_id)
-        return None if r is None or not r.HasField("export") else set(r.export.allowed_host_nqns)
+        if r is None or not r.HasField("export"):
+            return None
+        return {n: r.export.host_keys.get(n, "") for n in r.export.allowed_host_nqns}
 
 
 def rate_limits(r: apb.RateLimits) -> QosLimits:
@@ -99,16 +103,18 @@ def settled(v: Volume, active: list[Replica]) -> bool:
 
 
 def confirm_replicated(adopted: Adopted, v: Volume, active: list[Replica], head: Node, standbys: list[Node],
-                       instance) -> bool:
+                       instance, link_fp=lambda n: "") -> bool:
     """True when the agents' lists show ``v``'s head, standby heads and fenced replica exports exactly
-    as its records ask (``instance``: node id -> the agent instance the leader knows)."""
-    why = _differs(adopted, v, active, head, standbys, instance)
+    as its records ask (``instance``: node id -> the agent instance the leader knows; ``link_fp``:
+    node -> the fingerprint of the secret the exports must ask of it, "" for none)."""
+    why = _differs(adopted, v, active, head, standbys, instance, link_fp)
     if why:
         log.debug("volume %s not confirmed from the lists: %s", v.name, why)
     return not why
 
 
-def _differs(adopted: Adopted, v: Volume, active: list[Replica], head: Node, standbys: list[Node], instance) -> str:
+def _differs(adopted: Adopted, v: Volume, active: list[Replica], head: Node, standbys: list[Node], instance,
+             link_fp) -> str:
     if not settled(v, active) or v.head_node_id != head.id or v.ec_data:
         return "not settled"
     legs = {r.id for r in active}
@@ -121,7 +127,7 @@ def _differs(adopted: Adopted, v: Volume, active: list[Replica], head: Node, sta
             return f"standby on {n.name}: {sb}".replace("\n", " ")
     if set(v.standby_paths) != {n.id for n in standbys}:
         return "other standbys"
-    fence = {head.host_nqn} | {n.host_nqn for n in standbys}
+    fence = {n.host_nqn: link_fp(n) for n in (head, *standbys)}
     for r in active:
         got = adopted.export_hosts(r.node_id, instance(r.node_id), r.id)
         if got != fence:

@@ -9,7 +9,7 @@ A volume record holds, per authenticated host, the fingerprints of its secrets i
 
 from __future__ import annotations
 
-from ..dhchap import HostKeys, mode
+from ..dhchap import HostKeys, encode, fingerprint, mode
 from ..errors import FailedPrecondition, InvalidArgument
 from ..model import Volume
 from ..proto.meshblock.v1 import agent_pb2 as apb
@@ -48,6 +48,25 @@ def head_keys(v: Volume, box: SecretBox | None) -> list[apb.HostKey]:
         assert keys is not None
         out.append(apb.HostKey(host_nqn=host, dhchap_key=keys.key, dhchap_ctrl_key=keys.ctrl_key))
     return out
+
+
+def link_secret(box: SecretBox | None, node_id: str) -> str:
+    """The DH-HMAC-CHAP secret a node proves when its heads attach replicas' exports ("" without a
+    secrets key: links then admit nodes by NQN alone). Derived from the secrets key, so every
+    controller holding it gives the same one and nothing is stored."""
+    if box is None:
+        return ""
+    return encode(box.derive("dhchap-link/" + node_id), 1)
+
+
+def link_keys(box: SecretBox | None, nodes) -> list[apb.HostKey]:
+    """What a replica export that admits ``nodes`` is told: the secret each proves."""
+    return [apb.HostKey(host_nqn=n.host_nqn, dhchap_key=link_secret(box, n.id)) for n in nodes] if box else []
+
+
+def link_fingerprint(box: SecretBox | None, node) -> str:
+    """What a replica export reports for ``node`` when it admits it as the records ask."""
+    return fingerprint(link_secret(box, node.id)) if box is not None else ""
 
 
 def expected(v: Volume) -> dict[str, str]:

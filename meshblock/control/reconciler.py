@@ -41,6 +41,7 @@ from ..util import all_of
 from .adopt import Adopted, confirm_single, qos_matches, rate_limits
 from .agents import AgentClients
 from .groups import GroupSnapshotter
+from .host_auth import link_keys, link_secret
 from .liveness import Liveness
 from .replicated import HEAD_RECHECK, ReplicatedVolumes, head_spec
 from .repo import Repo
@@ -534,9 +535,11 @@ class Reconciler(ReplicatedVolumes):
             # iSCSI is served by the node's polling head target, which reaches the replica in the
             # (sleeping) data target over NVMe/TCP on the node's own address
             e = await self._stub(node).ExportReplica(apb.ExportReplicaRequest(
-                replica_id=r.id, allowed_host_nqns=[node.host_nqn]), timeout=self.call_timeout)
+                replica_id=r.id, allowed_host_nqns=[node.host_nqn], host_keys=link_keys(self.secrets, [node])),
+                timeout=self.call_timeout)
             leg = apb.HeadLeg(replica_id=r.id, node_id=node.id, subsystem_nqn=e.nqn, address=e.address, port=e.port)
-            spec = head_spec(v, [leg], in_sync_replica_ids=[r.id], replica_count=1)
+            spec = head_spec(v, [leg], in_sync_replica_ids=[r.id], replica_count=1,
+                             link_dhchap_key=link_secret(self.secrets, node.id))
         else:
             spec = head_spec(v, [apb.HeadLeg(replica_id=r.id, node_id=node.id)], self.secrets)
         st = await self._stub(node).EnsureHead(spec, timeout=self.call_timeout)

@@ -24,7 +24,7 @@ from ..replication.layout import (RebuildProgress, head_members, in_sync_after, 
 from ..util import all_of
 from ..secretbox import SecretBox
 from .adopt import Adopted, confirm_replicated, qos_matches
-from .host_auth import head_keys
+from .host_auth import head_keys, link_fingerprint, link_keys, link_secret
 
 if TYPE_CHECKING:
     from .agents import AgentClients
@@ -150,7 +150,8 @@ class ReplicatedVolumes:
         if whole and cached is not None and cached[0] == key and time.monotonic() - cached[1] < RESYNC:
             self.synced[v.id] = v.generation
             return
-        if cached is None and confirm_replicated(self.adopted, v, active, head_node, standbys, self.liveness.instance):
+        if cached is None and confirm_replicated(self.adopted, v, active, head_node, standbys, self.liveness.instance,
+                                                 lambda n: link_fingerprint(self.secrets, n)):
             # as the agents listed it when they registered: nothing to apply
             for n in standbys:
                 self._standby_ok[(v.id, n.id)] = self.liveness.instance(n.id) or ""
@@ -172,7 +173,7 @@ class ReplicatedVolumes:
                 if st is not None:
                     self._standby_ok[(v.id, n.id)] = self.liveness.instance(n.id) or ""
                     confirmed.append(n)
-        legs = await self._export_replicas(v, active, nodes, [head_node.host_nqn] + [n.host_nqn for n in confirmed])
+        legs = await self._export_replicas(v, active, nodes, [head_node, *confirmed])
         crash_point("replicated.fenced")
         spec = head_spec(v, legs, self.secrets, in_sync_replica_ids=sorted(in_sync),
                          replica_count=raid_slots(v, active))
@@ -237,10 +238,13 @@ class ReplicatedVolumes:
         self._head_ok[v.id] = (key[:-1] + (done,), time.monotonic())
 
     async def _export_replicas(self, v: Volume, active: list[Replica], nodes: dict[str, Node],
-                               allowed: list[str]) -> list[apb.HeadLeg]:
+                               allowed: list[Node]) -> list[apb.HeadLeg]:
+        """The fence: each replica's export admits ``allowed`` (the head and the standby heads) and,
+        with a secrets key, only when each proves its link secret."""
+        request = dict(allowed_host_nqns=[n.host_nqn for n in allowed], host_keys=link_keys(self.secrets, allowed))
+
         async def export(r: Replica, node: Node) -> apb.HeadLeg:
-            e = await self._stub(node).ExportReplica(apb.ExportReplicaRequest(replica_id=r.id,
-                                                                              allowed_host_nqns=allowed),
+            e = await self._stub(node).ExportReplica(apb.ExportReplicaRequest(replica_id=r.id, **request),
                                                      timeout=self.call_timeout)
             return apb.HeadLeg(replica_id=r.id, node_id=node.id, subsystem_nqn=e.nqn, address=e.address,
                                port=e.port, slot=max(r.shard, 0))
@@ -262,11 +266,13 @@ class ReplicatedVolumes:
                 out[n.id] = n
         return sorted(out.values(), key=lambda n: n.id)
 
-    @staticmethod
-    def _with_cntlids(spec: apb.HeadSpec, node: Node, standby: bool = False) -> apb.HeadSpec:
+    def _with_cntlids(self, spec: apb.HeadSpec, node: Node, standby: bool = False) -> apb.HeadSpec:
+        """``spec`` as ``node`` is told it: its controller ids, its role and the secret it proves to
+        the replicas' exports."""
         out = apb.HeadSpec()
         out.CopyFrom(spec)
         out.standby = standby
+        out.link_dhchap_key = link_secret(self.secrets, node.id)
         if spec.protocol != "iscsi":
             out.cntlid_min, out.cntlid_max = node.cntlid_range
         return out

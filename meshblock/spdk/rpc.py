@@ -123,7 +123,9 @@ class SpdkRpc:
                                           ctrlr_loss_timeout_sec: int | None = None,
                                           reconnect_delay_sec: int | None = None,
                                           fast_io_fail_timeout_sec: int | None = None,
+                                          dhchap_key: str | None = None, dhchap_ctrlr_key: str | None = None,
                                           timeout: float | None = None) -> list[str]:
+        """``dhchap_key``: the keyring name of the DH-HMAC-CHAP secret the host proves."""
         if adrfam is None:
             adrfam = "ipv6" if ":" in traddr else "ipv4"
         return await self._call("bdev_nvme_attach_controller", timeout=timeout, name=name, trtype=trtype,
@@ -131,7 +133,8 @@ class SpdkRpc:
                                 hostnqn=hostnqn, multipath=multipath,
                                 ctrlr_loss_timeout_sec=ctrlr_loss_timeout_sec,
                                 reconnect_delay_sec=reconnect_delay_sec,
-                                fast_io_fail_timeout_sec=fast_io_fail_timeout_sec)
+                                fast_io_fail_timeout_sec=fast_io_fail_timeout_sec, dhchap_key=dhchap_key,
+                                dhchap_ctrlr_key=dhchap_ctrlr_key)
 
     async def bdev_nvme_detach_controller(self, name: str) -> bool:
         return await self._call("bdev_nvme_detach_controller", name=name)

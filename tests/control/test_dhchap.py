@@ -4,6 +4,7 @@ every head exporting a volume (standbys too) holds them, and nothing else shows 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 
@@ -12,7 +13,9 @@ import pytest
 
 from meshblock import dhchap
 from meshblock.proto.meshblock.v1 import admin_pb2 as pb
-from meshblock.secretbox import ENV_VAR, new_key_text
+from meshblock.control.host_auth import link_secret
+from meshblock.secretbox import ENV_VAR, SecretBox, new_key_text
+from meshblock.spdk import SpdkRpcError
 from tests.support.cluster import Cluster
 from tests.support.initiator import SpdkHost
 
@@ -177,3 +180,80 @@ async def test_hosts_connect_with_their_keys_only(real_only, short_tmp):
         assert not await reads(good)
     finally:
         await c.stop()
+
+
+async def test_links_between_nodes_authenticate(backend, short_tmp):
+    """With a secrets key, a replica's export admits the head's node only when it proves the node's
+    link secret: the fence no longer rests on an NQN anyone can claim."""
+    key = new_key_text()
+    box = SecretBox.load(env={ENV_VAR: key})
+    c = Cluster(backend, short_tmp / "c", nodes=2, controller_env={ENV_VAR: key})
+    try:
+        await c.start()
+        v = await c.volumes.CreateVolume(pb.CreateVolumeRequest(name="v1", size_bytes=64 * MiB, replicas=2))
+        assert v.state == "available" and all(r.state == "online" for r in v.replica_status)
+        head_nqn = f"nqn.2026-11.io.meshblock:node:{v.head_node_id}"
+        listeners = {}
+        for r in v.replica_status:
+            spdk = c.agent_by_id(r.node_id).spdk()
+            try:
+                sub, = await spdk.nvmf_get_subsystems(f"nqn.2026-11.io.meshblock:replica:{r.replica_id}")
+            finally:
+                await spdk.client.close()
+            hosts = {h["nqn"]: h.get("dhchap_key") for h in sub["hosts"]}
+            listeners[r.replica_id] = sub["listen_addresses"][0]
+            # the head and the standby head, each with its own node's secret
+            assert hosts == {f"nqn.2026-11.io.meshblock:node:{s.node_id}": dhchap.key_name(link_secret(box, s.node_id))
+                             for s in v.replica_status}
+        # another node's target claims the head node's NQN to reach a replica export
+        target = next(r for r in v.replica_status if r.node_id == v.head_node_id)
+        la = listeners[target.replica_id]
+        export = (la["traddr"], la["trsvcid"], f"nqn.2026-11.io.meshblock:replica:{target.replica_id}")
+        impostor = c.agent_by_id(next(r.node_id for r in v.replica_status if r.node_id != v.head_node_id))
+        rpc = impostor.spdk("spdk-head.sock")
+        try:
+            # the NQN alone is not enough...
+            with pytest.raises(SpdkRpcError):
+                await rpc.bdev_nvme_attach_controller("probe", *export, hostnqn=head_nqn, timeout=30)
+            # ...the head node's secret is
+            stolen = short_tmp / "stolen"
+            stolen.write_text(link_secret(box, v.head_node_id))
+            stolen.chmod(0o600)
+            await rpc.keyring_file_add_key("stolen", str(stolen))
+            await rpc.bdev_nvme_attach_controller("probe", *export, hostnqn=head_nqn, dhchap_key="stolen", timeout=30)
+            await rpc.bdev_nvme_detach_controller("probe")
+            await rpc.keyring_file_remove_key("stolen")
+        finally:
+            await rpc.client.close()
+        # the volume serves on: the legs are in sync
+        v = await c.volumes.GetVolume(pb.GetVolumeRequest(ref="v1"))
+        assert v.state == "available" and all(r.state == "online" for r in v.replica_status)
+    finally:
+        await c.stop()
+
+
+async def test_cli_publish_get_and_connect(keyed):
+    from click.testing import CliRunner
+
+    from meshblock.cli.main import cli
+
+    await keyed.volumes.CreateVolume(pb.CreateVolumeRequest(name="v1", size_bytes=16 * MiB, replicas=1))
+
+    async def mb(*args: str):
+        r = await asyncio.to_thread(CliRunner().invoke, cli, [*args, "--endpoint", keyed.controller.listen],
+                                    prog_name="meshblock", env={"MESHBLOCK_TOKEN": ""})
+        assert r.exit_code == 0, r.output
+        return r.output
+
+    assert "(bidirectional DH-HMAC-CHAP)" in await mb("volume", "publish", "v1", "--host-nqn", HOST,
+                                                        "--dhchap-bidirectional")
+    assert f"{HOST} (bidirectional DH-HMAC-CHAP)" in await mb("volume", "get", "v1")
+    doc = json.loads(await mb("volume", "connect", "v1", "--host-nqn", HOST, "-o", "json"))
+    key, ctrl = doc["dhchap_secret"], doc["dhchap_ctrl_secret"]
+    assert dhchap.decode(key) and dhchap.decode(ctrl)
+    got = json.loads(await mb("volume", "get", "v1", "-o", "json"))
+    assert got["host_auth"] == {HOST: "dhchap-bidirectional"} and key not in json.dumps(got)
+    lines = [ln for ln in (await mb("volume", "connect", "v1", "--host-nqn", HOST)).splitlines()
+             if ln.startswith("nvme connect")]
+    assert lines and all(ln.endswith(f"--dhchap-secret '{key}' --dhchap-ctrl-secret '{ctrl}'") or
+                         ln.endswith(f"--dhchap-secret {key} --dhchap-ctrl-secret {ctrl}") for ln in lines), lines

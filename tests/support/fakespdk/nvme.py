@@ -90,6 +90,7 @@ class Ctrlr:
     model_number: str
     ana_reporting: bool = False
     bdevs: dict[int, Bdev] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)   # DH-HMAC-CHAP: what it proves -> keyring name
 
     def connected(self) -> list[NvmePath]:
         return [p for p in self.paths if p.connected]
@@ -140,7 +141,7 @@ class NvmeModule:
             return
         # failed: try to reconnect, as bdev_nvme's reset/reconnect does
         try:
-            sock, res = await self.connect(c.subnqn, c.hostnqn, p.trid)
+            sock, res = await self.connect(c.subnqn, c.hostnqn, p.trid, c.keys)
         except RpcError:
             return
         if self.ctrlrs.get(c.name) is not c or p not in c.paths:
@@ -202,8 +203,16 @@ class NvmeModule:
         with contextlib.suppress(Exception):
             await remote_call(sock, "fakespdk_bdev_raid_sb", {"name": name, "sb": sb})
 
-    async def connect(self, subnqn: str, hostnqn: str, trid: dict[str, str]) -> tuple[str, dict[str, Any]]:
-        """Find the target at ``trid`` and connect; every failure is ``-EIO``."""
+    async def connect(self, subnqn: str, hostnqn: str, trid: dict[str, str],
+                      keys: dict[str, str] | None = None) -> tuple[str, dict[str, Any]]:
+        """Find the target at ``trid`` and connect, proving the DH-HMAC-CHAP secrets of ``keys``
+        (read from their files now, as SPDK does at each connection); every failure is ``-EIO``."""
+        proof = {}
+        for field_name, key_name in (keys or {}).items():
+            key = self.t.keyring.keys.get(key_name)
+            text = key.read() if key is not None else None
+            if text is not None:
+                proof[field_name] = text
         doc = self.t.registry.lookup(trid["traddr"], trid["trsvcid"])
         family = socket.AF_INET6 if trid["adrfam"] == "IPv6" else socket.AF_INET
         if doc is None or not await _tcp_reachable(trid["traddr"], trid["trsvcid"], family):
@@ -212,7 +221,7 @@ class NvmeModule:
             res = await remote_call(doc["rpc_socket"], "fakespdk_nvmf_connect", {
                 "subnqn": subnqn, "hostnqn": hostnqn, "hostid": self.hostid, "host_pid": self.t.registry.pid,
                 "trtype": trid["trtype"], "adrfam": trid["adrfam"], "traddr": trid["traddr"],
-                "trsvcid": trid["trsvcid"]})
+                "trsvcid": trid["trsvcid"], **proof})
         except (TimeoutError, OSError, RpcError, ValueError):
             raise errno_error(E.EIO) from None
         return doc["rpc_socket"], res
@@ -230,7 +239,7 @@ class NvmeModule:
         if c.paths and not c.connected():  # failover: the next alternate becomes the active path
             nxt = c.paths[0]
             with contextlib.suppress(RpcError):
-                nxt.target_sock, res = await self.connect(c.subnqn, c.hostnqn, nxt.trid)
+                nxt.target_sock, res = await self.connect(c.subnqn, c.hostnqn, nxt.trid, c.keys)
                 nxt.cntlid, nxt.connected = res["cntlid"], True
         if not c.paths:
             self.ctrlrs.pop(c.name, None)
@@ -332,8 +341,17 @@ async def bdev_nvme_attach_controller(t: Target, params: Any) -> list[str]:
     if t.interrupt_mode and trstring not in ("PCIe", "RDMA"):
         # bdev_nvme: "Interrupt mode is only supported with PCIe and RDMA transports"
         raise errno_error(E.ENOTSUP)
-    if p.get("psk") or p.get("dhchap_key") or p.get("dhchap_ctrlr_key"):
-        raise errno_error(E.ENOKEY)  # the fake has no keyring
+    if p.get("psk"):
+        raise errno_error(E.ENOKEY)  # the fake has no TLS keys
+    keys = {}
+    for field_name, secret_field in (("dhchap_key", "dhchap_secret"), ("dhchap_ctrlr_key", "dhchap_ctrl_secret")):
+        if field_name in p:
+            key = t.keyring.get(p[field_name])
+            if key is None:
+                raise errno_error(E.ENOKEY)      # "Could not load DH-HMAC-CHAP key"
+            keys[secret_field] = key.name
+    if "dhchap_ctrlr_key" in p and "dhchap_key" not in p:
+        raise errno_error(E.EINVAL)
     if trstring != "TCP":
         raise errno_error(E.ENODEV)  # "NVMe trtype ... not available": no controller found
     multipath_on = multipath == "multipath"
@@ -343,7 +361,7 @@ async def bdev_nvme_attach_controller(t: Target, params: Any) -> list[str]:
         # failover: remember the alternate path; it is connected only when it takes over
         existing.paths.append(NvmePath(trid, "", 0, connected=False))
         return []
-    sock, res = await t.nvme.connect(subnqn, hostnqn, trid)
+    sock, res = await t.nvme.connect(subnqn, hostnqn, trid, keys)
     ana = {ns["nsid"]: ns["ana_state"] for ns in res["namespaces"] if "ana_state" in ns}
     if existing is not None:
         existing.paths.append(NvmePath(trid, sock, res["cntlid"], ana=ana))
@@ -352,7 +370,7 @@ async def bdev_nvme_attach_controller(t: Target, params: Any) -> list[str]:
         await t.nvme.disconnect(sock, subnqn, res["cntlid"])
         raise RpcError(-E.EALREADY, f"A controller named {name} already exists with the specified network path")
     c = Ctrlr(name, hostnqn, subnqn, multipath_on, [NvmePath(trid, sock, res["cntlid"], ana=ana)],
-              res.get("serial_number", ""), res.get("model_number", ""), bool(res.get("ana_reporting")))
+              res.get("serial_number", ""), res.get("model_number", ""), bool(res.get("ana_reporting")), keys=keys)
     t.nvme.ctrlrs[name] = c
     names = []
     for ns in res["namespaces"][:p.get("max_bdevs", 128)]:

@@ -158,28 +158,39 @@ class ListReplicasReply(_message.Message):
     def __init__(self, replicas: _Optional[_Iterable[_Union[Replica, _Mapping]]] = ...) -> None: ...
 
 class ExportReplicaRequest(_message.Message):
-    __slots__ = ("replica_id", "allowed_host_nqns")
+    __slots__ = ("replica_id", "allowed_host_nqns", "host_keys")
     REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_HOST_NQNS_FIELD_NUMBER: _ClassVar[int]
+    HOST_KEYS_FIELD_NUMBER: _ClassVar[int]
     replica_id: str
     allowed_host_nqns: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, replica_id: _Optional[str] = ..., allowed_host_nqns: _Optional[_Iterable[str]] = ...) -> None: ...
+    host_keys: _containers.RepeatedCompositeFieldContainer[HostKey]
+    def __init__(self, replica_id: _Optional[str] = ..., allowed_host_nqns: _Optional[_Iterable[str]] = ..., host_keys: _Optional[_Iterable[_Union[HostKey, _Mapping]]] = ...) -> None: ...
 
 class Export(_message.Message):
-    __slots__ = ("nqn", "transport", "address", "port", "allowed_host_nqns", "namespace_uuid")
+    __slots__ = ("nqn", "transport", "address", "port", "allowed_host_nqns", "namespace_uuid", "host_keys")
+    class HostKeysEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NQN_FIELD_NUMBER: _ClassVar[int]
     TRANSPORT_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     PORT_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_HOST_NQNS_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_UUID_FIELD_NUMBER: _ClassVar[int]
+    HOST_KEYS_FIELD_NUMBER: _ClassVar[int]
     nqn: str
     transport: str
     address: str
     port: int
     allowed_host_nqns: _containers.RepeatedScalarFieldContainer[str]
     namespace_uuid: str
-    def __init__(self, nqn: _Optional[str] = ..., transport: _Optional[str] = ..., address: _Optional[str] = ..., port: _Optional[int] = ..., allowed_host_nqns: _Optional[_Iterable[str]] = ..., namespace_uuid: _Optional[str] = ...) -> None: ...
+    host_keys: _containers.ScalarMap[str, str]
+    def __init__(self, nqn: _Optional[str] = ..., transport: _Optional[str] = ..., address: _Optional[str] = ..., port: _Optional[int] = ..., allowed_host_nqns: _Optional[_Iterable[str]] = ..., namespace_uuid: _Optional[str] = ..., host_keys: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class UnexportReplicaRequest(_message.Message):
     __slots__ = ("replica_id",)
@@ -314,7 +325,7 @@ class HeadLeg(_message.Message):
     def __init__(self, replica_id: _Optional[str] = ..., node_id: _Optional[str] = ..., subsystem_nqn: _Optional[str] = ..., address: _Optional[str] = ..., port: _Optional[int] = ..., slot: _Optional[int] = ...) -> None: ...
 
 class HeadSpec(_message.Message):
-    __slots__ = ("volume_id", "nqn", "namespace_uuid", "legs", "allowed_host_nqns", "ana_state", "in_sync_replica_ids", "replica_count", "protocol", "iscsi", "standby", "cntlid_min", "cntlid_max", "raid_level", "strip_size_kb", "qos", "host_keys")
+    __slots__ = ("volume_id", "nqn", "namespace_uuid", "legs", "allowed_host_nqns", "ana_state", "in_sync_replica_ids", "replica_count", "protocol", "iscsi", "standby", "cntlid_min", "cntlid_max", "raid_level", "strip_size_kb", "qos", "host_keys", "link_dhchap_key")
     VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
     NQN_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_UUID_FIELD_NUMBER: _ClassVar[int]
@@ -332,6 +343,7 @@ class HeadSpec(_message.Message):
     STRIP_SIZE_KB_FIELD_NUMBER: _ClassVar[int]
     QOS_FIELD_NUMBER: _ClassVar[int]
     HOST_KEYS_FIELD_NUMBER: _ClassVar[int]
+    LINK_DHCHAP_KEY_FIELD_NUMBER: _ClassVar[int]
     volume_id: str
     nqn: str
     namespace_uuid: str
@@ -349,7 +361,8 @@ class HeadSpec(_message.Message):
     strip_size_kb: int
     qos: RateLimits
     host_keys: _containers.RepeatedCompositeFieldContainer[HostKey]
-    def __init__(self, volume_id: _Optional[str] = ..., nqn: _Optional[str] = ..., namespace_uuid: _Optional[str] = ..., legs: _Optional[_Iterable[_Union[HeadLeg, _Mapping]]] = ..., allowed_host_nqns: _Optional[_Iterable[str]] = ..., ana_state: _Optional[str] = ..., in_sync_replica_ids: _Optional[_Iterable[str]] = ..., replica_count: _Optional[int] = ..., protocol: _Optional[str] = ..., iscsi: _Optional[_Union[IscsiExport, _Mapping]] = ..., standby: _Optional[bool] = ..., cntlid_min: _Optional[int] = ..., cntlid_max: _Optional[int] = ..., raid_level: _Optional[str] = ..., strip_size_kb: _Optional[int] = ..., qos: _Optional[_Union[RateLimits, _Mapping]] = ..., host_keys: _Optional[_Iterable[_Union[HostKey, _Mapping]]] = ...) -> None: ...
+    link_dhchap_key: str
+    def __init__(self, volume_id: _Optional[str] = ..., nqn: _Optional[str] = ..., namespace_uuid: _Optional[str] = ..., legs: _Optional[_Iterable[_Union[HeadLeg, _Mapping]]] = ..., allowed_host_nqns: _Optional[_Iterable[str]] = ..., ana_state: _Optional[str] = ..., in_sync_replica_ids: _Optional[_Iterable[str]] = ..., replica_count: _Optional[int] = ..., protocol: _Optional[str] = ..., iscsi: _Optional[_Union[IscsiExport, _Mapping]] = ..., standby: _Optional[bool] = ..., cntlid_min: _Optional[int] = ..., cntlid_max: _Optional[int] = ..., raid_level: _Optional[str] = ..., strip_size_kb: _Optional[int] = ..., qos: _Optional[_Union[RateLimits, _Mapping]] = ..., host_keys: _Optional[_Iterable[_Union[HostKey, _Mapping]]] = ..., link_dhchap_key: _Optional[str] = ...) -> None: ...
 
 class HostKey(_message.Message):
     __slots__ = ("host_nqn", "dhchap_key", "dhchap_ctrl_key")
