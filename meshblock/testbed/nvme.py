@@ -97,8 +97,10 @@ def nvmet_remove(guest: Guest, exp: NvmetExport) -> None:
 
 
 def nvme_connect(guest: Guest, nqn: str, address: str, port: int = 4420, *, hostnqn: str | None = None,
-                 hostid: str | None = None, timeout: float = 60.0) -> CommandResult:
-    """``nvme connect`` over TCP (as the guest's own identity unless ``hostnqn`` is given); not checked."""
+                 hostid: str | None = None, dhchap_secret: str = "", dhchap_ctrl_secret: str = "",
+                 timeout: float = 60.0) -> CommandResult:
+    """``nvme connect`` over TCP (as the guest's own identity unless ``hostnqn`` is given), with
+    DH-HMAC-CHAP secrets when given; not checked."""
     # nvme-cli needs nvme-fabrics (and /sys/class/nvme-subsystem) before it can connect.
     guest.check(["modprobe", "-a", "nvme-tcp", "nvme-fabrics"])
     argv = ["nvme", "connect", "-t", "tcp", "-a", address, "-s", str(port), "-n", nqn]
@@ -106,6 +108,10 @@ def nvme_connect(guest: Guest, nqn: str, address: str, port: int = 4420, *, host
         argv.append(f"--hostnqn={hostnqn}")
     if hostid:
         argv.append(f"--hostid={hostid}")
+    if dhchap_secret:
+        argv.append(f"--dhchap-secret={dhchap_secret}")
+    if dhchap_ctrl_secret:
+        argv.append(f"--dhchap-ctrl-secret={dhchap_ctrl_secret}")
     return guest.run(argv, timeout=timeout)
 
 
