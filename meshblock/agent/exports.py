@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from ..dhchap import HostKeys, key_name
+from ..dhchap import HostKeys, fingerprint, key_name
 from ..errors import FailedPrecondition, NotFound
 from ..spdk import SpdkExists, SpdkInvalidParams, SpdkNotFound, SpdkRpc, SpdkTimeout
-from .keyring import Keyring, host_key_names
+from .keyring import Keyring, host_key_names, host_psks
+from .. import tlspsk
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,11 @@ class ExportSpec:
     discard: bool = True
     # hosts (of ``hosts``) that must pass DH-HMAC-CHAP, with their secrets
     host_keys: tuple[tuple[str, HostKeys], ...] = ()
+    # TLS: the listener takes TLS 1.3 only (it needs a port no clear-text listener of the target
+    # uses: SPDK shares one socket per address and port), and hosts (of ``hosts``) connect with
+    # their PSK (interchange format, meshblock/tlspsk.py)
+    secure: bool = False
+    host_psks: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
 
 def key_names(keys: HostKeys | None) -> tuple[str, str]:
@@ -55,6 +61,7 @@ class ExportState:
     hosts: list[str]
     namespace_uuid: str
     host_keys: dict[str, str] = field(default_factory=dict)   # host NQN -> fingerprints of its secrets
+    host_psks: dict[str, str] = field(default_factory=dict)   # host NQN -> fingerprint of its TLS PSK
 
 
 class Exporter:
@@ -102,14 +109,16 @@ class Exporter:
                                                  nguid=spec.namespace_uuid.replace("-", "").upper())
         if sub.get("allow_any_host"):
             await self.rpc.nvmf_subsystem_allow_any_host(spec.nqn, False)
-        await self._ensure_hosts(spec, {h["nqn"]: host_key_names(h) for h in sub.get("hosts") or []})
+        have_psk = await self._psks(spec.nqn) if sub.get("hosts") and (spec.secure or spec.host_psks) else {}
+        await self._ensure_hosts(spec, {h["nqn"]: host_key_names(h) for h in sub.get("hosts") or []}, have_psk)
         listeners = sub.get("listen_addresses") or []
         if not any(la.get("traddr") == spec.address and str(la.get("trsvcid")) == str(spec.port)
                    for la in listeners):
             try:
                 await self.rpc.nvmf_subsystem_add_listener(
                     spec.nqn, spec.address, spec.port,
-                    ana_state=spec.ana_state if spec.ana_reporting and spec.ana_state != "optimized" else None)
+                    ana_state=spec.ana_state if spec.ana_reporting and spec.ana_state != "optimized" else None,
+                    secure_channel=spec.secure)
             except SpdkExists:
                 pass
             except SpdkInvalidParams as e:
@@ -119,38 +128,59 @@ class Exporter:
                                          f"(SPDK: {e})") from e
         return ExportState(nqn=spec.nqn, address=spec.address, port=spec.port, hosts=sorted(spec.hosts),
                            namespace_uuid=spec.namespace_uuid,
-                           host_keys={h: k.fingerprints for h, k in spec.host_keys})
+                           host_keys={h: k.fingerprints for h, k in spec.host_keys},
+                           host_psks={h: fingerprint(k) for h, k in spec.host_psks})
 
-    async def _ensure_hosts(self, spec: ExportSpec, have: dict[str, tuple[str, str]]) -> None:
+    async def _ensure_hosts(self, spec: ExportSpec, have: dict[str, tuple[str, str]],
+                            have_psk: dict[str, str]) -> None:
         """The allowlist exactly ``spec.hosts``, each host with the DH-HMAC-CHAP keys the spec gives
-        it (none: it connects without authenticating). A host whose keys change keeps its
-        connections; it needs the new keys for its next one."""
+        it (none: it connects without authenticating) and its TLS PSK. A host whose DH-HMAC-CHAP keys
+        change keeps its connections; it needs the new keys for its next one. SPDK cannot change a
+        host's PSK in place: a host whose PSK changes is removed (disconnected) and added again."""
         want = dict(spec.host_keys)
-        if want and self.keyring is None:
-            raise FailedPrecondition("this target has no keyring for DH-HMAC-CHAP secrets")
+        psks = dict(spec.host_psks)
+        if (want or psks) and self.keyring is None:
+            raise FailedPrecondition("this target has no keyring for DH-HMAC-CHAP secrets or TLS PSKs")
         retired: set[str] = set()
+        for host in sorted(h for h in have if h in spec.hosts and have_psk.get(h, "") !=
+                           (tlspsk.key_name(psks[h]) if h in psks else "")):
+            await self.rpc.nvmf_subsystem_remove_host(spec.nqn, host)
+            retired.update({*have.pop(host), have_psk.get(host, "")})
+            log.info("host removed to change its TLS PSK nqn=%s host=%s", spec.nqn, host)
         for host in sorted(set(have) - spec.hosts):
             await self.rpc.nvmf_subsystem_remove_host(spec.nqn, host)
-            retired.update(have[host])
+            retired.update({*have[host], have_psk.get(host, "")})
             log.info("host removed nqn=%s host=%s", spec.nqn, host)
         for host in sorted(spec.hosts):
             keys = want.get(host)
             names = key_names(keys)
             if keys is not None:
                 assert self.keyring is not None
-                names = (await self.keyring.ensure(keys.key),
-                         await self.keyring.ensure(keys.ctrl_key) if keys.ctrl_key else "")
+                if have.get(host) == names:       # in place: only its files must be there
+                    self.keyring.keep(keys.key, keys.ctrl_key)
+                else:
+                    names = (await self.keyring.ensure(keys.key),
+                             await self.keyring.ensure(keys.ctrl_key) if keys.ctrl_key else "")
             if host not in have:
+                psk = None
+                if host in psks:
+                    assert self.keyring is not None
+                    psk = await self.keyring.ensure(psks[host], tlspsk.KEY_NAME_PREFIX)
                 await self.rpc.nvmf_subsystem_add_host(spec.nqn, host, dhchap_key=names[0] or None,
-                                                       dhchap_ctrlr_key=names[1] or None)
+                                                       dhchap_ctrlr_key=names[1] or None, psk=psk)
             elif have[host] != names:
                 await self.rpc.nvmf_subsystem_set_keys(spec.nqn, host, dhchap_key=names[0] or None,
                                                        dhchap_ctrlr_key=names[1] or None)
                 retired.update(set(have[host]) - set(names))
                 log.info("host keys replaced nqn=%s host=%s authenticated=%s", spec.nqn, host, bool(names[0]))
-        retired -= {""} | {n for keys in want.values() for n in key_names(keys)}
+        retired -= {""} | {n for keys in want.values() for n in key_names(keys)} | {
+            tlspsk.key_name(k) for k in psks.values()}
         if retired and self.keyring is not None:
             await self.keyring.retire(retired)
+
+    async def _psks(self, nqn: str) -> dict[str, str]:
+        """host NQN -> the keyring name of its TLS PSK on subsystem ``nqn``."""
+        return {host: name for (_, host), name in (await host_psks(self.rpc, nqn)).items()}
 
     async def set_ana_state(self, nqn: str, state: str, required: bool = True) -> int:
         """Put every listener of ``nqn`` in ANA state ``state``; returns how many changed.
@@ -199,12 +229,13 @@ class Exporter:
 
     async def remove(self, nqn: str) -> bool:
         sub = await self.get(nqn)
+        psks = set((await self._psks(nqn)).values()) if sub and sub.get("hosts") and self.keyring else set()
         try:
             await self.rpc.nvmf_delete_subsystem(nqn)
         except SpdkNotFound:
             return False
         log.info("subsystem deleted nqn=%s", nqn)
-        keys = {n for h in (sub or {}).get("hosts") or [] for n in host_key_names(h) if n}
+        keys = {n for h in (sub or {}).get("hosts") or [] for n in host_key_names(h) if n} | psks
         if keys and self.keyring is not None:
             await self.keyring.retire(keys)
         return True

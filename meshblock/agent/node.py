@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 from .. import __version__, iqn, nqn
+from ..dhchap import HostKeys
 from ..errors import FailedPrecondition, NotFound, Unavailable
 from ..qos import QosLimits
 from ..spdk import SpdkConnectionError, SpdkInstall, SpdkRpc, SpdkTimeout
@@ -24,11 +24,11 @@ from ..spdk.supervisor import TargetConfig, TargetState, TargetSupervisor, pid_a
 from ..util import KeyedLock, check_nqn
 from .attachments import Attacher, AttachSpec, AttachState, check_attachment_id
 from .config import AgentConfig
-from ..dhchap import HostKeys
 from .exports import Exporter, ExportSpec, ExportState
 from .heads import Leg, LegState, RaidComposer, raid_name, set_rate_limits
-from .iscsi import IscsiExporter, IscsiTarget, iscsi_options
+from .iscsi import IscsiExporter, iscsi_options
 from .keyring import Keyring
+from .model import Head, HeadView, ReplicaView, holdable_head
 from .pool import Pool
 from .replicas import REPLICA_PREFIX, SNAPSHOT_PREFIX, LvolInfo, ReplicaStore
 
@@ -53,81 +53,6 @@ def startup_config(app: str) -> dict:
     if app in ISCSI_APPS:
         subsystems.append({"subsystem": "iscsi", "config": [iscsi_options()]})
     return {"subsystems": subsystems}
-
-
-@dataclass
-class ReplicaView:
-    lvol: LvolInfo
-    export: ExportState | None
-
-
-@dataclass(frozen=True)
-class HeadLeg:
-    replica_id: str
-    node_id: str
-    subsystem_nqn: str = ""
-    address: str = ""
-    port: int = 0
-    slot: int = 0                      # raid5f: the shard's position
-
-
-@dataclass(frozen=True)
-class Head:
-    volume_id: str
-    nqn: str
-    namespace_uuid: str
-    legs: tuple[HeadLeg, ...]
-    hosts: frozenset[str]
-    ana_state: str = "optimized"
-    in_sync: frozenset[str] = frozenset()
-    replica_count: int = 0
-    protocol: str = "nvmf"
-    iscsi: IscsiTarget | None = None
-    standby: bool = False              # exported ANA inaccessible; serves once promoted
-    cntlid_range: tuple[int, int] | None = None
-    raid_level: str = "raid1"
-    strip_size_kb: int = 0
-    qos: QosLimits = QosLimits()       # set on the exported bdev (standbys too: a promotion keeps them)
-    host_keys: tuple[tuple[str, HostKeys], ...] = ()   # hosts that authenticate with DH-HMAC-CHAP
-    link_key: str = field(default="", repr=False)      # what this node proves to the replicas' exports
-
-    @property
-    def direct(self) -> bool:
-        """One replica on a node's own pool, over NVMe/TCP: exported straight from the data target.
-        (iSCSI heads always live in the polling head target: SPDK's iSCSI target cannot sleep.)"""
-        return (self.protocol == "nvmf" and len(self.legs) == 1 and not self.legs[0].subsystem_nqn
-                and self.replica_count <= 1)
-
-
-@dataclass
-class HeadView:
-    head: Head
-    address: str
-    port: int
-    size_bytes: int
-    legs: list[LegState] = field(default_factory=list)
-    raid_state: str = ""
-    qos: QosLimits | None = None       # the limits SPDK enforces on the head's bdev (None: not read)
-
-    @property
-    def enforced(self) -> QosLimits:
-        """The QoS limits on the head's bdev (those it asks for where SPDK was not read)."""
-        return self.qos if self.qos is not None else self.head.qos
-
-
-def holdable_head(heads: Mapping[str, Head], volume_id: str) -> Head:
-    """The head whose writes SetHeadAccess may hold or release: one this node heads, exported
-    over NVMe-oF (iSCSI has no ANA states) and not a standby."""
-    head = heads.get(volume_id)
-    if head is None:
-        raise NotFound(f"this node does not head volume {volume_id}")
-    if head.iscsi is not None:
-        raise FailedPrecondition(f"volume {volume_id} is exported over iSCSI, which has no ANA states "
-                                 "to hold its writes with")
-    if head.standby:
-        raise FailedPrecondition(f"this node is a standby head of volume {volume_id}; its access "
-                                 "changes when it is promoted")
-    return head
 
 
 class NodeAgent:
@@ -275,7 +200,8 @@ class NodeAgent:
         c = self.config
         return dict(node_id=self.node_id, name=c.name, host_nqn=c.host_nqn, nvmf_address=c.nvmf_address,
                     nvmf_port=c.nvmf_port, labels=dict(c.labels), spdk_version=self.target.version or "",
-                    agent_version=__version__, iscsi_address=c.iscsi_address, iscsi_port=c.iscsi_port)
+                    agent_version=__version__, iscsi_address=c.iscsi_address, iscsi_port=c.iscsi_port,
+                    tls_port=c.tls_port)
 
     async def pool_status(self) -> dict:
         self._require_running()
@@ -433,10 +359,11 @@ class NodeAgent:
             await self.iscsi.ensure(head.iscsi.spec(raid_name(head.volume_id), self.config.iscsi_address,
                                                     self.config.iscsi_port, alias=head.volume_id))
         else:
+            address, port = self._head_address(head)
             await composer.export(Exporter(rpc, self.head_keyring), head.nqn, head.volume_id, head.namespace_uuid,
-                                  self.config.nvmf_address, self.config.head_port, head.hosts,
-                                  ana_state=head.ana_state, cntlid_range=head.cntlid_range,
-                                  host_keys=head.host_keys)
+                                  address, port, head.hosts, ana_state=head.ana_state,
+                                  cntlid_range=head.cntlid_range, host_keys=head.host_keys, secure=head.tls,
+                                  host_psks=head.host_psks)
         address, port = self._head_address(head)
         return HeadView(head, address, port, view.size_bytes, view.legs, view.state, qos)
 
@@ -445,7 +372,7 @@ class NodeAgent:
             return self.config.iscsi_address, self.config.iscsi_port
         if head.direct:
             return self.config.nvmf_address, self.config.nvmf_port
-        return self.config.nvmf_address, self.config.head_port
+        return self.config.nvmf_address, self.config.tls_port if head.tls else self.config.head_port
 
     @staticmethod
     def _legs(head: Head) -> list[Leg]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from .. import dhchap
+from .. import dhchap, tlspsk
 from ..dhchap import HostKeys
 from ..errors import InvalidArgument
 from ..grpcutil import rpc_method
@@ -15,7 +15,8 @@ from ..util import check_iqn, check_netmask, check_uuid
 from .attachments import AttachState
 from .exports import ExportState
 from .iscsi import IscsiTarget
-from .node import Head, HeadLeg, HeadView, NodeAgent, ReplicaView
+from .model import Head, HeadLeg, HeadView, ReplicaView
+from .node import NodeAgent
 from .replicas import LvolInfo
 
 SERVICE = "meshblock.v1.AgentService"
@@ -57,7 +58,8 @@ def head_pb(v: HeadView) -> pb.HeadStatus:
                                           rebuild_percent=leg.rebuild_percent, rebuild_blocks=leg.rebuild_blocks)
                              for leg in v.legs], protocol=h.protocol, standby=h.standby,
                        qos=rate_limits_pb(v.enforced),
-                       host_keys={host: keys.fingerprints for host, keys in h.host_keys})
+                       host_keys={host: keys.fingerprints for host, keys in h.host_keys}, tls=h.tls,
+                       host_psks={host: dhchap.fingerprint(psk) for host, psk in h.host_psks})
     if h.iscsi is not None:
         st.target_iqn = h.iscsi.target_iqn
         st.allowed_initiators.extend(sorted(h.iscsi.initiators))
@@ -120,7 +122,9 @@ def head_from_pb(spec: pb.HeadSpec) -> Head:
     iscsi = iscsi_from_pb(spec)
     if spec.standby and (iscsi is not None or len(legs) < 2 and spec.replica_count < 2):
         raise InvalidArgument("standby", "standby heads are for replicated NVMe/TCP volumes")
-    if (len(legs) > 1 or iscsi is not None) and any(not leg.subsystem_nqn or not leg.address or not leg.port
+    if spec.tls and iscsi is not None:
+        raise InvalidArgument("tls", "TLS is for NVMe/TCP heads")
+    if (len(legs) > 1 or iscsi is not None or spec.tls) and any(not leg.subsystem_nqn or not leg.address or not leg.port
                                                     for leg in legs):
         raise InvalidArgument("legs", "every replica of a replicated or iSCSI head needs its export "
                                       "(nqn, address, port)")
@@ -130,7 +134,29 @@ def head_from_pb(spec: pb.HeadSpec) -> Head:
                 protocol="iscsi" if iscsi is not None else "nvmf", iscsi=iscsi, standby=spec.standby,
                 cntlid_range=cntlids, raid_level=level, strip_size_kb=spec.strip_size_kb, qos=qos_from_pb(spec.qos),
                 host_keys=host_keys_from_pb(spec.host_keys, spec.allowed_host_nqns, iscsi is not None),
-                link_key=_secret("link_dhchap_key", spec.link_dhchap_key) if spec.link_dhchap_key else "")
+                link_key=_secret("link_dhchap_key", spec.link_dhchap_key) if spec.link_dhchap_key else "",
+                tls=spec.tls, host_psks=host_psks_from_pb(spec))
+
+
+def host_psks_from_pb(spec: pb.HeadSpec) -> tuple[tuple[str, str], ...]:
+    """The TLS heads' hosts and their PSKs, checked (never echoed back in errors): every host of a TLS
+    head has one, and only TLS heads take them."""
+    out: dict[str, str] = {}
+    for i, k in enumerate(spec.host_keys):
+        if not k.tls_psk:
+            continue
+        where = f"host_keys[{i}].tls_psk"
+        if not spec.tls:
+            raise InvalidArgument(where, "TLS PSKs are for TLS heads (tls)")
+        try:
+            tlspsk.decode(k.tls_psk)
+        except tlspsk.InvalidKey as e:
+            raise InvalidArgument(where, str(e)) from None
+        out[k.host_nqn] = k.tls_psk
+    missing = sorted(set(spec.allowed_host_nqns) - set(out)) if spec.tls else []
+    if missing:
+        raise InvalidArgument("host_keys", f"every host of a TLS head needs its PSK; {missing[0]} has none")
+    return tuple(sorted(out.items()))
 
 
 def _secret(field: str, text: str) -> str:
@@ -146,6 +172,8 @@ def host_keys_from_pb(keys, allowed, iscsi: bool = False) -> tuple[tuple[str, Ho
     out: dict[str, HostKeys] = {}
     for i, k in enumerate(keys):
         where = f"host_keys[{i}]"
+        if not k.dhchap_key and not k.dhchap_ctrl_key:
+            continue    # a TLS PSK alone (host_psks_from_pb)
         if iscsi:
             raise InvalidArgument(where, "DH-HMAC-CHAP is for NVMe/TCP heads (iSCSI has CHAP)")
         if k.host_nqn not in allowed:

@@ -38,12 +38,13 @@ from ..replication.layout import RebuildProgress
 from ..store.base import Conflict, Item
 from ..secretbox import SecretBox
 from ..util import all_of
-from .adopt import Adopted, confirm_single, qos_matches, rate_limits
+from .adopt import Adopted, confirm_single, qos_matches
 from .agents import AgentClients
 from .groups import GroupSnapshotter
-from .host_auth import link_keys, link_secret
+from .host_auth import applied_key, link_keys, link_secret
 from .liveness import Liveness
 from .replicated import HEAD_RECHECK, ReplicatedVolumes, head_spec
+from .sweeps import Sweeps, volume_key
 from .repo import Repo
 from .view import ClusterView
 from .workqueue import ShutDown, WorkQueue
@@ -63,12 +64,8 @@ _NODE_NOISE = frozenset({"free_bytes", "total_bytes", "last_seen"})
 ADOPTING_AT_ONCE = 16   # agents whose holdings are listed at once (see Reconciler._adopt)
 
 
-def volume_key(volume_id: str) -> tuple[str, str]:
-    return ("volume", volume_id)
-
-
 @dataclass
-class Reconciler(ReplicatedVolumes):
+class Reconciler(ReplicatedVolumes, Sweeps):
     repo: Repo
     agents: AgentClients
     liveness: Liveness
@@ -265,57 +262,6 @@ class Reconciler(ReplicatedVolumes):
         if not whole or vid not in self._head_ok:   # (a head that does not enforce its QoS limits yet)
             return self.interval
         return None    # settled: visited again on a change, or when the head sweep finds a leg out of sync
-
-    def _listing(self, kind: str, node_id: str) -> tuple[str, str, float] | None:
-        """What a listing of a node's heads or replicas started now is of: the agent instance and the
-        digest its last heartbeat carried (None: no digest, the listing proves nothing later)."""
-        s = self.liveness.seen.get(node_id)
-        digest = getattr(s, kind + "_digest", "") if s is not None else ""
-        return (s.instance_id, digest, time.monotonic()) if digest else None
-
-    def _unchanged(self, kind: str, node_id: str) -> bool:
-        """Whether the node's heads (or replicas) are as the last listing found them, by the digest
-        its heartbeats carry. A listing older than the resync interval does not count (a safety net)."""
-        now_l, last = self._listing(kind, node_id), self._listed.get((kind, node_id))
-        return now_l is not None and last is not None and now_l[:2] == last[:2] \
-            and now_l[2] - last[2] < self.resync_interval
-
-    async def sweep_heads(self) -> None:
-        """One ListHeads per up node whose heads changed since the last one (its heartbeats' digest
-        says): a volume whose head or standby head there is missing, or reports its raid or a leg out
-        of sync, loses what the controller remembers applying and is visited."""
-        assert self.view is not None
-        view = self.view
-
-        async def one(node: Node) -> None:
-            if not self._up(node) or self._unchanged("heads", node.id):
-                return
-            listing = self._listing("heads", node.id)
-            try:
-                got = await self._stub(node).ListHeads(apb.ListHeadsRequest(), timeout=self.call_timeout)
-            except grpc.aio.AioRpcError:
-                return
-            reported = {h.volume_id: h for h in got.heads}
-            for vid in list(view.volumes_by_node.get(node.id, ())):
-                if vid not in self._head_ok:
-                    continue     # not settled: visited anyway
-                h, v = reported.get(vid), view.get(Volume, vid)
-                if h is None or (h.raid_state and h.raid_state != "online") or \
-                        any(leg.state != "in_sync" for leg in h.legs) or \
-                        (v is not None and not qos_matches(v, h)):
-                    log.info("volume %s: its %s on node %s reports %s; visiting it", vid,
-                             "head" if h is None or not h.standby else "standby head", node.name,
-                             "nothing" if h is None else f"raid {h.raid_state or '-'}, legs "
-                             + ",".join(leg.state for leg in h.legs) + f", qos {rate_limits(h.qos).describe()}")
-                    self._head_ok.pop(vid, None)
-                    self._standby_ok.pop((vid, node.id), None)
-                    for rid in view.replicas_by_volume.get(vid, ()):
-                        self._replica_ok.pop(rid, None)
-                    self.queue.add(volume_key(vid))
-            if listing is not None:
-                self._listed[("heads", node.id)] = listing
-
-        await asyncio.gather(*(one(n) for n in list(view.nodes().values())))
 
     async def _reconcile_cluster(self, nodes: dict[str, Node]) -> None:
         assert self.view is not None
@@ -524,21 +470,20 @@ class Reconciler(ReplicatedVolumes):
 
     async def _converge_head(self, v: Volume, r: Replica, node: Node) -> bool:
         inst = self.liveness.instance(node.id) or ""
-        key = (inst, v.nqn, v.target_iqn, v.namespace_uuid, tuple(sorted(v.hosts)), tuple(sorted(v.host_auth.items())),
-               r.id, v.qos)
+        key = (inst, v.nqn, v.target_iqn, v.namespace_uuid, tuple(sorted(v.hosts)), applied_key(v), r.id, v.qos)
         if self._head_ok.get(v.id) == key and v.head_node_id == node.id:
             return True
         if confirm_single(self.adopted, v, r, node, inst):
             self._head_ok[v.id] = key
             return True
-        if v.protocol == "iscsi":
-            # iSCSI is served by the node's polling head target, which reaches the replica in the
-            # (sleeping) data target over NVMe/TCP on the node's own address
+        if v.protocol == "iscsi" or v.tls:
+            # iSCSI and TLS are served by the node's polling head target, which reaches the replica in
+            # the (sleeping) data target over NVMe/TCP on the node's own address
             e = await self._stub(node).ExportReplica(apb.ExportReplicaRequest(
                 replica_id=r.id, allowed_host_nqns=[node.host_nqn], host_keys=link_keys(self.secrets, [node])),
                 timeout=self.call_timeout)
             leg = apb.HeadLeg(replica_id=r.id, node_id=node.id, subsystem_nqn=e.nqn, address=e.address, port=e.port)
-            spec = head_spec(v, [leg], in_sync_replica_ids=[r.id], replica_count=1,
+            spec = head_spec(v, [leg], self.secrets, in_sync_replica_ids=[r.id], replica_count=1,
                              link_dhchap_key=link_secret(self.secrets, node.id))
         else:
             spec = head_spec(v, [apb.HeadLeg(replica_id=r.id, node_id=node.id)], self.secrets)
@@ -621,39 +566,6 @@ class Reconciler(ReplicatedVolumes):
                 s.parts.pop(node_id)
             await self.repo.commit(delete=[s])
             log.info("snapshot deleted snapshot_id=%s", s.id)
-
-    # --- orphans -------------------------------------------------------------------------------
-    async def sweep_orphans(self, nodes: dict[str, Node]) -> None:
-        """Delete lvols named like meshblock replicas that no record owns, after a grace period."""
-        assert self.view is not None
-        known = set(self.view.ids(Replica))
-        nowm = time.monotonic()
-        suspects = {node_id for node_id, _ in self._orphans}
-        for node in list(nodes.values()):   # the view may change while this awaits
-            if not self._up(node) or (node.id not in suspects and self._unchanged("replicas", node.id)):
-                continue
-            listing = self._listing("replicas", node.id)
-            try:
-                listed = await self._stub(node).ListReplicas(apb.ListReplicasRequest(), timeout=self.call_timeout)
-            except grpc.aio.AioRpcError:
-                continue
-            if listing is not None:
-                self._listed[("replicas", node.id)] = listing
-            for rep in listed.replicas:
-                key = (node.id, rep.replica_id)
-                if rep.replica_id in known:
-                    self._orphans.pop(key, None)
-                    continue
-                first = self._orphans.setdefault(key, nowm)
-                if nowm - first >= self.orphan_grace:
-                    log.warning("deleting orphan replica %s on node %s", rep.replica_id, node.name)
-                    try:
-                        await self._stub(node).DeleteReplica(apb.DeleteReplicaRequest(replica_id=rep.replica_id),
-                                                             timeout=self.call_timeout)
-                        self._orphans.pop(key, None)
-                    except grpc.aio.AioRpcError as e:
-                        log.warning("orphan %s not deleted: %s", rep.replica_id, e.details())
-
 
 INTERNAL_SNAPSHOT_PREFIX = "clone-source-"
 __all__ = ["CLUSTER", "HEAD_RECHECK", "INTERNAL_SNAPSHOT_PREFIX", "Reconciler", "head_spec", "volume_key"]

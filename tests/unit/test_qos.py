@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from meshblock.agent.node import Head, HeadLeg, HeadView
+from meshblock.agent.model import Head, HeadLeg, HeadView
 from meshblock.agent.registration import heads_digest
 from meshblock.agent.service import head_from_pb
 from meshblock.control.adopt import head_matches, qos_matches

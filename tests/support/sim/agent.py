@@ -20,7 +20,7 @@ from meshblock.agent.attachments import AttachSpec, AttachState, check_attachmen
 from meshblock.agent.config import AgentConfig
 from meshblock.agent.exports import ExportState
 from meshblock.agent.heads import LegState, raid_name
-from meshblock.agent.node import Head, HeadView, ReplicaView, holdable_head
+from meshblock.agent.model import Head, HeadView, ReplicaView, holdable_head
 from meshblock.agent.pool import PoolInfo
 from meshblock.agent.replicas import (
     REPLICA_PREFIX,
@@ -75,6 +75,7 @@ class SimAgent:
         self.op_delay = op_delay             # seconds each call that would reach SPDK takes
         self.on_head = on_head or (lambda volume_id, node_id: None)
         self.exports: dict[str, frozenset[str]] = {}
+        self.export_fps: dict[str, dict[str, str]] = {}   # replica id -> host NQN -> secret fingerprints
         self.attachments: dict[str, AttachSpec] = {}
         self.heads: dict[str, Head] = {}
         self._holds: dict[str, asyncio.TimerHandle] = {}
@@ -139,7 +140,7 @@ class SimAgent:
         if hosts is None:
             return None
         return ExportState(nqn=nqn("replica", rid), address=self.config.nvmf_address, port=self.config.nvmf_port,
-                           hosts=sorted(hosts), namespace_uuid=rid)
+                           hosts=sorted(hosts), namespace_uuid=rid, host_keys=dict(self.export_fps.get(rid, {})))
 
     def _view(self, lv: SimLvol) -> ReplicaView:
         return ReplicaView(self.disk.info(lv), self._export_state(lv.name.split("-", 1)[1]))
@@ -215,27 +216,30 @@ class SimAgent:
         async with self.locks(rid):
             await self._spdk()
             self.exports.pop(rid, None)
+            self.export_fps.pop(rid, None)
             self.target.remove_subsystem(nqn("replica", rid))
             return self._delete_lvol(REPLICA_PREFIX + rid)
 
-    async def export_replica(self, rid: str, hosts: list[str]) -> ExportState:
+    async def export_replica(self, rid: str, hosts: list[str], host_keys: tuple = ()) -> ExportState:
         self._require_running()
         allowed = frozenset(check_nqn("allowed_host_nqns", h) for h in hosts)
         async with self.locks(rid):
             await self._spdk()
             lv = self._require(REPLICA_PREFIX + rid, "replica")
             self.exports[rid] = allowed
+            self.export_fps[rid] = {h: k.fingerprints for h, k in host_keys}
             c = self.config
             self.target.ensure_subsystem(Subsystem(nqn=nqn("replica", rid), bdev=lv.uuid, namespace_uuid=rid,
                                                    address=c.nvmf_address, port=c.nvmf_port, hosts=allowed))
             return ExportState(nqn=nqn("replica", rid), address=c.nvmf_address, port=c.nvmf_port,
-                               hosts=sorted(allowed), namespace_uuid=rid)
+                               hosts=sorted(allowed), namespace_uuid=rid, host_keys=dict(self.export_fps[rid]))
 
     async def unexport_replica(self, rid: str) -> bool:
         self._require_running()
         async with self.locks(rid):
             await self._spdk()
             had = self.exports.pop(rid, None) is not None
+            self.export_fps.pop(rid, None)
             return self.target.remove_subsystem(nqn("replica", rid)) or had
 
     # --- snapshots -------------------------------------------------------------------------
