@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -50,18 +51,24 @@ class Plugin:
                 self.proc.wait()
 
 
-@pytest.fixture
-async def csi_cluster(backend, short_tmp):
-    c = Cluster(backend, short_tmp / "c", nodes=3)
+@contextlib.asynccontextmanager
+async def with_plugin(c: Cluster, root):
+    """Cluster ``c`` started, with the CSI plugin in front of it; both stopped afterwards."""
     plugin = None
     try:
         await c.start()
-        plugin = Plugin(c, short_tmp)
+        plugin = Plugin(c, root)
         yield c, plugin
     finally:
         if plugin is not None:
             await plugin.close()
         await c.stop()
+
+
+@pytest.fixture
+async def csi_cluster(backend, short_tmp):
+    async with with_plugin(Cluster(backend, short_tmp / "c", nodes=3), short_tmp) as both:
+        yield both
 
 
 def csi_sanity_binary() -> str:

@@ -10,7 +10,7 @@ from grpc import StatusCode as Code
 from meshblock.proto.csi.v1 import csi_pb2 as csi
 from meshblock.proto.meshblock.v1 import admin_pb2 as pb
 from meshblock.secretbox import ENV_VAR, new_key_text
-from tests.csi.conftest import HOST_NQN, NODE_ID, Plugin
+from tests.csi.conftest import HOST_NQN, NODE_ID, with_plugin
 from tests.csi.test_controller import code_of, create_req, mount_cap, wait_registered
 from tests.support.backends import fake_backend
 from tests.support.cluster import Cluster
@@ -20,15 +20,8 @@ from tests.support.cluster import Cluster
 async def keyed_csi(tmp_path_factory, short_tmp):
     c = Cluster(fake_backend(tmp_path_factory.mktemp("fakespdk-registry")), short_tmp / "c", nodes=2,
                 controller_env={ENV_VAR: new_key_text()})
-    plugin = None
-    try:
-        await c.start()
-        plugin = Plugin(c, short_tmp)
-        yield c, plugin
-    finally:
-        if plugin is not None:
-            await plugin.close()
-        await c.stop()
+    async with with_plugin(c, short_tmp) as both:
+        yield both
 
 
 async def test_storage_class_dhchap_publishes_with_authentication(keyed_csi):
