@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import threading
 import time
 
 import aetcd
 import aetcd.exceptions
+import grpc
 from aetcd import rpc
 
 from meshblock.store.base import Leadership, StoreError, wait_until
-from meshblock.store.etcd_client import Connection, EtcdConfig, put_op, range_op
+from meshblock.store.etcd_client import _GRPC_OPTIONS, Connection, EtcdConfig, _grpc_target, put_op, range_op
 
 log = logging.getLogger("meshblock.store.etcd")      # one logger name for the whole etcd engine
 
@@ -35,8 +37,7 @@ class EtcdLeadership(Leadership):
         self.ttl = max(1, math.ceil(ttl))
         self._conn = Connection(cfg)
         self._lease_id: int | None = None
-        self._deadline = 0.0                 # monotonic time until which the lease surely lives
-        self._keepalive_task: asyncio.Task | None = None
+        self._refresher: _Refresher | None = None
         self._guard_task: asyncio.Task | None = None
         self._background: set[asyncio.Future] = set()
 
@@ -47,35 +48,10 @@ class EtcdLeadership(Leadership):
         sent = time.monotonic()
         lease = await client.lease(self.ttl)
         self._lease_id = lease.id
-        self._deadline = sent + lease.ttl
-        self._keepalive_task = asyncio.create_task(self._keepalive(lease.id), name="etcd lease keep-alive")
+        self._refresher = _Refresher(await _grpc_target(self.cfg.endpoints), lease.id, self.ttl / 3,
+                                     sent + lease.ttl, asyncio.get_running_loop(), self._lease_gone)
+        self._refresher.start()
         return lease.id
-
-    async def _keepalive(self, lease_id: int) -> None:
-        interval = self.ttl / 3
-        next_refresh = time.monotonic() + interval
-        client = await self._conn.client()
-        while self._lease_id == lease_id:
-            now = time.monotonic()
-            if now >= self._deadline:
-                self._lease_gone(lease_id)
-                return
-            if now < next_refresh:
-                await asyncio.sleep(min(next_refresh, self._deadline) - now)
-                continue
-            sent = time.monotonic()
-            try:
-                reply = await wait_until(client.refresh_lease(lease_id), max(0.05, self._deadline - sent))
-            except Exception:
-                reply = None
-            if reply is None:        # failed or timed out: try again soon (the deadline still holds)
-                next_refresh = time.monotonic() + min(0.5, interval)
-                continue
-            if reply.TTL <= 0:
-                self._lease_gone(lease_id)       # expired or revoked
-                return
-            self._deadline = sent + reply.TTL
-            next_refresh = sent + interval
 
     def _lease_gone(self, lease_id: int) -> None:
         if self._lease_id != lease_id:
@@ -97,9 +73,9 @@ class EtcdLeadership(Leadership):
 
     def _drop_lease(self) -> None:
         lease_id, self._lease_id = self._lease_id, None
-        task, self._keepalive_task = self._keepalive_task, None
-        if task is not None:
-            task.cancel()
+        refresher, self._refresher = self._refresher, None
+        if refresher is not None:
+            refresher.stop()
         if lease_id is not None and not self._conn.closed:
             revoke = asyncio.ensure_future(self._revoke(lease_id))
             self._background.add(revoke)
@@ -191,15 +167,17 @@ class EtcdLeadership(Leadership):
     async def resign(self) -> None:
         self._is_leader = False
         lease_id, self._lease_id = self._lease_id, None
-        tasks = [t for t in (self._guard_task, self._keepalive_task)
-                 if t is not None and t is not asyncio.current_task()]
+        refresher, self._refresher = self._refresher, None
+        if refresher is not None:
+            refresher.stop()
+        tasks = [t for t in (self._guard_task,) if t is not None and t is not asyncio.current_task()]
         for task in tasks:
             task.cancel()
         if tasks:
             # Bounded: on Python 3.11 a cancellation racing with a completing asyncio.wait_for
             # inside the client can be lost; such a task ends by itself (it checks the lease id).
             await asyncio.wait(tasks, timeout=0.5)
-        self._guard_task = self._keepalive_task = None
+        self._guard_task = None
         if lease_id is not None:
             await self._revoke(lease_id)
 
@@ -213,3 +191,72 @@ class EtcdLeadership(Leadership):
         if self._background:
             await asyncio.wait(self._background, timeout=self.cfg.timeout)
         await self._conn.close()
+
+
+class _Refresher:
+    """Keeps one lease alive from a thread of its own, with a blocking gRPC channel of its own: a
+    leader whose event loop is busy (indexing a large cluster as it takes over) keeps its lease, as
+    long as the process runs and etcd answers. It refreshes every ``interval`` seconds, and again
+    soon after a failure; past ``deadline`` (``ttl`` after the last refresh it *sent* that
+    succeeded) or when etcd says the lease is gone, it calls ``on_gone(lease_id)`` on the loop."""
+
+    def __init__(self, target: str, lease_id: int, interval: float, deadline: float,
+                 loop: asyncio.AbstractEventLoop, on_gone):
+        self.target = target
+        self.lease_id = lease_id
+        self.interval = interval
+        self.deadline = deadline        # monotonic time until which the lease surely lives
+        self.loop = loop
+        self.on_gone = on_gone
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"etcd lease {lease_id:x}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _refresh(self, stub, timeout: float):
+        replies = stub.LeaseKeepAlive(iter([rpc.LeaseKeepAliveRequest(ID=self.lease_id)]), timeout=timeout)
+        try:
+            return next(replies, None)
+        finally:
+            replies.cancel()
+
+    def _run(self) -> None:
+        channel = grpc.insecure_channel(self.target, options=list(_GRPC_OPTIONS.items()))
+        stub = rpc.LeaseStub(channel)
+        next_refresh = time.monotonic() + self.interval
+        try:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if now >= self.deadline:
+                    self._gone()
+                    return
+                if now < next_refresh:
+                    self._stop.wait(min(next_refresh, self.deadline) - now)
+                    continue
+                sent = time.monotonic()
+                try:
+                    reply = self._refresh(stub, max(0.05, self.deadline - sent))
+                except grpc.RpcError:
+                    reply = None
+                if reply is None:      # failed or timed out: try again soon (the deadline still holds)
+                    next_refresh = time.monotonic() + min(0.5, self.interval)
+                    continue
+                if reply.TTL <= 0:     # expired or revoked
+                    self._gone()
+                    return
+                self.deadline = sent + reply.TTL
+                next_refresh = sent + self.interval
+        finally:
+            channel.close()
+
+    def _gone(self) -> None:
+        if self._stop.is_set():
+            return
+        try:
+            self.loop.call_soon_threadsafe(self.on_gone, self.lease_id)
+        except RuntimeError:           # the loop has closed: nobody is left to tell
+            pass

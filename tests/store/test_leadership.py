@@ -198,3 +198,23 @@ async def _wait_healthy(server) -> None:
         if await asyncio.to_thread(healthy):
             return
         await asyncio.sleep(0.1)
+
+
+@pytest.mark.etcd
+async def test_etcd_leader_keeps_its_lease_while_its_loop_is_busy(etcd_server):
+    """A leader whose event loop does nothing for several TTLs (a takeover indexing a large cluster
+    in one go) keeps its lease: it is refreshed from a thread of its own."""
+    url = etcd_server.url()
+    one = open_leadership(url, "one", ttl=2)
+    two = open_leadership(url, "two", ttl=2)
+    try:
+        await one.campaign()
+        time.sleep(5)                 # blocks the loop: no coroutine of the leader runs
+        await asyncio.sleep(0.1)      # whatever the loop owes now runs
+        assert one.is_leader and not one.lost.is_set()
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(two.campaign(), 3)
+        assert await one.current_leader() == "one"
+    finally:
+        await one.close()
+        await two.close()
