@@ -30,6 +30,10 @@ class AgentConfig:
     nvmf_address: str = "127.0.0.1"
     nvmf_port: int = 4420
     head_port: int = 0             # replicated heads listen here (default nvmf_port + 1)
+    # NVMe/TCP over TLS: the head target's secure listener (default head_port + 1). SPDK has one
+    # listening socket per address and port for all subsystems, opened clear or TLS by the first
+    # listener: TLS heads cannot share the clear-text port
+    tls_port: int = 0
     # iSCSI exports (served by the head target)
     iscsi_address: str = ""        # default: nvmf_address
     iscsi_port: int = 3260
@@ -75,6 +79,8 @@ class AgentConfig:
             self.advertise = tcp[0] if tcp else self.listen.split(",")[0].strip()
         if not self.head_port:
             self.head_port = self.nvmf_port + 1
+        if not self.tls_port:
+            self.tls_port = self.head_port + 1
         if not self.iscsi_address:
             self.iscsi_address = self.nvmf_address
 

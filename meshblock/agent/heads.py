@@ -301,7 +301,8 @@ class RaidComposer:
 
     async def export(self, exporter: Exporter, nqn: str, volume_id: str, namespace_uuid: str, address: str,
                      port: int, hosts: frozenset[str], ana_state: str = "optimized",
-                     cntlid_range: tuple[int, int] | None = None, host_keys: tuple = ()) -> bool:
+                     cntlid_range: tuple[int, int] | None = None, host_keys: tuple = (), secure: bool = False,
+                     host_psks: tuple = ()) -> bool:
         raid = await self.raid(volume_id)
         if raid is None:
             if ana_state == "inaccessible":
@@ -311,5 +312,5 @@ class RaidComposer:
                                          address=address, port=port, hosts=hosts,
                                          serial=volume_id.replace("-", ""), ana_reporting=True, ana_state=ana_state,
                                          cntlid_range=cntlid_range, discard=raid.get("raid_level") != "raid5f",
-                                         host_keys=host_keys))
+                                         host_keys=host_keys, secure=secure, host_psks=host_psks))
         return True

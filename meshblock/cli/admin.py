@@ -205,7 +205,8 @@ def _export_rows(v: pb.Volume) -> list[tuple[str, Any]]:
         return [("Target IQN", out.esc(v.target_iqn or "-")), ("LUN", "0"),
                 ("Networks", out.esc(", ".join(v.iscsi_netmasks) or "ANY")),
                 ("CHAP", f"user {out.esc(v.chap_user)}" if v.chap_user else "off")]
-    return [("NQN", out.esc(v.nqn or "-")), ("Namespace", out.esc(v.namespace_uuid or "-"))]
+    return [("NQN", out.esc(v.nqn or "-")), ("Namespace", out.esc(v.namespace_uuid or "-")),
+            ("TLS", "on (a pre-shared key per host)" if v.tls else "off")]
 
 
 def volume_view(v: pb.Volume) -> Group:
@@ -352,6 +353,9 @@ def volume() -> None:
 @click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", callback=parse_labels,
               help="A label on the volume (repeatable).")
 @protocol_options
+@click.option("--tls", is_flag=True,
+              help="NVMe/TCP: hosts connect over TLS 1.3 only, each with its own pre-shared key (made when it is "
+                   "published; `volume connect` gives it).")
 @qos_options
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Wait until the volume is available (or degraded).")
@@ -359,7 +363,7 @@ def volume() -> None:
 @admin_options
 def volume_create(inv: Invocation, name: str, size: int, replicas: int, ec: str | None, spread: str,
                   labels: dict[str, str], protocol: str, iscsi_networks: tuple[str, ...], chap_user: str,
-                  chap_secret: str, wait: bool, timeout: float, **limits: int | None) -> None:
+                  chap_secret: str, tls: bool, wait: bool, timeout: float, **limits: int | None) -> None:
     """Create volume NAME, exported over NVMe/TCP (default) or iSCSI."""
     if size <= 0:
         raise click.BadParameter("must be more than 0 bytes", param_hint="--size")
@@ -377,7 +381,7 @@ def volume_create(inv: Invocation, name: str, size: int, replicas: int, ec: str 
     with inv.client() as c:
         v = c.volumes.CreateVolume(pb.CreateVolumeRequest(name=name, size_bytes=size, replicas=replicas,
                                                           spread=spread, labels=labels, protocol=protocol,
-                                                          iscsi=iscsi, erasure=erasure, qos=limits_pb))
+                                                          iscsi=iscsi, erasure=erasure, qos=limits_pb, tls=tls))
         if wait:
             v = wait_for_volume(c, v, timeout, "creating")
     show_volume(inv, v)

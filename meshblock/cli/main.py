@@ -52,6 +52,8 @@ def cli() -> None:
 @click.option("--pool-size", type=SIZE, default="8GiB", show_default=True, help="Size of a pool file created here.")
 @click.option("--nvmf-address", default="127.0.0.1", show_default=True, help="NVMe/TCP listen address.")
 @click.option("--nvmf-port", type=int, default=4420, show_default=True)
+@click.option("--nvmf-tls-port", type=int, default=0,
+              help="NVMe/TCP port of TLS volumes' heads (default: --nvmf-port + 2).")
 @click.option("--iscsi-address", default="",
               help="iSCSI portal address of this node's heads (default: --nvmf-address).")
 @click.option("--iscsi-port", type=int, default=3260, show_default=True, help="iSCSI portal port.")
@@ -76,7 +78,8 @@ def cli() -> None:
 @click.option("--advertise", default="", help="Endpoint the controller dials (default: the TCP --listen address).")
 @click.option("--metrics-port", type=int, default=0, help="Serve Prometheus metrics on 127.0.0.1:PORT.")
 @click.option("--log-level", default="INFO", show_default=True)
-def agent(config_file, name, data_dir, pool_device, pool_size, nvmf_address, nvmf_port, iscsi_address, iscsi_port,
+def agent(config_file, name, data_dir, pool_device, pool_size, nvmf_address, nvmf_port, nvmf_tls_port, iscsi_address,
+          iscsi_port,
           listen, spdk_socket, spdk_external, cpumask, head_cpumask, head_app, mem_size, interrupt_mode, label,
           controller, tls_cert, tls_key, tls_ca, advertise, metrics_port, log_level) -> None:
     """Run a node agent: its SPDK target, pool, replicas and exports."""
@@ -95,6 +98,7 @@ def agent(config_file, name, data_dir, pool_device, pool_size, nvmf_address, nvm
         labels = label
         cfg = AgentConfig(name=name or socket.gethostname(), data_dir=data_dir, pool_device=pool_device,
                           pool_size_bytes=pool_size, nvmf_address=nvmf_address, nvmf_port=nvmf_port,
+                          tls_port=nvmf_tls_port,
                           iscsi_address=iscsi_address, iscsi_port=iscsi_port, listen=listen, spdk_socket=spdk_socket,
                           spdk_external=spdk_external, cpumask=cpumask, head_cpumask=head_cpumask, head_app=head_app,
                           mem_size_mb=mem_size, interrupt_mode=interrupt_mode, labels=labels, controller=controller,

@@ -77,12 +77,14 @@ def volume_unpublish(inv: Invocation, name: str, host_nqn: str, initiator: str) 
 
 
 def nvme_connect_line(transport: str, traddr: str, trsvcid: str, subnqn: str, host_nqn: str,
-                      dhchap_secret: str = "", dhchap_ctrl_secret: str = "") -> str:
+                      dhchap_secret: str = "", dhchap_ctrl_secret: str = "", tls_psk: str = "") -> str:
     argv = ["nvme", "connect", "-t", transport, "-a", traddr, "-s", trsvcid, "-n", subnqn, "--hostnqn", host_nqn]
     if dhchap_secret:
         argv += ["--dhchap-secret", dhchap_secret]
     if dhchap_ctrl_secret:
         argv += ["--dhchap-ctrl-secret", dhchap_ctrl_secret]
+    if tls_psk:     # nvme-cli 2.x: TLS with this PSK (interchange format)
+        argv += ["--tls", "--tls-key", tls_psk]
     return shlex.join(argv)
 
 
@@ -122,6 +124,8 @@ def volume_connect(inv: Invocation, name: str, host_nqn: str, initiator: str) ->
             doc["dhchap_secret"] = info.dhchap_secret
         if info.dhchap_ctrl_secret:
             doc["dhchap_ctrl_secret"] = info.dhchap_ctrl_secret
+        if info.tls_psk:
+            doc["tls_psk"] = info.tls_psk
         out.print_json(doc)
         return
     if not paths:
@@ -141,4 +145,4 @@ def volume_connect(inv: Invocation, name: str, host_nqn: str, initiator: str) ->
                 click.echo(line)
         else:
             click.echo(nvme_connect_line(p["transport"], p["traddr"], p["trsvcid"], info.subnqn, host,
-                                         info.dhchap_secret, info.dhchap_ctrl_secret))
+                                         info.dhchap_secret, info.dhchap_ctrl_secret, info.tls_psk))

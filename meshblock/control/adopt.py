@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from ..model import Node, Replica, ReplicaState, Volume, VolumeState
 from ..proto.meshblock.v1 import agent_pb2 as apb
 from ..qos import QosLimits
-from .host_auth import expected
+from .host_auth import expected, expected_psks
 
 log = logging.getLogger("meshblock.control.reconciler")
 
@@ -91,6 +91,7 @@ def head_matches(v: Volume, st: apb.HeadStatus | None, legs: set[str], standby: 
             and qos_matches(v, st)
             and st.ana_state == ("inaccessible" if standby else "optimized")
             and sorted(st.allowed_host_nqns) == sorted(v.hosts) and dict(st.host_keys) == expected(v)
+            and st.tls == v.tls and dict(st.host_psks) == expected_psks(v)
             and st.size_bytes >= v.size_bytes
             and {leg.replica_id for leg in st.legs} == legs
             and (not st.raid_state or st.raid_state == "online")

@@ -1,6 +1,7 @@
 """DH-HMAC-CHAP for a volume's hosts: the controller makes each host's secrets, keeps them sealed in
 the volume record (meshblock/secretbox.py), gives them to the heads that export the volume and to
-GetConnectInfo for that host, and nowhere else.
+GetConnectInfo for that host, and nowhere else. TLS volumes' per-host pre-shared keys
+(meshblock/tlspsk.py) are kept and handed out the same way.
 
 A volume record holds, per authenticated host, the fingerprints of its secrets in the clear
 (``host_auth``: what heads report back is compared with them) and the secrets sealed
@@ -9,6 +10,7 @@ A volume record holds, per authenticated host, the fingerprints of its secrets i
 
 from __future__ import annotations
 
+from .. import tlspsk
 from ..dhchap import HostKeys, encode, fingerprint, mode
 from ..errors import FailedPrecondition, InvalidArgument
 from ..model import Volume
@@ -17,6 +19,7 @@ from ..secretbox import ENV_VAR, SealedSecretError, SecretBox
 
 NO_KEY = (f"this controller has no secrets key to keep DH-HMAC-CHAP secrets with: start it with "
           f"--secrets-key-file FILE or ${ENV_VAR}")
+NO_KEY_TLS = NO_KEY.replace("DH-HMAC-CHAP secrets", "TLS pre-shared keys")
 
 
 def _context(v: Volume, host: str) -> str:
@@ -41,13 +44,45 @@ def secrets_of(v: Volume, host: str, box: SecretBox | None) -> HostKeys | None:
 
 
 def head_keys(v: Volume, box: SecretBox | None) -> list[apb.HostKey]:
-    """What a head exporting ``v`` is told: the secrets of its published hosts that authenticate."""
+    """What a head exporting ``v`` is told: the secrets of its published hosts that authenticate,
+    and on a TLS volume their PSKs."""
     out = []
-    for host in sorted(h for h in v.host_secrets if h in v.hosts):
+    for host in sorted(h for h in set(v.host_secrets) | set(v.host_psks) if h in v.hosts):
         keys = secrets_of(v, host, box)
-        assert keys is not None
-        out.append(apb.HostKey(host_nqn=host, dhchap_key=keys.key, dhchap_ctrl_key=keys.ctrl_key))
+        out.append(apb.HostKey(host_nqn=host, dhchap_key=keys.key if keys else "",
+                               dhchap_ctrl_key=keys.ctrl_key if keys else "", tls_psk=psk_of(v, host, box)))
     return out
+
+
+def psk_of(v: Volume, host: str, box: SecretBox | None) -> str:
+    """The host's TLS PSK ("" when the volume is not TLS or the host is not published)."""
+    sealed = v.host_psks.get(host)
+    if sealed is None:
+        return ""
+    try:
+        return _box(box, v).open(sealed, _context(v, host) + "/tls")
+    except SealedSecretError as e:
+        raise FailedPrecondition(f"volume {v.name!r}, host {host}: {e}") from None
+
+
+def grant_psk(v: Volume, host: str, box: SecretBox | None) -> bool:
+    """A TLS volume's host gets its PSK when it is published (kept when it is published again)."""
+    if not v.tls or host in v.host_psks:
+        return False
+    psk = tlspsk.generate()
+    v.host_psks = {**v.host_psks, host: _box(box, v).seal(psk, _context(v, host) + "/tls")}
+    v.host_tls = {**v.host_tls, host: fingerprint(psk)}
+    return True
+
+
+def expected_psks(v: Volume) -> dict[str, str]:
+    """host NQN -> PSK fingerprint, for the published hosts of a TLS volume: what a head should report."""
+    return {h: fp for h, fp in v.host_tls.items() if h in v.hosts}
+
+
+def applied_key(v: Volume) -> tuple:
+    """What the hosts' secrets a head holds depend on (the reconciler's "applied" keys)."""
+    return tuple(sorted(v.host_auth.items())), v.tls, tuple(sorted(v.host_tls.items()))
 
 
 def link_secret(box: SecretBox | None, node_id: str) -> str:
@@ -107,7 +142,9 @@ def grant(v: Volume, host: str, box: SecretBox | None, *, dhchap: bool, bidirect
 
 
 def revoke(v: Volume, host: str) -> bool:
-    had = host in v.host_secrets or host in v.host_auth
+    had = host in v.host_secrets or host in v.host_auth or host in v.host_psks
     v.host_secrets = {h: s for h, s in v.host_secrets.items() if h != host}
     v.host_auth = {h: fp for h, fp in v.host_auth.items() if h != host}
+    v.host_psks = {h: s for h, s in v.host_psks.items() if h != host}
+    v.host_tls = {h: fp for h, fp in v.host_tls.items() if h != host}
     return had

@@ -24,7 +24,7 @@ from ..replication.layout import (RebuildProgress, head_members, in_sync_after, 
 from ..util import all_of
 from ..secretbox import SecretBox
 from .adopt import Adopted, confirm_replicated, qos_matches
-from .host_auth import head_keys, link_fingerprint, link_keys, link_secret
+from .host_auth import applied_key, head_keys, link_fingerprint, link_keys, link_secret
 
 if TYPE_CHECKING:
     from .agents import AgentClients
@@ -52,7 +52,7 @@ def head_spec(v: Volume, legs: list, secrets: SecretBox | None = None, **kw) -> 
     if ec is not None:
         kw.update(raid_level="raid5f", strip_size_kb=ec.strip_size_kb)
     return apb.HeadSpec(volume_id=v.id, nqn=v.nqn, namespace_uuid=v.namespace_uuid, legs=legs,
-                        allowed_host_nqns=sorted(v.hosts), host_keys=head_keys(v, secrets), **kw)
+                        allowed_host_nqns=sorted(v.hosts), host_keys=head_keys(v, secrets), tls=v.tls, **kw)
 
 
 
@@ -139,7 +139,7 @@ class ReplicatedVolumes:
         self._standby_ok.pop((v.id, head_node.id), None)
         confirmed = [n for n in standbys if self._standby_ok.get((v.id, n.id)) == self.liveness.instance(n.id)]
         key = (self.liveness.instance(head_node.id), v.nqn, v.target_iqn, tuple(sorted(v.hosts)),
-               tuple(sorted(v.host_auth.items())), v.replicas,
+               applied_key(v), v.replicas,
                v.size_bytes, v.qos, tuple(sorted((r.id, self.liveness.instance(r.node_id),
                                                   r.node_id in nodes and nodes[r.node_id].draining)
                                                  for r in active)),

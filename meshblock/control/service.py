@@ -68,7 +68,8 @@ def volume_pb(v: Volume, reps: list[Replica], nodes: dict[str, Node], rebuild: d
         created_at=v.created_at, message=v.message, replica_status=[status(r) for r in reps],
         protocol=v.protocol, target_iqn=v.target_iqn, iscsi_netmasks=v.iscsi_netmasks, chap_user=v.chap_user,
         erasure=pb.ErasureCoding(data=v.ec_data, parity=v.ec_parity) if v.ec_data else None,
-        qos=pb.QosLimits(**dataclasses.asdict(v.qos)), tenant=tenant_of(v.tenant), host_auth=host_auth.modes(v))
+        qos=pb.QosLimits(**dataclasses.asdict(v.qos)), tenant=tenant_of(v.tenant), host_auth=host_auth.modes(v),
+        tls=v.tls)
 
 
 def _page_by_name(items: list, page_size: int, page_token: str) -> tuple[list, str]:
@@ -155,6 +156,12 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
         spec.tenant = self.mgr.quotas.owner(request.tenant) if self.mgr.quotas is not None else ""
         if request.HasField("erasure"):
             spec = self._erasure(spec, request)
+        if request.tls:
+            if spec.protocol != "nvmf":
+                raise InvalidArgument("tls", "TLS is for NVMe/TCP volumes; iSCSI volumes use CHAP")
+            if self.mgr.secrets is None:
+                raise FailedPrecondition(f"volume {spec.name!r}: {host_auth.NO_KEY_TLS}")
+            spec.tls = True
         return await self._pb(await self.mgr.wait_ready(await self.mgr.create(spec)))
 
     @staticmethod
@@ -273,6 +280,8 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
             keys = host_auth.secrets_of(v, host, self.mgr.secrets) if host in v.hosts else None
             if keys is not None:    # given to the caller that asks for this host's connection only
                 info.dhchap_secret, info.dhchap_ctrl_secret = keys.key, keys.ctrl_key
+            if host in v.hosts:
+                info.tls_psk = host_auth.psk_of(v, host, self.mgr.secrets)
         if host not in v.hosts:
             await context.send_initial_metadata((("meshblock-warning", "host is not published"),))
         return info

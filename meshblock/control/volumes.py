@@ -53,6 +53,7 @@ class VolumeSpec:
     erasure: Layout | None = None      # erasure-coded: ``replicas`` is then its k+m shard count
     qos: QosLimits = QosLimits()
     tenant: str = ""                   # the owner ("": the default tenant)
+    tls: bool = False                  # NVMe/TCP over TLS only, a PSK per host
 
 
 def not_erasure_coded(v: Volume, what: str) -> None:
@@ -156,9 +157,9 @@ class VolumeManager:
     # --- create --------------------------------------------------------------------------------
     def _same(self, v: Volume, spec: VolumeSpec) -> bool:
         return ((v.size_bytes, v.replicas, v.spread, v.labels, v.protocol, v.iscsi_netmasks, v.chap_user,
-                 v.chap_secret, v.erasure, v.qos) == (spec.size_bytes, spec.replicas, spec.spread, spec.labels,
-                                                      spec.protocol, spec.iscsi_netmasks, spec.chap_user,
-                                                      spec.chap_secret, spec.erasure, spec.qos))
+                 v.chap_secret, v.erasure, v.qos, v.tls) == (spec.size_bytes, spec.replicas, spec.spread, spec.labels,
+                                                             spec.protocol, spec.iscsi_netmasks, spec.chap_user,
+                                                             spec.chap_secret, spec.erasure, spec.qos, spec.tls))
 
     async def create(self, spec: VolumeSpec, *, source: Snapshot | None = None) -> Volume:
         existing = await self.repo.by_name(Volume, spec.name)
@@ -198,7 +199,8 @@ class VolumeManager:
                    source_volume_id=source.volume_id if source else "", protocol=spec.protocol,
                    target_iqn=iqn("volume", vid) if spec.protocol == "iscsi" else "",
                    iscsi_netmasks=list(spec.iscsi_netmasks), chap_user=spec.chap_user, chap_secret=spec.chap_secret,
-                   ec_data=ec.data if ec else 0, ec_parity=ec.parity if ec else 0, tenant=spec.tenant)
+                   ec_data=ec.data if ec else 0, ec_parity=ec.parity if ec else 0, tenant=spec.tenant,
+                   tls=spec.tls)
         v.set_qos(spec.qos)
         reps = [Replica(id=str(uuid.uuid4()), volume_id=vid, node_id=n, size_bytes=each,
                         state=ReplicaState.CREATING, created_at=now(), shard=i if ec else -1,
@@ -314,6 +316,7 @@ class VolumeManager:
         def add(v: Volume) -> bool:
             keys = host_auth.grant(v, host, self.secrets, dhchap=dhchap, bidirectional=dhchap_bidirectional,
                                    rotate=rotate_dhchap)
+            keys = host_auth.grant_psk(v, host, self.secrets) or keys
             if host in v.hosts:
                 if (host in v.read_only_hosts) != read_only:
                     raise AlreadyExists(f"volume {v.name!r} is published to {host} "
@@ -531,5 +534,7 @@ class VolumeManager:
         if spec.size_bytes < snap.size_bytes:
             spec.size_bytes = snap.size_bytes
         spec.tenant = snap.tenant            # a clone belongs with its source
+        source_volume = await self.repo.get(Volume, snap.volume_id)
+        spec.tls = spec.tls or bool(source_volume and source_volume.tls)   # and its data stays off clear text
         v = await self.create(spec, source=snap)
         return await self.wait_ready(v)

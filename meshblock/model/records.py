@@ -179,6 +179,11 @@ class Volume(Record):
     host_auth: dict[str, str] = field(default_factory=dict)
     host_secrets: dict[str, str] = field(default_factory=dict)
     tenant: str = ""                 # the owning tenant ("": the default tenant)
+    # NVMe/TCP over TLS only: host NQN -> the fingerprint of its PSK, and host NQN -> the PSK sealed
+    # like the DH-HMAC-CHAP secrets, for the context "<volume id>/<host NQN>/tls"
+    tls: bool = False
+    host_tls: dict[str, str] = field(default_factory=dict)
+    host_psks: dict[str, str] = field(default_factory=dict)
 
     @property
     def name_key(self) -> str | None:

@@ -124,8 +124,9 @@ class SpdkRpc:
                                           reconnect_delay_sec: int | None = None,
                                           fast_io_fail_timeout_sec: int | None = None,
                                           dhchap_key: str | None = None, dhchap_ctrlr_key: str | None = None,
-                                          timeout: float | None = None) -> list[str]:
-        """``dhchap_key``: the keyring name of the DH-HMAC-CHAP secret the host proves."""
+                                          psk: str | None = None, timeout: float | None = None) -> list[str]:
+        """``dhchap_key``: the keyring name of the DH-HMAC-CHAP secret the host proves; ``psk``: the
+        keyring name of a TLS PSK (the connection is then TLS 1.3)."""
         if adrfam is None:
             adrfam = "ipv6" if ":" in traddr else "ipv4"
         return await self._call("bdev_nvme_attach_controller", timeout=timeout, name=name, trtype=trtype,
@@ -134,7 +135,7 @@ class SpdkRpc:
                                 ctrlr_loss_timeout_sec=ctrlr_loss_timeout_sec,
                                 reconnect_delay_sec=reconnect_delay_sec,
                                 fast_io_fail_timeout_sec=fast_io_fail_timeout_sec, dhchap_key=dhchap_key,
-                                dhchap_ctrlr_key=dhchap_ctrlr_key)
+                                dhchap_ctrlr_key=dhchap_ctrlr_key, psk=psk)
 
     async def bdev_nvme_detach_controller(self, name: str) -> bool:
         return await self._call("bdev_nvme_detach_controller", name=name)
@@ -241,10 +242,13 @@ class SpdkRpc:
 
     async def nvmf_subsystem_add_listener(self, nqn: str, traddr: str, trsvcid: str | int,
                                           trtype: str = "TCP", adrfam: str | None = None,
-                                          ana_state: str | None = None) -> bool:
+                                          ana_state: str | None = None, secure_channel: bool = False) -> bool:
+        """``secure_channel``: the listener takes TLS only (SPDK's ssl sock implementation). SPDK has one
+        listening socket per address and port, shared by every subsystem: a port someone listens on
+        already keeps the implementation it was opened with, whatever this says."""
         return await self._call("nvmf_subsystem_add_listener", nqn=nqn,
                                 listen_address=listen_address(traddr, trsvcid, trtype, adrfam),
-                                ana_state=ana_state)
+                                ana_state=ana_state, secure_channel=True if secure_channel else None)
 
     async def nvmf_subsystem_remove_listener(self, nqn: str, traddr: str, trsvcid: str | int,
                                              trtype: str = "TCP", adrfam: str | None = None) -> bool:
@@ -262,11 +266,16 @@ class SpdkRpc:
                                 listen_address=listen_address(traddr, trsvcid, trtype, adrfam),
                                 anagrpid=anagrpid)
 
+    async def framework_get_config(self, name: str) -> list[dict]:
+        """One subsystem's configuration as the calls that would make it (``{"method", "params"}``)."""
+        return await self._call("framework_get_config", name=name)
+
     async def nvmf_subsystem_add_host(self, nqn: str, host: str, dhchap_key: str | None = None,
-                                      dhchap_ctrlr_key: str | None = None) -> bool:
-        """With key names (from the keyring), the host must pass DH-HMAC-CHAP to connect."""
+                                      dhchap_ctrlr_key: str | None = None, psk: str | None = None) -> bool:
+        """With key names (from the keyring), the host must pass DH-HMAC-CHAP to connect; with ``psk``
+        it may connect over TLS (through a secure-channel listener) with that PSK."""
         return await self._call("nvmf_subsystem_add_host", nqn=nqn, host=host, dhchap_key=dhchap_key,
-                                dhchap_ctrlr_key=dhchap_ctrlr_key)
+                                dhchap_ctrlr_key=dhchap_ctrlr_key, psk=psk)
 
     async def nvmf_subsystem_set_keys(self, nqn: str, host: str, dhchap_key: str | None = None,
                                       dhchap_ctrlr_key: str | None = None) -> bool:

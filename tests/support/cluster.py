@@ -99,7 +99,7 @@ class Cluster:
                                          extra_args=controller_args, prefix=prefix, listen=controller_listen)
         self.agents = [AgentProc(backend, root / f"node-{i}", f"node-{i}", controller=self.controller.listen,
                                  labels={"zone": f"z{i}"}, pool_size=pool_size, prefix=prefix, address=address,
-                                 port=first_port + (2 * (i - 1) if address else 0),   # a node uses port and port+1
+                                 port=first_port + (3 * (i - 1) if address else 0),   # a node uses port to port+2
                                  iscsi_port=3260 + i - 1 if address else None)
                        for i in range(1, nodes + 1)]
 

@@ -21,13 +21,14 @@ class SpdkHost:
     """Reads and writes an exported namespace with spdk_dd, connecting as ``host_nqn``."""
 
     def __init__(self, install: SpdkInstall, workdir: Path, host_nqn: str, cpumask: str | None = None,
-                 dhchap_secret: str = "", dhchap_ctrl_secret: str = ""):
+                 dhchap_secret: str = "", dhchap_ctrl_secret: str = "", tls_psk: str = ""):
         self.install = install
         self.workdir = workdir
         self.host_nqn = host_nqn
         # DH-HMAC-CHAP: what the host proves, and what it expects the target to prove ("" = none)
         self.dhchap_secret = dhchap_secret
         self.dhchap_ctrl_secret = dhchap_ctrl_secret
+        self.tls_psk = tls_psk         # TLS: the PSK (interchange format) the connection opens with ("" = clear text)
         # a busy-polling host must not share a core with the (polling) head targets on core 0
         self.cpumask = cpumask or hex(1 << (len(os.sched_getaffinity(0)) - 1))
         workdir.mkdir(parents=True, exist_ok=True)
@@ -38,7 +39,8 @@ class SpdkHost:
         attach = {"name": "Host0", "trtype": "tcp", "adrfam": "ipv4", "traddr": traddr, "trsvcid": str(port),
                   "subnqn": subnqn, "hostnqn": self.host_nqn}
         keys = []
-        for param, secret in (("dhchap_key", self.dhchap_secret), ("dhchap_ctrlr_key", self.dhchap_ctrl_secret)):
+        for param, secret in (("dhchap_key", self.dhchap_secret), ("dhchap_ctrlr_key", self.dhchap_ctrl_secret),
+                              ("psk", self.tls_psk)):
             if secret:
                 path = self.workdir / f"{param}-{self._n}"
                 path.write_text(secret)

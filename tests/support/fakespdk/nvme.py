@@ -205,8 +205,9 @@ class NvmeModule:
 
     async def connect(self, subnqn: str, hostnqn: str, trid: dict[str, str],
                       keys: dict[str, str] | None = None) -> tuple[str, dict[str, Any]]:
-        """Find the target at ``trid`` and connect, proving the DH-HMAC-CHAP secrets of ``keys``
-        (read from their files now, as SPDK does at each connection); every failure is ``-EIO``."""
+        """Find the target at ``trid`` and connect, proving the DH-HMAC-CHAP secrets of ``keys`` and
+        opening TLS with its PSK (read from their files now, as SPDK does at each connection); every
+        failure is ``-EIO``."""
         proof = {}
         for field_name, key_name in (keys or {}).items():
             key = self.t.keyring.keys.get(key_name)
@@ -341,9 +342,13 @@ async def bdev_nvme_attach_controller(t: Target, params: Any) -> list[str]:
     if t.interrupt_mode and trstring not in ("PCIe", "RDMA"):
         # bdev_nvme: "Interrupt mode is only supported with PCIe and RDMA transports"
         raise errno_error(E.ENOTSUP)
-    if p.get("psk"):
-        raise errno_error(E.ENOKEY)  # the fake has no TLS keys
     keys = {}
+    if "psk" in p:
+        # TLS 1.3 with this PSK (read from its file at each connection, as the ssl sock module does)
+        key = t.keyring.get(p["psk"])
+        if key is None:
+            raise errno_error(E.ENOKEY)          # "Could not load PSK"
+        keys["psk"] = key.name
     for field_name, secret_field in (("dhchap_key", "dhchap_secret"), ("dhchap_ctrlr_key", "dhchap_ctrl_secret")):
         if field_name in p:
             key = t.keyring.get(p[field_name])

@@ -129,6 +129,9 @@ class TcpListener:
     key: tuple[str, str, str, str]
     sock: socket.socket
     refs: int = 0
+    # opened with the ssl sock implementation (TLS only); a later listener on the same address and
+    # port shares the socket as it is, whatever it asked for (transport.c spdk_nvmf_transport_listen)
+    secure: bool = False
 
 
 @dataclass(eq=False)
@@ -179,6 +182,7 @@ class Subsystem:
     hosts: list[str] = field(default_factory=list)
     # host NQN -> its DH-HMAC-CHAP keys (host key, controller key), keyring entries
     host_keys: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    host_psks: dict[str, Any] = field(default_factory=dict)   # host NQN -> its TLS PSK (keyring entry)
     namespaces: dict[int, Namespace] = field(default_factory=dict)
     listeners: list[SubListener] = field(default_factory=list)
     ctrlrs: list[Controller] = field(default_factory=list)
@@ -308,7 +312,8 @@ class NvmfTarget:
         return self.transports.get(name.upper())
 
     def key_in_use(self, key: Any) -> bool:
-        return any(key in pair for s in self.subsystems for pair in s.host_keys.values())
+        return any(key in pair for s in self.subsystems for pair in s.host_keys.values()) or \
+            any(key is k for s in self.subsystems for k in s.host_psks.values())
 
     def release_keys(self, pair: tuple[Any, Any]) -> None:
         """A host entry let go of its keys: removed keys nobody holds any more are gone."""
@@ -317,7 +322,7 @@ class NvmfTarget:
                 self.t.keyring.keys.pop(k.name, None)
 
     # --- TCP listening ---
-    def listen(self, trid: dict[str, str]) -> None:
+    def listen(self, trid: dict[str, str], secure: bool = False) -> None:
         """``spdk_nvmf_tgt_listen_ext``: share an existing listener or bind a new socket."""
         if self.transport(trid["trtype"]) is None:
             raise errno_error(E.EINVAL)
@@ -349,7 +354,7 @@ class NvmfTarget:
         except OSError as e:
             sock.close()
             raise errno_error(e.errno or E.EINVAL) from None
-        lst = TcpListener(key, sock, refs=1)
+        lst = TcpListener(key, sock, refs=1, secure=secure)
         self.listeners[key] = lst
         asyncio.get_running_loop().add_reader(sock.fileno(), self._accept, sock)
 
@@ -525,7 +530,29 @@ def nvmf_delete_subsystem(t: Target, params: Any) -> bool:
     t.nvmf.delete_subsystem(s)
     for pair in s.host_keys.values():
         t.nvmf.release_keys(pair)
+    for psk in s.host_psks.values():
+        t.nvmf.release_keys((psk, None))
     return True
+
+
+@rpc("framework_get_config")
+def framework_get_config(t: Target, params: Any) -> list[dict[str, Any]]:
+    """The nvmf subsystem's part only, and of it only the host entries (nvmf_write_subsystem_config_json):
+    the one place SPDK shows which TLS PSK a host has (nvmf_tcp_subsystem_dump_host)."""
+    p = decode(params, {"name": F("string", True)}, DECODE_INVALID)
+    if p["name"] != "nvmf":
+        raise RpcError(INVALID_PARAMS, "Subsystem not found")
+    out = []
+    for s in t.nvmf.sorted():
+        if s.discovery:
+            continue
+        for h in s.hosts:
+            params_: dict[str, Any] = {"nqn": s.nqn, **{k: v for k, v in s._host_dump(h).items() if k != "nqn"},
+                                       "host": h}
+            if h in s.host_psks:
+                params_["psk"] = s.host_psks[h].name
+            out.append({"method": "nvmf_subsystem_add_host", "params": params_})
+    return out
 
 
 @rpc("nvmf_get_subsystems")
@@ -628,7 +655,7 @@ def nvmf_subsystem_add_listener(t: Target, params: Any) -> bool:
     if s.find_listener(trid) is not None:
         raise RpcError(INVALID_PARAMS, "Invalid parameters")
     try:
-        t.nvmf.listen(trid)
+        t.nvmf.listen(trid, bool(p.get("secure_channel")))
     except RpcError:
         raise RpcError(INVALID_PARAMS, "Invalid parameters") from None
     state = p.get("ana_state", "optimized")
@@ -705,10 +732,36 @@ def nvmf_subsystem_add_host(t: Target, params: Any) -> bool:
     keys = _dhchap_keys(t, p)
     if not nqn_is_valid(p["host"]) or p["host"] in s.hosts or (keys[0] is None and keys[1] is not None):
         raise RpcError(INTERNAL_ERROR, "Internal error")
+    psk = None
+    if "psk" in p:
+        # nvmf_tcp_subsystem_add_host: a key the keyring holds, in the interchange format
+        psk = t.keyring.get(p["psk"])
+        text = psk.read() if psk is not None else None
+        if text is None or not _psk_form(text):
+            raise RpcError(INTERNAL_ERROR, "Internal error")
     s.hosts.insert(0, p["host"])  # TAILQ_INSERT_HEAD: newest first
     if keys[0] is not None:
         s.host_keys[p["host"]] = keys
+    if psk is not None:
+        s.host_psks[p["host"]] = psk
     return True
+
+
+def _psk_form(text: str) -> bool:
+    """nvme_tcp_parse_interchange_psk: NVMeTLSkey-1:<01|02>:<base64 of the PSK and its CRC-32>: ."""
+    import base64
+    import binascii
+    import re
+    import zlib
+    m = re.match(r"^NVMeTLSkey-1:(0[12]):([A-Za-z0-9+/=]+):$", text.strip())
+    if m is None:
+        return False
+    try:
+        raw = base64.b64decode(m.group(2), validate=True)
+    except binascii.Error:
+        return False
+    psk, crc = raw[:-4], raw[-4:]
+    return len(psk) == (32 if m.group(1) == "01" else 48) and zlib.crc32(psk).to_bytes(4, "little") == crc
 
 
 def _dhchap_keys(t: Target, p: dict[str, Any]) -> tuple[Any, Any]:
@@ -751,6 +804,7 @@ def nvmf_subsystem_remove_host(t: Target, params: Any) -> bool:
         raise RpcError(INTERNAL_ERROR, "Internal error")
     s.hosts.remove(p["host"])
     t.nvmf.release_keys(s.host_keys.pop(p["host"], (None, None)))
+    t.nvmf.release_keys((s.host_psks.pop(p["host"], None), None))
     s.ctrlrs = [c for c in s.ctrlrs if c.hostnqn != p["host"]]  # spdk_nvmf_subsystem_disconnect_host
     return True
 
@@ -803,7 +857,7 @@ def nvmf_get_targets(t: Target, params: Any) -> list[str]:
 CONNECT = {"subnqn": F("string", True), "hostnqn": F("string", True), "hostid": F("string", True),
            "host_pid": F("int32", True), "trtype": F("string", True), "adrfam": F("string", True),
            "traddr": F("string", True), "trsvcid": F("string", True), "dhchap_secret": F("string"),
-           "dhchap_ctrl_secret": F("string")}
+           "dhchap_ctrl_secret": F("string"), "psk": F("string")}
 
 
 @rpc("fakespdk_nvmf_connect", hidden=True)
@@ -819,6 +873,14 @@ def fakespdk_nvmf_connect(t: Target, params: Any) -> dict[str, Any]:
         raise RpcError(-E.ENXIO, f"Subsystem {p['subnqn']} not found")
     if key not in t.nvmf.listeners or (not s.discovery and not any(trid_key(x.trid) == key for x in s.listeners)):
         raise RpcError(-E.EACCES, "Subsystem does not listen on this address")
+    # TLS: a secure socket takes only a host that opens TLS with the PSK the target holds for its
+    # identity (host and subsystem NQN); a clear-text socket takes no TLS at all
+    if t.nvmf.listeners[key].secure:
+        psk = s.host_psks.get(p["hostnqn"])
+        if not p.get("psk") or psk is None or psk.read() is None or p["psk"].strip() != psk.read().strip():
+            raise RpcError(-E.ECONNRESET, "TLS handshake failed")
+    elif p.get("psk"):
+        raise RpcError(-E.ECONNRESET, "TLS handshake failed: the listener is not a secure channel")
     if not s.discovery and not s.host_allowed(p["hostnqn"]):
         raise RpcError(-E.EACCES, f"Subsystem {s.nqn} does not allow host {p['hostnqn']}")
     hkey, ckey = s.host_keys.get(p["hostnqn"], (None, None))

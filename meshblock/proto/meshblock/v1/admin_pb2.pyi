@@ -25,7 +25,7 @@ class ReplicaStatus(_message.Message):
     def __init__(self, replica_id: _Optional[str] = ..., node_id: _Optional[str] = ..., node_name: _Optional[str] = ..., state: _Optional[str] = ..., rebuild_progress: _Optional[float] = ..., rebuild_eta_seconds: _Optional[int] = ..., shard: _Optional[int] = ...) -> None: ...
 
 class Volume(_message.Message):
-    __slots__ = ("id", "name", "size_bytes", "replicas", "spread", "labels", "state", "stage", "nqn", "namespace_uuid", "head_node_id", "hosts", "replica_status", "source_snapshot_id", "source_volume_id", "created_at", "message", "read_only_hosts", "protocol", "target_iqn", "iscsi_netmasks", "chap_user", "erasure", "qos", "host_auth", "tenant")
+    __slots__ = ("id", "name", "size_bytes", "replicas", "spread", "labels", "state", "stage", "nqn", "namespace_uuid", "head_node_id", "hosts", "replica_status", "source_snapshot_id", "source_volume_id", "created_at", "message", "read_only_hosts", "protocol", "target_iqn", "iscsi_netmasks", "chap_user", "erasure", "qos", "host_auth", "tenant", "tls")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -66,6 +66,7 @@ class Volume(_message.Message):
     QOS_FIELD_NUMBER: _ClassVar[int]
     HOST_AUTH_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
+    TLS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     size_bytes: int
@@ -92,7 +93,8 @@ class Volume(_message.Message):
     qos: QosLimits
     host_auth: _containers.ScalarMap[str, str]
     tenant: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., replicas: _Optional[int] = ..., spread: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., state: _Optional[str] = ..., stage: _Optional[str] = ..., nqn: _Optional[str] = ..., namespace_uuid: _Optional[str] = ..., head_node_id: _Optional[str] = ..., hosts: _Optional[_Iterable[str]] = ..., replica_status: _Optional[_Iterable[_Union[ReplicaStatus, _Mapping]]] = ..., source_snapshot_id: _Optional[str] = ..., source_volume_id: _Optional[str] = ..., created_at: _Optional[float] = ..., message: _Optional[str] = ..., read_only_hosts: _Optional[_Iterable[str]] = ..., protocol: _Optional[str] = ..., target_iqn: _Optional[str] = ..., iscsi_netmasks: _Optional[_Iterable[str]] = ..., chap_user: _Optional[str] = ..., erasure: _Optional[_Union[ErasureCoding, _Mapping]] = ..., qos: _Optional[_Union[QosLimits, _Mapping]] = ..., host_auth: _Optional[_Mapping[str, str]] = ..., tenant: _Optional[str] = ...) -> None: ...
+    tls: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., replicas: _Optional[int] = ..., spread: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., state: _Optional[str] = ..., stage: _Optional[str] = ..., nqn: _Optional[str] = ..., namespace_uuid: _Optional[str] = ..., head_node_id: _Optional[str] = ..., hosts: _Optional[_Iterable[str]] = ..., replica_status: _Optional[_Iterable[_Union[ReplicaStatus, _Mapping]]] = ..., source_snapshot_id: _Optional[str] = ..., source_volume_id: _Optional[str] = ..., created_at: _Optional[float] = ..., message: _Optional[str] = ..., read_only_hosts: _Optional[_Iterable[str]] = ..., protocol: _Optional[str] = ..., target_iqn: _Optional[str] = ..., iscsi_netmasks: _Optional[_Iterable[str]] = ..., chap_user: _Optional[str] = ..., erasure: _Optional[_Union[ErasureCoding, _Mapping]] = ..., qos: _Optional[_Union[QosLimits, _Mapping]] = ..., host_auth: _Optional[_Mapping[str, str]] = ..., tenant: _Optional[str] = ..., tls: _Optional[bool] = ...) -> None: ...
 
 class QosLimits(_message.Message):
     __slots__ = ("max_iops", "max_mbps", "max_read_mbps", "max_write_mbps")
@@ -125,7 +127,7 @@ class IscsiOptions(_message.Message):
     def __init__(self, netmasks: _Optional[_Iterable[str]] = ..., chap_user: _Optional[str] = ..., chap_secret: _Optional[str] = ...) -> None: ...
 
 class CreateVolumeRequest(_message.Message):
-    __slots__ = ("name", "size_bytes", "replicas", "spread", "labels", "protocol", "iscsi", "erasure", "qos", "tenant")
+    __slots__ = ("name", "size_bytes", "replicas", "spread", "labels", "protocol", "iscsi", "erasure", "qos", "tenant", "tls")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -143,6 +145,7 @@ class CreateVolumeRequest(_message.Message):
     ERASURE_FIELD_NUMBER: _ClassVar[int]
     QOS_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
+    TLS_FIELD_NUMBER: _ClassVar[int]
     name: str
     size_bytes: int
     replicas: int
@@ -153,7 +156,8 @@ class CreateVolumeRequest(_message.Message):
     erasure: ErasureCoding
     qos: QosLimits
     tenant: str
-    def __init__(self, name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., replicas: _Optional[int] = ..., spread: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., protocol: _Optional[str] = ..., iscsi: _Optional[_Union[IscsiOptions, _Mapping]] = ..., erasure: _Optional[_Union[ErasureCoding, _Mapping]] = ..., qos: _Optional[_Union[QosLimits, _Mapping]] = ..., tenant: _Optional[str] = ...) -> None: ...
+    tls: bool
+    def __init__(self, name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., replicas: _Optional[int] = ..., spread: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., protocol: _Optional[str] = ..., iscsi: _Optional[_Union[IscsiOptions, _Mapping]] = ..., erasure: _Optional[_Union[ErasureCoding, _Mapping]] = ..., qos: _Optional[_Union[QosLimits, _Mapping]] = ..., tenant: _Optional[str] = ..., tls: _Optional[bool] = ...) -> None: ...
 
 class GetVolumeRequest(_message.Message):
     __slots__ = ("ref",)
@@ -263,7 +267,7 @@ class Path(_message.Message):
     def __init__(self, transport: _Optional[str] = ..., traddr: _Optional[str] = ..., trsvcid: _Optional[str] = ..., ana_state: _Optional[str] = ..., node_id: _Optional[str] = ...) -> None: ...
 
 class ConnectInfo(_message.Message):
-    __slots__ = ("subnqn", "host_nqn", "paths", "namespace_uuid", "size_bytes", "protocol", "target_iqn", "initiator_iqn", "chap_user", "dhchap_secret", "dhchap_ctrl_secret")
+    __slots__ = ("subnqn", "host_nqn", "paths", "namespace_uuid", "size_bytes", "protocol", "target_iqn", "initiator_iqn", "chap_user", "dhchap_secret", "dhchap_ctrl_secret", "tls_psk")
     SUBNQN_FIELD_NUMBER: _ClassVar[int]
     HOST_NQN_FIELD_NUMBER: _ClassVar[int]
     PATHS_FIELD_NUMBER: _ClassVar[int]
@@ -275,6 +279,7 @@ class ConnectInfo(_message.Message):
     CHAP_USER_FIELD_NUMBER: _ClassVar[int]
     DHCHAP_SECRET_FIELD_NUMBER: _ClassVar[int]
     DHCHAP_CTRL_SECRET_FIELD_NUMBER: _ClassVar[int]
+    TLS_PSK_FIELD_NUMBER: _ClassVar[int]
     subnqn: str
     host_nqn: str
     paths: _containers.RepeatedCompositeFieldContainer[Path]
@@ -286,7 +291,8 @@ class ConnectInfo(_message.Message):
     chap_user: str
     dhchap_secret: str
     dhchap_ctrl_secret: str
-    def __init__(self, subnqn: _Optional[str] = ..., host_nqn: _Optional[str] = ..., paths: _Optional[_Iterable[_Union[Path, _Mapping]]] = ..., namespace_uuid: _Optional[str] = ..., size_bytes: _Optional[int] = ..., protocol: _Optional[str] = ..., target_iqn: _Optional[str] = ..., initiator_iqn: _Optional[str] = ..., chap_user: _Optional[str] = ..., dhchap_secret: _Optional[str] = ..., dhchap_ctrl_secret: _Optional[str] = ...) -> None: ...
+    tls_psk: str
+    def __init__(self, subnqn: _Optional[str] = ..., host_nqn: _Optional[str] = ..., paths: _Optional[_Iterable[_Union[Path, _Mapping]]] = ..., namespace_uuid: _Optional[str] = ..., size_bytes: _Optional[int] = ..., protocol: _Optional[str] = ..., target_iqn: _Optional[str] = ..., initiator_iqn: _Optional[str] = ..., chap_user: _Optional[str] = ..., dhchap_secret: _Optional[str] = ..., dhchap_ctrl_secret: _Optional[str] = ..., tls_psk: _Optional[str] = ...) -> None: ...
 
 class Snapshot(_message.Message):
     __slots__ = ("id", "name", "volume_id", "size_bytes", "state", "created_at", "group_snapshot_id", "tenant")

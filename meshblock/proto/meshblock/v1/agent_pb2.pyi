@@ -11,7 +11,7 @@ class GetNodeInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class NodeInfo(_message.Message):
-    __slots__ = ("node_id", "name", "host_nqn", "nvmf_address", "nvmf_port", "labels", "spdk_version", "agent_version", "iscsi_address", "iscsi_port")
+    __slots__ = ("node_id", "name", "host_nqn", "nvmf_address", "nvmf_port", "labels", "spdk_version", "agent_version", "iscsi_address", "iscsi_port", "tls_port")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -29,6 +29,7 @@ class NodeInfo(_message.Message):
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     ISCSI_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     ISCSI_PORT_FIELD_NUMBER: _ClassVar[int]
+    TLS_PORT_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     name: str
     host_nqn: str
@@ -39,7 +40,8 @@ class NodeInfo(_message.Message):
     agent_version: str
     iscsi_address: str
     iscsi_port: int
-    def __init__(self, node_id: _Optional[str] = ..., name: _Optional[str] = ..., host_nqn: _Optional[str] = ..., nvmf_address: _Optional[str] = ..., nvmf_port: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., spdk_version: _Optional[str] = ..., agent_version: _Optional[str] = ..., iscsi_address: _Optional[str] = ..., iscsi_port: _Optional[int] = ...) -> None: ...
+    tls_port: int
+    def __init__(self, node_id: _Optional[str] = ..., name: _Optional[str] = ..., host_nqn: _Optional[str] = ..., nvmf_address: _Optional[str] = ..., nvmf_port: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., spdk_version: _Optional[str] = ..., agent_version: _Optional[str] = ..., iscsi_address: _Optional[str] = ..., iscsi_port: _Optional[int] = ..., tls_port: _Optional[int] = ...) -> None: ...
 
 class HealthRequest(_message.Message):
     __slots__ = ()
@@ -325,7 +327,7 @@ class HeadLeg(_message.Message):
     def __init__(self, replica_id: _Optional[str] = ..., node_id: _Optional[str] = ..., subsystem_nqn: _Optional[str] = ..., address: _Optional[str] = ..., port: _Optional[int] = ..., slot: _Optional[int] = ...) -> None: ...
 
 class HeadSpec(_message.Message):
-    __slots__ = ("volume_id", "nqn", "namespace_uuid", "legs", "allowed_host_nqns", "ana_state", "in_sync_replica_ids", "replica_count", "protocol", "iscsi", "standby", "cntlid_min", "cntlid_max", "raid_level", "strip_size_kb", "qos", "host_keys", "link_dhchap_key")
+    __slots__ = ("volume_id", "nqn", "namespace_uuid", "legs", "allowed_host_nqns", "ana_state", "in_sync_replica_ids", "replica_count", "protocol", "iscsi", "standby", "cntlid_min", "cntlid_max", "raid_level", "strip_size_kb", "qos", "host_keys", "link_dhchap_key", "tls")
     VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
     NQN_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_UUID_FIELD_NUMBER: _ClassVar[int]
@@ -344,6 +346,7 @@ class HeadSpec(_message.Message):
     QOS_FIELD_NUMBER: _ClassVar[int]
     HOST_KEYS_FIELD_NUMBER: _ClassVar[int]
     LINK_DHCHAP_KEY_FIELD_NUMBER: _ClassVar[int]
+    TLS_FIELD_NUMBER: _ClassVar[int]
     volume_id: str
     nqn: str
     namespace_uuid: str
@@ -362,17 +365,20 @@ class HeadSpec(_message.Message):
     qos: RateLimits
     host_keys: _containers.RepeatedCompositeFieldContainer[HostKey]
     link_dhchap_key: str
-    def __init__(self, volume_id: _Optional[str] = ..., nqn: _Optional[str] = ..., namespace_uuid: _Optional[str] = ..., legs: _Optional[_Iterable[_Union[HeadLeg, _Mapping]]] = ..., allowed_host_nqns: _Optional[_Iterable[str]] = ..., ana_state: _Optional[str] = ..., in_sync_replica_ids: _Optional[_Iterable[str]] = ..., replica_count: _Optional[int] = ..., protocol: _Optional[str] = ..., iscsi: _Optional[_Union[IscsiExport, _Mapping]] = ..., standby: _Optional[bool] = ..., cntlid_min: _Optional[int] = ..., cntlid_max: _Optional[int] = ..., raid_level: _Optional[str] = ..., strip_size_kb: _Optional[int] = ..., qos: _Optional[_Union[RateLimits, _Mapping]] = ..., host_keys: _Optional[_Iterable[_Union[HostKey, _Mapping]]] = ..., link_dhchap_key: _Optional[str] = ...) -> None: ...
+    tls: bool
+    def __init__(self, volume_id: _Optional[str] = ..., nqn: _Optional[str] = ..., namespace_uuid: _Optional[str] = ..., legs: _Optional[_Iterable[_Union[HeadLeg, _Mapping]]] = ..., allowed_host_nqns: _Optional[_Iterable[str]] = ..., ana_state: _Optional[str] = ..., in_sync_replica_ids: _Optional[_Iterable[str]] = ..., replica_count: _Optional[int] = ..., protocol: _Optional[str] = ..., iscsi: _Optional[_Union[IscsiExport, _Mapping]] = ..., standby: _Optional[bool] = ..., cntlid_min: _Optional[int] = ..., cntlid_max: _Optional[int] = ..., raid_level: _Optional[str] = ..., strip_size_kb: _Optional[int] = ..., qos: _Optional[_Union[RateLimits, _Mapping]] = ..., host_keys: _Optional[_Iterable[_Union[HostKey, _Mapping]]] = ..., link_dhchap_key: _Optional[str] = ..., tls: _Optional[bool] = ...) -> None: ...
 
 class HostKey(_message.Message):
-    __slots__ = ("host_nqn", "dhchap_key", "dhchap_ctrl_key")
+    __slots__ = ("host_nqn", "dhchap_key", "dhchap_ctrl_key", "tls_psk")
     HOST_NQN_FIELD_NUMBER: _ClassVar[int]
     DHCHAP_KEY_FIELD_NUMBER: _ClassVar[int]
     DHCHAP_CTRL_KEY_FIELD_NUMBER: _ClassVar[int]
+    TLS_PSK_FIELD_NUMBER: _ClassVar[int]
     host_nqn: str
     dhchap_key: str
     dhchap_ctrl_key: str
-    def __init__(self, host_nqn: _Optional[str] = ..., dhchap_key: _Optional[str] = ..., dhchap_ctrl_key: _Optional[str] = ...) -> None: ...
+    tls_psk: str
+    def __init__(self, host_nqn: _Optional[str] = ..., dhchap_key: _Optional[str] = ..., dhchap_ctrl_key: _Optional[str] = ..., tls_psk: _Optional[str] = ...) -> None: ...
 
 class RateLimits(_message.Message):
     __slots__ = ("rw_ios_per_sec", "rw_mbytes_per_sec", "r_mbytes_per_sec", "w_mbytes_per_sec")
@@ -413,8 +419,15 @@ class LegStatus(_message.Message):
     def __init__(self, replica_id: _Optional[str] = ..., state: _Optional[str] = ..., rebuild_percent: _Optional[float] = ..., rebuild_blocks: _Optional[int] = ...) -> None: ...
 
 class HeadStatus(_message.Message):
-    __slots__ = ("volume_id", "nqn", "address", "port", "size_bytes", "allowed_host_nqns", "ana_state", "legs", "raid_state", "protocol", "target_iqn", "allowed_initiators", "standby", "qos", "host_keys")
+    __slots__ = ("volume_id", "nqn", "address", "port", "size_bytes", "allowed_host_nqns", "ana_state", "legs", "raid_state", "protocol", "target_iqn", "allowed_initiators", "standby", "qos", "host_keys", "tls", "host_psks")
     class HostKeysEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class HostPsksEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -436,6 +449,8 @@ class HeadStatus(_message.Message):
     STANDBY_FIELD_NUMBER: _ClassVar[int]
     QOS_FIELD_NUMBER: _ClassVar[int]
     HOST_KEYS_FIELD_NUMBER: _ClassVar[int]
+    TLS_FIELD_NUMBER: _ClassVar[int]
+    HOST_PSKS_FIELD_NUMBER: _ClassVar[int]
     volume_id: str
     nqn: str
     address: str
@@ -451,7 +466,9 @@ class HeadStatus(_message.Message):
     standby: bool
     qos: RateLimits
     host_keys: _containers.ScalarMap[str, str]
-    def __init__(self, volume_id: _Optional[str] = ..., nqn: _Optional[str] = ..., address: _Optional[str] = ..., port: _Optional[int] = ..., size_bytes: _Optional[int] = ..., allowed_host_nqns: _Optional[_Iterable[str]] = ..., ana_state: _Optional[str] = ..., legs: _Optional[_Iterable[_Union[LegStatus, _Mapping]]] = ..., raid_state: _Optional[str] = ..., protocol: _Optional[str] = ..., target_iqn: _Optional[str] = ..., allowed_initiators: _Optional[_Iterable[str]] = ..., standby: _Optional[bool] = ..., qos: _Optional[_Union[RateLimits, _Mapping]] = ..., host_keys: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    tls: bool
+    host_psks: _containers.ScalarMap[str, str]
+    def __init__(self, volume_id: _Optional[str] = ..., nqn: _Optional[str] = ..., address: _Optional[str] = ..., port: _Optional[int] = ..., size_bytes: _Optional[int] = ..., allowed_host_nqns: _Optional[_Iterable[str]] = ..., ana_state: _Optional[str] = ..., legs: _Optional[_Iterable[_Union[LegStatus, _Mapping]]] = ..., raid_state: _Optional[str] = ..., protocol: _Optional[str] = ..., target_iqn: _Optional[str] = ..., allowed_initiators: _Optional[_Iterable[str]] = ..., standby: _Optional[bool] = ..., qos: _Optional[_Union[RateLimits, _Mapping]] = ..., host_keys: _Optional[_Mapping[str, str]] = ..., tls: _Optional[bool] = ..., host_psks: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class SetHeadAccessRequest(_message.Message):
     __slots__ = ("volume_id", "ana_state", "hold_ms")

@@ -1,0 +1,68 @@
+"""TLS pre-shared keys for NVMe/TCP in the NVMe TLS PSK interchange format.
+
+NVMe/TCP Transport Specification, 3.6.1.5 "PSK interchange format":
+``NVMeTLSkey-1:<hh>:<base64 of the configured PSK followed by its CRC-32, little-endian>:`` where
+``hh`` names the hash the retained PSK is derived with (01: SHA-256 with a 32-byte PSK, 02: SHA-384
+with a 48-byte one). ``nvme gen-tls-key`` writes this text; nvme-cli (``--tls-key``), the Linux
+kernel's keyring and SPDK's keyring (``nvmf_subsystem_add_host psk``) take it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import secrets
+import struct
+import zlib
+
+from .dhchap import fingerprint
+
+__all__ = ["InvalidKey", "decode", "encode", "fingerprint", "generate", "key_name"]
+
+PREFIX = "NVMeTLSkey-1"
+HASH_LENGTHS = {1: 32, 2: 48}
+KEY_NAME_PREFIX = "mb-psk-"
+_FORM = re.compile(r"^NVMeTLSkey-1:(0[12]):([A-Za-z0-9+/=]+):$")
+
+
+class InvalidKey(ValueError):
+    pass
+
+
+def generate(hash_id: int = 1) -> str:
+    """A new random PSK (32 bytes, retained PSK derived with SHA-256 by default)."""
+    if hash_id not in HASH_LENGTHS:
+        raise ValueError(f"hash id {hash_id}: 1 (SHA-256) or 2 (SHA-384)")
+    return encode(secrets.token_bytes(HASH_LENGTHS[hash_id]), hash_id)
+
+
+def encode(psk: bytes, hash_id: int = 1) -> str:
+    if HASH_LENGTHS.get(hash_id) != len(psk):
+        raise InvalidKey(f"hash {hash_id:02d} takes a {HASH_LENGTHS.get(hash_id, '32 or 48')}-byte PSK, "
+                         f"not {len(psk)} bytes")
+    crc = struct.pack("<I", zlib.crc32(psk) & 0xFFFFFFFF)
+    return f"{PREFIX}:{hash_id:02d}:{base64.b64encode(psk + crc).decode()}:"
+
+
+def decode(text: str) -> tuple[int, bytes]:
+    """The hash id and the PSK of an interchange text; InvalidKey when it is not one."""
+    m = _FORM.match(text)
+    if m is None:
+        raise InvalidKey("not an NVMe TLS PSK (NVMeTLSkey-1:<hash>:<base64>:)")
+    try:
+        raw = base64.b64decode(m.group(2), validate=True)
+    except binascii.Error as e:
+        raise InvalidKey(f"the key part is not base64: {e}") from None
+    psk, crc = raw[:-4], raw[-4:]
+    hash_id = int(m.group(1))
+    if len(psk) != HASH_LENGTHS[hash_id]:
+        raise InvalidKey(f"hash {hash_id:02d} takes a {HASH_LENGTHS[hash_id]}-byte PSK, not {len(psk)} bytes")
+    if struct.pack("<I", zlib.crc32(psk) & 0xFFFFFFFF) != crc:
+        raise InvalidKey("the CRC-32 does not match the PSK")
+    return hash_id, psk
+
+
+def key_name(text: str) -> str:
+    """The name a PSK has in an SPDK keyring, from its fingerprint (meshblock/dhchap.py)."""
+    return KEY_NAME_PREFIX + fingerprint(text)
