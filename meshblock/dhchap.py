@@ -9,21 +9,17 @@ SPDK's keyring all take this text.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import re
 import secrets
-import struct
-import zlib
 from dataclasses import dataclass
+
+from . import keytext
 
 PREFIX = "DHHC-1"
 SECRET_LENGTHS = (32, 48, 64)
 # the transform hash and the secret length nvme-cli's gen-dhchap-key gives each
 HASH_LENGTHS = {1: 32, 2: 48, 3: 64}
 KEY_NAME_PREFIX = "mb-dhchap-"
-_FORM = re.compile(r"^DHHC-1:(0[0-3]):([A-Za-z0-9+/=]+):$")
 
 
 class InvalidSecret(ValueError):
@@ -40,25 +36,20 @@ def generate(hash_id: int = 1) -> str:
 def encode(secret: bytes, hash_id: int = 0) -> str:
     if len(secret) not in SECRET_LENGTHS:
         raise InvalidSecret(f"a secret is 32, 48 or 64 bytes, not {len(secret)}")
-    crc = struct.pack("<I", zlib.crc32(secret) & 0xFFFFFFFF)
-    return f"{PREFIX}:{hash_id:02d}:{base64.b64encode(secret + crc).decode()}:"
+    return keytext.encode(PREFIX, hash_id, secret)
 
 
 def decode(text: str) -> tuple[int, bytes]:
     """The transform hash id and the secret of a DHHC-1 text; InvalidSecret when it is not one."""
-    m = _FORM.match(text)
-    if m is None:
-        raise InvalidSecret("not a DHHC-1 secret (DHHC-1:<hash>:<base64>:)")
     try:
-        raw = base64.b64decode(m.group(2), validate=True)
-    except binascii.Error as e:
-        raise InvalidSecret(f"the key part is not base64: {e}") from None
-    secret, crc = raw[:-4], raw[-4:]
+        hash_id, secret = keytext.decode(PREFIX, text, "DHHC-1 secret")
+    except keytext.KeyTextError as e:
+        raise InvalidSecret(str(e)) from None
+    if hash_id not in (0, *HASH_LENGTHS):
+        raise InvalidSecret(f"hash {hash_id:02d}: 00 (none), 01, 02 or 03")
     if len(secret) not in SECRET_LENGTHS:
         raise InvalidSecret(f"a secret is 32, 48 or 64 bytes, not {len(secret)}")
-    if struct.pack("<I", zlib.crc32(secret) & 0xFFFFFFFF) != crc:
-        raise InvalidSecret("the CRC-32 does not match the secret")
-    return int(m.group(1)), secret
+    return hash_id, secret
 
 
 def fingerprint(text: str) -> str:

@@ -9,13 +9,9 @@ kernel's keyring and SPDK's keyring (``nvmf_subsystem_add_host psk``) take it.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 import secrets
-import struct
-import zlib
 
+from . import keytext
 from .dhchap import fingerprint
 
 __all__ = ["InvalidKey", "decode", "encode", "fingerprint", "generate", "key_name"]
@@ -23,7 +19,6 @@ __all__ = ["InvalidKey", "decode", "encode", "fingerprint", "generate", "key_nam
 PREFIX = "NVMeTLSkey-1"
 HASH_LENGTHS = {1: 32, 2: 48}
 KEY_NAME_PREFIX = "mb-psk-"
-_FORM = re.compile(r"^NVMeTLSkey-1:(0[12]):([A-Za-z0-9+/=]+):$")
 
 
 class InvalidKey(ValueError):
@@ -41,25 +36,19 @@ def encode(psk: bytes, hash_id: int = 1) -> str:
     if HASH_LENGTHS.get(hash_id) != len(psk):
         raise InvalidKey(f"hash {hash_id:02d} takes a {HASH_LENGTHS.get(hash_id, '32 or 48')}-byte PSK, "
                          f"not {len(psk)} bytes")
-    crc = struct.pack("<I", zlib.crc32(psk) & 0xFFFFFFFF)
-    return f"{PREFIX}:{hash_id:02d}:{base64.b64encode(psk + crc).decode()}:"
+    return keytext.encode(PREFIX, hash_id, psk)
 
 
 def decode(text: str) -> tuple[int, bytes]:
     """The hash id and the PSK of an interchange text; InvalidKey when it is not one."""
-    m = _FORM.match(text)
-    if m is None:
-        raise InvalidKey("not an NVMe TLS PSK (NVMeTLSkey-1:<hash>:<base64>:)")
     try:
-        raw = base64.b64decode(m.group(2), validate=True)
-    except binascii.Error as e:
-        raise InvalidKey(f"the key part is not base64: {e}") from None
-    psk, crc = raw[:-4], raw[-4:]
-    hash_id = int(m.group(1))
+        hash_id, psk = keytext.decode(PREFIX, text, "NVMe TLS PSK")
+    except keytext.KeyTextError as e:
+        raise InvalidKey(str(e)) from None
+    if hash_id not in HASH_LENGTHS:
+        raise InvalidKey(f"hash {hash_id:02d}: 01 (SHA-256) or 02 (SHA-384)")
     if len(psk) != HASH_LENGTHS[hash_id]:
         raise InvalidKey(f"hash {hash_id:02d} takes a {HASH_LENGTHS[hash_id]}-byte PSK, not {len(psk)} bytes")
-    if struct.pack("<I", zlib.crc32(psk) & 0xFFFFFFFF) != crc:
-        raise InvalidKey("the CRC-32 does not match the PSK")
     return hash_id, psk
 
 
