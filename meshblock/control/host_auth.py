@@ -75,6 +75,16 @@ def grant_psk(v: Volume, host: str, box: SecretBox | None) -> bool:
     return True
 
 
+def check_opens(v: Volume, box: SecretBox | None) -> None:
+    """FailedPrecondition, saying why, unless every secret the volume's heads need opens with this
+    controller's key: checked before anything of the volume is changed, so a controller started
+    without the key (or with another) leaves such volumes as their heads have them."""
+    for host in v.host_secrets:
+        secrets_of(v, host, box)
+    for host in v.host_psks:
+        psk_of(v, host, box)
+
+
 def expected_psks(v: Volume) -> dict[str, str]:
     """host NQN -> PSK fingerprint, for the published hosts of a TLS volume: what a head should report."""
     return {h: fp for h, fp in v.host_tls.items() if h in v.hosts}

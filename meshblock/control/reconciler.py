@@ -41,7 +41,7 @@ from ..util import all_of
 from .adopt import Adopted, confirm_single, qos_matches
 from .agents import AgentClients
 from .groups import GroupSnapshotter
-from .host_auth import applied_key, link_keys, link_secret
+from .host_auth import applied_key, check_opens, link_keys, link_secret
 from .liveness import Liveness
 from .replicated import HEAD_RECHECK, ReplicatedVolumes, head_spec
 from .sweeps import Sweeps, volume_key
@@ -353,6 +353,7 @@ class Reconciler(ReplicatedVolumes, Sweeps):
             return
         active = [r for r in reps if r.state != ReplicaState.DELETING]
         try:
+            check_opens(v, self.secrets)
             await self._converge_live(v, active, nodes)
         finally:
             # replicas on their way out go after the head has let go of them

@@ -16,6 +16,7 @@ from meshblock.proto.meshblock.v1 import admin_pb2 as pb
 from meshblock.control.host_auth import link_secret
 from meshblock.secretbox import ENV_VAR, SecretBox, new_key_text
 from meshblock.spdk import SpdkRpcError
+from tests.support.backends import fake_backend
 from tests.support.cluster import Cluster
 from tests.support.initiator import SpdkHost
 
@@ -257,3 +258,51 @@ async def test_cli_publish_get_and_connect(keyed):
              if ln.startswith("nvme connect")]
     assert lines and all(ln.endswith(f"--dhchap-secret '{key}' --dhchap-ctrl-secret '{ctrl}'") or
                          ln.endswith(f"--dhchap-secret {key} --dhchap-ctrl-secret {ctrl}") for ln in lines), lines
+
+
+async def test_a_controller_without_the_key_leaves_such_volumes_alone(tmp_path_factory, short_tmp):
+    """Restarted without its secrets key, a controller says why it cannot serve a volume whose host
+    authenticates and changes nothing of it; with the key back, all is as before."""
+    key = new_key_text()
+    c = Cluster(fake_backend(tmp_path_factory.mktemp("fakespdk-registry")), short_tmp / "c", nodes=2,
+                controller_env={ENV_VAR: key})
+    try:
+        await c.start()
+        v = await c.volumes.CreateVolume(pb.CreateVolumeRequest(name="v1", size_bytes=16 * MiB, replicas=2))
+        await c.volumes.PublishVolume(pb.PublishVolumeRequest(ref="v1", host_nqn=HOST, dhchap=True))
+        info = await c.volumes.GetConnectInfo(pb.GetConnectInfoRequest(ref="v1", host_nqn=HOST))
+        want = names((info.dhchap_secret, ""))
+        assert await until(lambda: _all_have(c, v, want))
+
+        await c.controller.stop()
+        c.controller.env.pop(ENV_VAR)
+        c.controller.start()
+        await c.controller.wait_nodes(2)
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await c.volumes.GetConnectInfo(pb.GetConnectInfoRequest(ref="v1", host_nqn=HOST))
+        assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "secrets key" in e.value.details()
+        await c.volumes.PublishVolume(pb.PublishVolumeRequest(ref="v1", host_nqn=OTHER))   # a plain host: recorded
+        await asyncio.sleep(3)                        # passes of the reconciler: the heads stay as they were
+        assert await _all_have(c, v, want)
+        assert OTHER not in str(await head_hosts(c, v))
+        assert "no secrets key" in c.controller.log.read_text()
+
+        await c.controller.stop()
+        c.controller.env[ENV_VAR] = key
+        c.controller.start()
+        await c.controller.wait_nodes(2)
+        again = await c.volumes.GetConnectInfo(pb.GetConnectInfoRequest(ref="v1", host_nqn=HOST))
+        assert again.dhchap_secret == info.dhchap_secret
+        assert await until(lambda: _has_other(c, v))
+    finally:
+        await c.stop()
+
+
+async def _all_have(c: Cluster, v: pb.Volume, want: dict) -> bool:
+    got = await head_hosts(c, v)
+    return len(got) == 2 and all(entries.get(HOST) == {"nqn": HOST, **want} for entries in got.values())
+
+
+async def _has_other(c: Cluster, v: pb.Volume) -> bool:
+    got = await head_hosts(c, v)
+    return all(OTHER in entries for entries in got.values())
