@@ -130,7 +130,7 @@ async def test_a_group_snapshot_with_a_head_down_fails_then_succeeds_when_asked_
 
 
 @pytest.mark.parametrize("point", ["group.held", "group.taken"])
-async def test_crash_inside_a_group_snapshot(cluster_for, point):
+async def test_crash_inside_a_group_snapshot(cluster_for, point):  # noqa: F811 - the fixture
     """The controller dies holding the writes: the agents release them by themselves, and the next
     controller throws away what the unfinished try took and takes the group again."""
     c = await cluster_for(point)
