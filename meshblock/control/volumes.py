@@ -235,6 +235,9 @@ class VolumeManager:
             v = await self.require(ref)
             if v.state == VolumeState.DELETING:
                 raise FailedPrecondition(f"volume {v.name!r} is being deleted")
+            # a change this controller could not apply (its heads need secrets it cannot open) is
+            # refused at once rather than waited for
+            host_auth.check_opens(v, self.secrets)
             old = replace(v)
             if not change(v):
                 return v
