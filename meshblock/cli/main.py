@@ -150,6 +150,9 @@ def agent(config_file, name, data_dir, pool_device, pool_size, nvmf_address, nvm
                    "stops before another node is promoted, at the cost of a pause of replicated volumes while no "
                    "controller answers.")
 @click.option("--metrics-port", type=int, default=0, help="Serve Prometheus metrics on 127.0.0.1:PORT.")
+@click.option("--head-sweep-interval", type=click.FloatRange(0.5, 3600), default=10.0, show_default=True,
+              help="Seconds between two sweeps of the nodes' heads: a head that lost a leg or its QoS limits is "
+                   "found within this (and the node's next digest), without any node going down.")
 @click.option("--secrets-key-file", default="", metavar="FILE",
               help="Key that seals the secrets kept in the store (DH-HMAC-CHAP): 32 random bytes in base64 "
                    "(head -c 32 /dev/urandom | base64 > FILE). Default: $MESHBLOCK_SECRETS_KEY; without "
@@ -164,7 +167,7 @@ def agent(config_file, name, data_dir, pool_device, pool_size, nvmf_address, nvm
 def controller(store_url, listen, identity, node_timeout, heartbeat_interval, overcommit, orphan_grace, replace_after, tls_cert, tls_key,
                tls_client_ca,
                agent_tls_name, standby_heads, head_lease,
-               metrics_port, secrets_key_file, audit_max_age, audit_max_events, audit_prune_interval, log_level) -> None:
+               metrics_port, head_sweep_interval, secrets_key_file, audit_max_age, audit_max_events, audit_prune_interval, log_level) -> None:
     """Run a controller (one is active; others wait as standbys)."""
     from ..control.audit import Retention
     from ..control.server import ControllerConfig, LeadershipLost, run_controller
@@ -183,6 +186,7 @@ def controller(store_url, listen, identity, node_timeout, heartbeat_interval, ov
                            replace_after=replace_after, tls_cert=tls_cert, tls_key=tls_key,
                            tls_client_ca=tls_client_ca, metrics_port=metrics_port, agent_tls_name=agent_tls_name,
                            standby_heads=standby_heads, head_lease=head_lease, secrets_key_file=secrets_key_file,
+                           head_sweep_interval=head_sweep_interval,
                            audit=Retention(max_age=audit_max_age * 86400, max_events=audit_max_events,
                                            prune_every=audit_prune_interval))
     if cfg.store_url.startswith("sqlite:///"):

@@ -85,6 +85,7 @@ class Reconciler(ReplicatedVolumes, Sweeps):
     group_hold_limit: float = 10.0    # seconds a group snapshot may hold its volumes' writes
     standby_heads: bool = True        # replicated NVMe/TCP volumes are exported by every replica node
     secrets: SecretBox | None = None  # opens the DH-HMAC-CHAP secrets of volumes' hosts
+    head_recheck: float = HEAD_RECHECK   # seconds between two head sweeps
     _standby_ok: dict[tuple[str, str], str] = field(default_factory=dict)  # (volume, node) -> agent instance
     queue: WorkQueue = field(default_factory=WorkQueue)
     adopted: Adopted = field(default_factory=Adopted)   # what agents listed when they registered
@@ -189,7 +190,7 @@ class Reconciler(ReplicatedVolumes, Sweeps):
                 now_m = time.monotonic()
                 if now_m - last_sweep >= sweep_every:
                     last_sweep, self._sweep_due = now_m, True
-                if now_m - last_heads >= HEAD_RECHECK and (heads is None or heads.done()):
+                if now_m - last_heads >= self.head_recheck and (heads is None or heads.done()):
                     last_heads = now_m
                     heads = asyncio.create_task(self.sweep_heads())
                 if now_m - last_resync >= self.resync_interval:

@@ -29,7 +29,7 @@ from .audit import AUDIT_SERVICE, AuditLog, AuditServicer, Retention
 from .auth import Authenticator, AuthInterceptor
 from .hosts import HOST_SERVICE, HostServicer
 from .liveness import Liveness
-from .reconciler import Reconciler
+from .reconciler import HEAD_RECHECK, Reconciler
 from .repo import Repo
 from .view import ClusterView
 from .service import (CLUSTER_SERVICE, NODE_SERVICE, REGISTRY_SERVICE, VOLUME_SERVICE, ClusterServicer, Gate,
@@ -61,6 +61,7 @@ class ControllerConfig:
     leader_ttl: float = 3.0
     head_lease: bool = True        # agents stop serving their heads when they lose the controller
     secrets_key_file: str = ""     # seals secrets kept in the store (else $MESHBLOCK_SECRETS_KEY)
+    head_sweep_interval: float = HEAD_RECHECK   # seconds between two sweeps of the nodes' heads
     audit: Retention = dataclasses.field(default_factory=Retention)
 
     def head_lease_ms(self) -> int:
@@ -106,7 +107,8 @@ async def run_controller(cfg: ControllerConfig, stop: asyncio.Event | None = Non
     gate = Gate()
     liveness = Liveness(repo, timeout=cfg.node_timeout)
     reconciler = Reconciler(repo, agents, liveness, view=view, orphan_grace=cfg.orphan_grace,
-                            standby_heads=cfg.standby_heads, replace_after=cfg.replace_after, secrets=secrets)
+                            standby_heads=cfg.standby_heads, replace_after=cfg.replace_after, secrets=secrets,
+                            head_recheck=cfg.head_sweep_interval)
     liveness.on_change = reconciler.node_changed
 
     def agent_started(node) -> None:

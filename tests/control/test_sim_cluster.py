@@ -23,10 +23,14 @@ HOST = "nqn.2026-11.io.meshblock:host:sim-test"
 
 
 @pytest.fixture
-async def sim_cluster(short_tmp):
-    ctl = ControllerProc(Backend("sim", None, dict(os.environ)), short_tmp / "controller")
+async def sim_cluster(short_tmp, request):
+    # a test may ask for a faster head sweep and digests (seconds) with @pytest.mark.sweep_every(N)
+    mark = request.node.get_closest_marker("sweep_every")
+    every = mark.args[0] if mark else None
+    ctl = ControllerProc(Backend("sim", None, dict(os.environ)), short_tmp / "controller",
+                         extra_args=("--head-sweep-interval", str(every)) if every else ())
     # 64 MiB replicas rebuild in a quarter of a second
-    sim = SimCluster(short_tmp / "sim", pool_bytes=64 << 30, rebuild_rate=256 * MiB)
+    sim = SimCluster(short_tmp / "sim", pool_bytes=64 << 30, rebuild_rate=256 * MiB, digest_every=every or 10.0)
     ctl.start()
     try:
         await sim.start(NODES, [ctl.listen], labels={"zone": [f"z{i}" for i in range(5)]})
@@ -226,6 +230,7 @@ async def test_whole_volume_down_comes_back(sim_cluster):
     await eventually(lambda: whole("outage"), 45, "served again with every replica in sync after the outage")
 
 
+@pytest.mark.sweep_every(2.0)
 async def test_head_sweep_follows_digests(sim_cluster):
     """Nodes whose heads did not change are not listed again; a leg a head loses while every node
     stays up (its export stopped admitting the head) is still noticed, through the digest the head
@@ -241,10 +246,10 @@ async def test_head_sweep_follows_digests(sim_cluster):
         return v
 
     v = await eventually(whole, 30, "volume available")
-    # a sweep every 10 s, digests every 10 s: after 25 s quiet, the first listings have happened
-    await asyncio.sleep(25)
+    # a sweep every 2 s, digests every 2 s: after 5 s quiet, the first listings have happened
+    await asyncio.sleep(5)
     sim.reset_stats()
-    await asyncio.sleep(21)
+    await asyncio.sleep(4.2)
     listed = sim.load()["calls"].get("ListHeads", 0)
     assert listed < NODES // 2, f"{listed} ListHeads in two sweeps of {NODES} unchanged nodes"
 
