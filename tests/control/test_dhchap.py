@@ -18,6 +18,7 @@ from meshblock.secretbox import ENV_VAR, SecretBox, new_key_text
 from meshblock.spdk import SpdkRpcError
 from tests.support.backends import fake_backend
 from tests.support.cluster import Cluster
+from tests.support.eventually import eventually
 from tests.support.initiator import SpdkHost
 
 MiB = 1 << 20
@@ -27,27 +28,10 @@ OTHER = "nqn.2026-11.io.meshblock:host:plain"
 
 async def head_hosts(c: Cluster, v: pb.Volume) -> dict[str, dict]:
     """The volume's host entries as SPDK shows them on every node exporting it (head and standby)."""
-    out = {}
-    for st in v.replica_status:
-        agent = c.agent_by_id(st.node_id)
-        spdk = agent.spdk("spdk-head.sock")
-        try:
-            subs = await spdk.nvmf_get_subsystems(v.nqn)
-        except Exception:   # noqa: BLE001 - not exported there (yet)
-            subs = []
-        finally:
-            await spdk.client.close()
-        out[agent.name] = {h["nqn"]: h for h in subs[0]["hosts"]} if subs else {}
-    return out
-
-
-async def until(pred, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = await pred()
-        if got or time.monotonic() > deadline:
-            return got
-        await asyncio.sleep(0.2)
+    async def read(spdk):
+        sub, = await spdk.nvmf_get_subsystems(v.nqn)
+        return {h["nqn"]: h for h in sub["hosts"]}
+    return await c.on_head_targets(v, read, {})
 
 
 def names(keys: tuple[str, str]) -> dict:
@@ -82,8 +66,7 @@ async def test_publish_rotate_and_unpublish(keyed):
     async def applied(want: dict):
         got = await head_hosts(c, v)
         return got if all(entries.get(HOST, {}) == {"nqn": HOST, **want} for entries in got.values()) else None
-    got = await until(lambda: applied(names(keys)))
-    assert got, await head_hosts(c, v)
+    got = await eventually(lambda: applied(names(keys)), 30, "the secrets on every head")
     assert len(got) == 2 and all(entries[OTHER] == {"nqn": OTHER} for entries in got.values())
 
     # publishing again keeps the secrets; rotating replaces both on every head, hosts stay listed
@@ -94,7 +77,7 @@ async def test_publish_rotate_and_unpublish(keyed):
     rotated = await c.volumes.GetConnectInfo(pb.GetConnectInfoRequest(ref="v1", host_nqn=HOST))
     new = (rotated.dhchap_secret, rotated.dhchap_ctrl_secret)
     assert new[0] not in keys and new[1] not in keys and new[1]
-    assert await until(lambda: applied(names(new))), await head_hosts(c, v)
+    await eventually(lambda: applied(names(new)), 30, "the rotated secrets on every head")
 
     # nothing but GetConnectInfo for the host shows a secret: not the volume, listings, the store
     # or the controller's log
@@ -113,7 +96,7 @@ async def test_publish_rotate_and_unpublish(keyed):
     async def gone():
         got = await head_hosts(c, v)
         return all(HOST not in entries for entries in got.values())
-    assert await until(gone)
+    await eventually(gone, 30, "the host off every head")
     # the keys left the targets with the host
     for a in c.agents:
         spdk = a.spdk("spdk-head.sock")
@@ -272,7 +255,7 @@ async def test_a_controller_without_the_key_leaves_such_volumes_alone(tmp_path_f
         await c.volumes.PublishVolume(pb.PublishVolumeRequest(ref="v1", host_nqn=HOST, dhchap=True))
         info = await c.volumes.GetConnectInfo(pb.GetConnectInfoRequest(ref="v1", host_nqn=HOST))
         want = names((info.dhchap_secret, ""))
-        assert await until(lambda: _all_have(c, v, want))
+        await eventually(lambda: _all_have(c, v, want), 30, "the secret on both heads")
 
         await c.controller.stop()
         c.controller.env.pop(ENV_VAR)
@@ -295,7 +278,7 @@ async def test_a_controller_without_the_key_leaves_such_volumes_alone(tmp_path_f
         again = await c.volumes.GetConnectInfo(pb.GetConnectInfoRequest(ref="v1", host_nqn=HOST))
         assert again.dhchap_secret == info.dhchap_secret
         await c.volumes.PublishVolume(pb.PublishVolumeRequest(ref="v1", host_nqn=OTHER))
-        assert await until(lambda: _has_other(c, v))
+        await eventually(lambda: _has_other(c, v), 30, "the plain host on both heads")
     finally:
         await c.stop()
 

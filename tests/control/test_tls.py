@@ -17,6 +17,7 @@ from meshblock.agent.keyring import host_psks
 from meshblock.proto.meshblock.v1 import admin_pb2 as pb
 from meshblock.secretbox import ENV_VAR, new_key_text
 from tests.support.cluster import Cluster
+from tests.support.eventually import eventually
 from tests.support.initiator import SpdkHost
 
 MiB = 1 << 20
@@ -26,26 +27,9 @@ OTHER = "nqn.2026-11.io.meshblock:host:other"
 
 async def head_psks(c: Cluster, v: pb.Volume) -> dict[str, dict]:
     """node name -> {host NQN: PSK key name} on every head target exporting the volume."""
-    out = {}
-    for st in v.replica_status:
-        agent = c.agent_by_id(st.node_id)
-        spdk = agent.spdk("spdk-head.sock")
-        try:
-            out[agent.name] = {h: name for (nqn, h), name in (await host_psks(spdk, v.nqn)).items()}
-        except Exception:   # noqa: BLE001 - no head target there (yet)
-            out[agent.name] = {}
-        finally:
-            await spdk.client.close()
-    return out
-
-
-async def until(pred, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = await pred()
-        if got or time.monotonic() > deadline:
-            return got
-        await asyncio.sleep(0.2)
+    async def read(spdk):
+        return {h: name for (nqn, h), name in (await host_psks(spdk, v.nqn)).items()}
+    return await c.on_head_targets(v, read, {})
 
 
 @pytest.fixture
@@ -73,8 +57,7 @@ async def test_tls_volume_hosts_get_their_psk(keyed, replicas):
     # the TLS port of the head's node (its head target), not the clear-text ports
     assert {p.trsvcid for p in info.paths if p.node_id == v.head_node_id} == {str(node.port + 2)}
     want = {HOST: tlspsk.key_name(info.tls_psk), OTHER: tlspsk.key_name(other.tls_psk)}
-    got = await until(lambda: _all(c, v, want))
-    assert got, await head_psks(c, v)
+    await eventually(lambda: _all(c, v, want), 30, "each host's PSK on the heads")
     # published again: the same PSK
     await c.volumes.PublishVolume(pb.PublishVolumeRequest(ref="v1", host_nqn=HOST))
     again = await c.volumes.GetConnectInfo(pb.GetConnectInfoRequest(ref="v1", host_nqn=HOST))
@@ -86,7 +69,7 @@ async def test_tls_volume_hosts_get_their_psk(keyed, replicas):
     body = info.tls_psk.split(":")[2].encode()
     assert not any(body in b for b in blobs)
     await c.volumes.UnpublishVolume(pb.UnpublishVolumeRequest(ref="v1", host_nqn=HOST))
-    assert await until(lambda: _all(c, v, {OTHER: want[OTHER]}))
+    await eventually(lambda: _all(c, v, {OTHER: want[OTHER]}), 30, "the unpublished host's PSK gone")
 
 
 async def _all(c: Cluster, v: pb.Volume, want: dict) -> bool:

@@ -135,6 +135,21 @@ class Cluster:
                 return a
         raise KeyError(node_id)
 
+    async def on_head_targets(self, v: pb.Volume, read, default=None) -> dict:
+        """node name -> ``await read(rpc)`` on the head target of every node holding a replica of
+        ``v`` (``default`` where that fails: no head target there, or nothing exported yet)."""
+        out = {}
+        for st in v.replica_status:
+            agent = self.agent_by_id(st.node_id)
+            spdk = agent.spdk("spdk-head.sock")
+            try:
+                out[agent.name] = await read(spdk)
+            except Exception:   # noqa: BLE001 - see above
+                out[agent.name] = default
+            finally:
+                await spdk.client.close()
+        return out
+
 
 def kill(pid: int) -> None:
     try:
