@@ -211,6 +211,14 @@ def summarize(res: dict) -> dict:
     total_unlimited = iops("both-unlimited", "noisy") + iops("both-unlimited", "quiet")
     out["quiet_with_limited_neighbour_vs_node_unlimited_total_minus_limit"] = round(
         iops("both-limited", "quiet") / max(total_unlimited - limit, 1.0), 3)
+    # with noisy held at its limit the node keeps serving as much as it serves one volume alone: the
+    # neighbour gets everything the limit leaves, nothing is lost to the limit itself
+    out["node_total_limited_vs_quiet_alone"] = round(
+        (iops("both-limited", "noisy") + iops("both-limited", "quiet")) / alone, 3)
+    ratios = [r[step]["noisy"]["iops"] / limit for r in res.get("rounds", [])
+              for step in ("noisy-limited", "both-limited") if step in r]
+    if ratios:
+        out["noisy_limited_vs_limit_range_over_rounds"] = [round(min(ratios), 3), round(max(ratios), 3)]
     out["limit_held_within_5_percent"] = all(
         1 - TOLERANCE <= x <= 1 + TOLERANCE for x in (out["noisy_limited_vs_limit"],
                                                      out["noisy_limited_with_neighbour_vs_limit"]))
@@ -242,7 +250,13 @@ def markdown(res: dict) -> str:
                   f"{s['quiet_with_unlimited_neighbour_iops']:.0f} "
                   f"({s['quiet_with_unlimited_neighbour_vs_alone']:.3f} of alone); beside the limited one "
                   f"{s['quiet_with_limited_neighbour_iops']:.0f} ({s['quiet_with_limited_neighbour_vs_alone']:.3f} "
-                  "of alone).", "",
+                  "of alone).",
+                  f"- the node's total with noisy limited: {s['node_total_limited_vs_quiet_alone']:.3f} of what it "
+                  "serves quiet alone (the neighbour gets what the limit leaves)."]
+        if "noisy_limited_vs_limit_range_over_rounds" in s:
+            lo, hi = s["noisy_limited_vs_limit_range_over_rounds"]
+            lines.append(f"- the limited volume over every round and step: {lo:.3f} to {hi:.3f} of the limit.")
+        lines += ["",
                   "Each figure is the median of the rounds; every round's figures are in the JSON file beside "
                   "this one, with the machine's load average before and after the run."]
     if "idle_cpu_percent_limited" in res:
