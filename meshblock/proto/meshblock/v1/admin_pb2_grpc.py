@@ -1866,6 +1866,129 @@ class AuditService:
             _registered_method=True)
 
 
+class EventServiceStub:
+    """What happened to the cluster (volume states, head moves, rebuilds, nodes up and down, drains),
+    kept in the state store. Callers other than admins see the events of their tenant's volumes.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.ListEvents = channel.unary_unary(
+                '/meshblock.v1.EventService/ListEvents',
+                request_serializer=meshblock_dot_v1_dot_admin__pb2.ListEventsRequest.SerializeToString,
+                response_deserializer=meshblock_dot_v1_dot_admin__pb2.ListEventsReply.FromString,
+                _registered_method=True)
+        self.WatchEvents = channel.unary_stream(
+                '/meshblock.v1.EventService/WatchEvents',
+                request_serializer=meshblock_dot_v1_dot_admin__pb2.ListEventsRequest.SerializeToString,
+                response_deserializer=meshblock_dot_v1_dot_admin__pb2.Event.FromString,
+                _registered_method=True)
+
+
+class EventServiceServicer:
+    """What happened to the cluster (volume states, head moves, rebuilds, nodes up and down, drains),
+    kept in the state store. Callers other than admins see the events of their tenant's volumes.
+    """
+
+    def ListEvents(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchEvents(self, request, context):
+        """The events after `since` (or after a page token), then each new one as it is recorded, until
+        the caller cancels.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_EventServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'ListEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEvents,
+                    request_deserializer=meshblock_dot_v1_dot_admin__pb2.ListEventsRequest.FromString,
+                    response_serializer=meshblock_dot_v1_dot_admin__pb2.ListEventsReply.SerializeToString,
+            ),
+            'WatchEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchEvents,
+                    request_deserializer=meshblock_dot_v1_dot_admin__pb2.ListEventsRequest.FromString,
+                    response_serializer=meshblock_dot_v1_dot_admin__pb2.Event.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'meshblock.v1.EventService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('meshblock.v1.EventService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class EventService:
+    """What happened to the cluster (volume states, head moves, rebuilds, nodes up and down, drains),
+    kept in the state store. Callers other than admins see the events of their tenant's volumes.
+    """
+
+    @staticmethod
+    def ListEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshblock.v1.EventService/ListEvents',
+            meshblock_dot_v1_dot_admin__pb2.ListEventsRequest.SerializeToString,
+            meshblock_dot_v1_dot_admin__pb2.ListEventsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/meshblock.v1.EventService/WatchEvents',
+            meshblock_dot_v1_dot_admin__pb2.ListEventsRequest.SerializeToString,
+            meshblock_dot_v1_dot_admin__pb2.Event.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
 class NodeRegistryStub:
     """Agents register with the controller and send heartbeats.
     """
