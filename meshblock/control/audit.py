@@ -43,6 +43,40 @@ def event_id(at: float) -> str:
     return f"{int(at * 1_000_000):017d}-{secrets.token_hex(4)}"
 
 
+def time_key(at: float) -> str:
+    """The start of the ids of the events recorded at ``at`` (a cursor that sorts before them)."""
+    return f"{int(at * 1_000_000):017d}"
+
+
+async def prune_kind(store: StateStore, kind: str, r: Retention, now: float | None = None) -> int:
+    """Delete the items of ``kind`` (ids that start with their time, as :func:`event_id` makes them)
+    older than the retention's age, and the oldest beyond its count."""
+    removed = 0
+
+    async def delete(ids: list[str]) -> int:
+        await store.commit([Delete(kind, i) for i in ids])
+        return len(ids)
+
+    if r.max_age:
+        cutoff = time_key((now or time.time()) - r.max_age)
+        while True:
+            old = [i.id for i in await store.list(kind, limit=DELETE_BATCH) if i.id < cutoff]
+            if not old:
+                break
+            removed += await delete(old)
+            if len(old) < DELETE_BATCH:
+                break
+    if r.max_events:
+        excess = await store.count(kind) - r.max_events
+        while excess > 0:
+            batch = [i.id for i in await store.list(kind, limit=min(excess, DELETE_BATCH))]
+            if not batch:
+                break
+            excess -= await delete(batch)
+            removed += len(batch)
+    return removed
+
+
 class AuditLog:
     def __init__(self, store: StateStore, retention: Retention | None = None):
         self.store = store
@@ -61,7 +95,7 @@ class AuditLog:
                    tenant: str = "") -> tuple[list[AuditEvent], str]:
         """Events in the order recorded, from ``since`` (or after the id ``after``), of one tenant or
         all; and the id to continue after ("" when there are no more)."""
-        cursor = after or (f"{int(since * 1_000_000):017d}" if since else None)
+        cursor = after or (time_key(since) if since else None)
         out: list[AuditEvent] = []
         batch = max(limit, 200)
         while True:
@@ -83,32 +117,10 @@ class AuditLog:
 
     async def prune(self, now: float | None = None) -> int:
         """Delete the events older than the retention's age and the oldest beyond its count."""
-        r = self.retention
-        removed = 0
-        if r.max_age:
-            cutoff = f"{int(((now or time.time()) - r.max_age) * 1_000_000):017d}"
-            while True:
-                old = [i.id for i in await self.store.list(AuditEvent.KIND, limit=DELETE_BATCH) if i.id < cutoff]
-                if not old:
-                    break
-                removed += await self._delete(old)
-                if len(old) < DELETE_BATCH:
-                    break
-        if r.max_events:
-            excess = await self.store.count(AuditEvent.KIND) - r.max_events
-            while excess > 0:
-                batch = [i.id for i in await self.store.list(AuditEvent.KIND, limit=min(excess, DELETE_BATCH))]
-                if not batch:
-                    break
-                excess -= await self._delete(batch)
-                removed += len(batch)
+        removed = await prune_kind(self.store, AuditEvent.KIND, self.retention, now)
         if removed:
             log.info("audit log pruned: %d events removed", removed)
         return removed
-
-    async def _delete(self, ids: list[str]) -> int:
-        await self.store.commit([Delete(AuditEvent.KIND, i) for i in ids])
-        return len(ids)
 
     async def run_pruner(self) -> None:
         """Prune every ``prune_every`` seconds (run by the leader)."""
