@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "mbt_"
 PROTECTED = ("meshblock.v1.VolumeService", "meshblock.v1.NodeService", "meshblock.v1.ClusterService",
-             "meshblock.v1.HostService", "meshblock.v1.TenantService", "meshblock.v1.AuditService")
+             "meshblock.v1.HostService", "meshblock.v1.TenantService", "meshblock.v1.AuditService",
+             "meshblock.v1.EventService")
 # calls that change nothing but hand out secrets (DH-HMAC-CHAP): not for viewers
 SECRET_READS = {"GetConnectInfo"}
 # mutating calls only admins make (the others are made by admins and tenant admins)
@@ -84,7 +85,7 @@ def cert_id(subject: str) -> str:
 
 
 def mutating(method: str) -> bool:
-    return not method.startswith(("Get", "List"))
+    return not method.startswith(("Get", "List", "Watch"))
 
 
 def required_role(method: str) -> str:
@@ -225,7 +226,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     async def intercept_service(self, continuation, details):
         handler = await continuation(details)
         service, _, method = details.method.lstrip("/").partition("/")
-        if handler is None or service not in PROTECTED or handler.unary_unary is None:
+        if handler is None or service not in PROTECTED:
+            return handler
+        if handler.unary_stream is not None:
+            return self._streaming(handler, method)
+        if handler.unary_unary is None:
             return handler
         inner = handler.unary_unary
         full = f"{service.rsplit('.', 1)[-1]}.{method}"
@@ -262,6 +267,34 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
         return grpc.unary_unary_rpc_method_handler(behavior, request_deserializer=handler.request_deserializer,
                                                    response_serializer=handler.response_serializer)
+
+    def _streaming(self, handler, method: str):
+        """A server-streaming call (reads only: WatchEvents): authenticated and authorised as the
+        unary calls are, not audited."""
+        inner = handler.unary_stream
+
+        async def behavior(request, context):
+            try:
+                caller = self.auth.authenticate(context)
+                if _RANK.get(caller.role, -1) < _RANK[required_role(method)]:
+                    raise AuthError(grpc.StatusCode.PERMISSION_DENIED,
+                                    f"{caller.identity!r} ({caller.role} of tenant {caller.tenant}) may not "
+                                    f"call {method}")
+            except AuthError as e:
+                await context.abort(e.code, e.details)
+                return
+            token = _CALLER.set(caller)
+            try:
+                async for reply in inner(request, context):
+                    yield reply
+            finally:
+                try:
+                    _CALLER.reset(token)
+                except ValueError:   # resumed in another context: nothing of this call's is left in it
+                    pass
+
+        return grpc.unary_stream_rpc_method_handler(behavior, request_deserializer=handler.request_deserializer,
+                                                    response_serializer=handler.response_serializer)
 
     async def _record(self, caller: Caller, method: str, request: Any, code: grpc.StatusCode, message: str) -> None:
         if self.record is None or not self.active():

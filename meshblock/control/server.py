@@ -27,6 +27,8 @@ from ..model.tenancy import Identity, Tenant
 from .agents import AgentClients
 from .audit import AUDIT_SERVICE, AuditLog, AuditServicer, Retention
 from .auth import Authenticator, AuthInterceptor
+from .events import EventLog, EventRecorder, default_retention
+from .events_service import EVENT_SERVICE, EventServicer
 from .hosts import HOST_SERVICE, HostServicer
 from .liveness import Liveness
 from .reconciler import HEAD_RECHECK, Reconciler
@@ -39,7 +41,7 @@ from .volumes import VolumeManager
 
 log = logging.getLogger(__name__)
 SERVICES = [VOLUME_SERVICE, NODE_SERVICE, CLUSTER_SERVICE, REGISTRY_SERVICE, HOST_SERVICE, TENANT_SERVICE,
-            AUDIT_SERVICE]
+            AUDIT_SERVICE, EVENT_SERVICE]
 
 
 @dataclass
@@ -63,6 +65,7 @@ class ControllerConfig:
     secrets_key_file: str = ""     # seals secrets kept in the store (else $MESHBLOCK_SECRETS_KEY)
     head_sweep_interval: float = HEAD_RECHECK   # seconds between two sweeps of the nodes' heads
     audit: Retention = dataclasses.field(default_factory=Retention)
+    events: Retention = dataclasses.field(default_factory=default_retention)   # of the event log
 
     def head_lease_ms(self) -> int:
         """The lease agents are given: one heartbeat, at most one second, shorter than the node timeout
@@ -101,6 +104,8 @@ async def run_controller(cfg: ControllerConfig, stop: asyncio.Event | None = Non
     tenancy.start()
     repo = Repo(store, view)
     audit = AuditLog(store, cfg.audit)
+    events = EventLog(store, cfg.events)
+    recorder = EventRecorder(events)
     # the controller dials agents' TCP APIs with its own certificate as client identity
     agents = AgentClients(client_tls(cfg.tls_client_ca, cfg.tls_cert, cfg.tls_key) if cfg.tls_cert else None,
                           tls_name=cfg.agent_tls_name)
@@ -108,7 +113,7 @@ async def run_controller(cfg: ControllerConfig, stop: asyncio.Event | None = Non
     liveness = Liveness(repo, timeout=cfg.node_timeout)
     reconciler = Reconciler(repo, agents, liveness, view=view, orphan_grace=cfg.orphan_grace,
                             standby_heads=cfg.standby_heads, replace_after=cfg.replace_after, secrets=secrets,
-                            head_recheck=cfg.head_sweep_interval)
+                            head_recheck=cfg.head_sweep_interval, events=recorder)
     liveness.on_change = reconciler.node_changed
 
     def agent_started(node) -> None:
@@ -130,6 +135,7 @@ async def run_controller(cfg: ControllerConfig, stop: asyncio.Event | None = Non
         pb_grpc.add_TenantServiceServicer_to_server(TenantServicer(Repo(store, tenancy), tenancy, quotas, gate),
                                                     server)
         pb_grpc.add_AuditServiceServicer_to_server(AuditServicer(audit, gate), server)
+        pb_grpc.add_EventServiceServicer_to_server(EventServicer(events, gate, repo, recorder), server)
 
     tls = server_tls(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca) if cfg.tls_cert else None
     interceptor = AuthInterceptor(Authenticator(tenancy), audit.record, active=lambda: gate.active)
@@ -158,7 +164,8 @@ async def run_controller(cfg: ControllerConfig, stop: asyncio.Event | None = Non
         set_serving(health, SERVICES, True)
 
         tasks = [asyncio.create_task(reconciler.run()), asyncio.create_task(liveness.run()),
-                 asyncio.create_task(audit.run_pruner())]
+                 asyncio.create_task(audit.run_pruner()), asyncio.create_task(recorder.run()),
+                 asyncio.create_task(events.run_pruner())]
         lost = asyncio.create_task(leadership.lost.wait())
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait({lost, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -173,6 +180,10 @@ async def run_controller(cfg: ControllerConfig, stop: asyncio.Event | None = Non
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
+        if tasks and not leadership.lost.is_set():
+            # a leader that stops writes the events it still holds (bounded: the store may be gone)
+            with contextlib.suppress(asyncio.TimeoutError, Exception):
+                await asyncio.wait_for(recorder.flush(), 2.0)
         await server.stop(grace=1.0)
         with contextlib.suppress(Exception):
             await leadership.resign()
