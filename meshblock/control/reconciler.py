@@ -40,6 +40,7 @@ from ..secretbox import SecretBox
 from ..util import all_of
 from .adopt import Adopted, confirm_single, qos_matches
 from .agents import AgentClients
+from .events import EventRecorder
 from .groups import GroupSnapshotter
 from .host_auth import applied_key, check_opens, link_keys, link_secret
 from .liveness import Liveness
@@ -86,6 +87,7 @@ class Reconciler(ReplicatedVolumes, Sweeps):
     standby_heads: bool = True        # replicated NVMe/TCP volumes are exported by every replica node
     secrets: SecretBox | None = None  # opens the DH-HMAC-CHAP secrets of volumes' hosts
     head_recheck: float = HEAD_RECHECK   # seconds between two head sweeps
+    events: EventRecorder | None = None  # records transitions (volume states, head moves, rebuilds, nodes)
     _standby_ok: dict[tuple[str, str], str] = field(default_factory=dict)  # (volume, node) -> agent instance
     queue: WorkQueue = field(default_factory=WorkQueue)
     adopted: Adopted = field(default_factory=Adopted)   # what agents listed when they registered
@@ -155,6 +157,7 @@ class Reconciler(ReplicatedVolumes, Sweeps):
         elif kind in (Snapshot.KIND, GroupSnapshot.KIND):
             self.queue.add(CLUSTER)
         elif kind == Node.KIND:
+            self._node_changed(id, old, new)
             a = {k: v for k, v in (old.data if old else {}).items() if k not in _NODE_NOISE}
             b = {k: v for k, v in (new.data if new else {}).items() if k not in _NODE_NOISE}
             if a != b:
@@ -339,6 +342,7 @@ class Reconciler(ReplicatedVolumes, Sweeps):
             crash_point("delete.replica-deleted")
         await self.repo.commit(delete=[r])
         self._replica_ok.pop(r.id, None)
+        self._maybe_drained(node)
         log.info("replica deleted replica_id=%s node_id=%s volume_id=%s", r.id, r.node_id, r.volume_id)
         return True
 
@@ -402,12 +406,15 @@ class Reconciler(ReplicatedVolumes, Sweeps):
         msg = "" if head_ok else ("no replica reachable" if not in_sync else
                                   "head not exported" + (f": {reason}" if reason else ""))
         if new != v.state or (new != VolumeState.CREATING and v.stage) or msg != v.message:
-            if new != v.state:
-                log.info("volume %s volume_id=%s %s -> %s", v.name, v.id, v.state.value, new.value)
+            old = v.state
+            if new != old:
+                log.info("volume %s volume_id=%s %s -> %s", v.name, v.id, old.value, new.value)
             v.move_to(new)
             v.stage = "" if new != VolumeState.CREATING else v.stage
             v.message = msg
             await self.repo.commit(put=[v])
+            if new != old:
+                self._volume_state_changed(v, old, new, msg)
         if head_ok:
             self.synced[v.id] = v.generation
 
@@ -494,8 +501,10 @@ class Reconciler(ReplicatedVolumes, Sweeps):
         if qos_matches(v, st):    # else SPDK kept other limits: visited again (see _revisit)
             self._head_ok[v.id] = key
         if (v.head_node_id, v.export_address, v.export_port) != (node.id, st.address, st.port):
+            old_head = v.head_node_id
             v.head_node_id, v.export_address, v.export_port = node.id, st.address, st.port
             await self.repo.commit(put=[v])
+            self._head_moved(v, old_head, node, self.view.nodes() if self.view else {node.id: node}, self._up)
         return True
 
     async def _delete_volume(self, v: Volume, reps: list[Replica], nodes: dict[str, Node]) -> None:
@@ -532,6 +541,8 @@ class Reconciler(ReplicatedVolumes, Sweeps):
         # (deleting) records and are removed when those nodes return
         await self.repo.commit(delete=[v])
         self.synced.pop(v.id, None)
+        if self.events is not None:
+            self.events.forget(v.id)
         log.info("volume deleted name=%s volume_id=%s", v.name, v.id)
         if v.source_snapshot_id:
             src = await self.repo.get(Snapshot, v.source_snapshot_id)

@@ -25,6 +25,7 @@ from ..util import all_of
 from ..secretbox import SecretBox
 from .adopt import Adopted, confirm_replicated, qos_matches
 from .host_auth import applied_key, head_keys, link_fingerprint, link_keys, link_secret
+from .transitions import Transitions
 
 if TYPE_CHECKING:
     from .agents import AgentClients
@@ -56,7 +57,7 @@ def head_spec(v: Volume, legs: list, secrets: SecretBox | None = None, **kw) -> 
 
 
 
-class ReplicatedVolumes:
+class ReplicatedVolumes(Transitions):
     """Mixed into the Reconciler (which holds the state these methods use)."""
 
     repo: Repo
@@ -124,6 +125,7 @@ class ReplicatedVolumes:
                         resync.append(r)
                 in_sync = {seed}
                 v.in_sync = [seed]
+            old_head = v.head_node_id
             v.head_node_id = head_node.id
             # where hosts find it until the new head reports: its standby export, if it had one
             addr, _, port = v.standby_paths.pop(head_node.id, "").rpartition(":")
@@ -131,6 +133,9 @@ class ReplicatedVolumes:
             v.stage = "moving-head" if failover else "exporting"
             await self.repo.commit(put=[*resync, v])    # the replicas to resync and the move, at once
             self._head_ok.pop(v.id, None)
+            self._head_moved(v, old_head, head_node, nodes, self._up)
+            for r in resync:
+                self._rebuild(v, r, "started", nodes, "resync after failover")
         assert head_node is not None
         # a whole, settled volume whose nodes have not restarted needs no agent calls on a visit; the
         # head sweep (Reconciler.sweep_heads) forgets it when a head reports a leg out of sync, and it
@@ -190,6 +195,7 @@ class ReplicatedVolumes:
             await self.repo.commit(put=[v])
         await self._converge_standbys(v, standbys, dict(zip((n.id for n in ready), standby_states)), nodes)
         by_id = {r.id: r for r in active}
+        before = {r.id: r.state for r in active}
         now_t = time.monotonic()
         changed: dict[str, Replica] = {}     # written together, in one commit
         for leg in st.legs:
@@ -226,6 +232,7 @@ class ReplicatedVolumes:
             v.in_sync = reported
         if changed or new_set:
             await self.repo.commit(put=[*changed.values(), *([v] if new_set else [])])
+            self._replica_states_changed(v, before, list(changed.values()), nodes)
         await self._rebalance(v, active, nodes, head_node.id)
         online = sum(1 for r in active if r.state == ReplicaState.ONLINE)
         await self._settle(v, st.raid_state == "online", online, active)
@@ -353,6 +360,8 @@ class ReplicatedVolumes:
                 await self.repo.commit(create=[new])
                 crash_point("rebalance.placed")
                 log.info("volume %s: new replica %s on node %s", v.name, new.id, nodes[node_id].name)
+                self._rebuild(v, new, "started", nodes, "replaces a lost replica" if plan.lost else
+                              "drain" if draining & {r.node_id for r in active} else "new replica")
                 changed = True
         # removals wait until the replicas that stay are in sync
         for r in plan.leaving:
