@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import click
 
@@ -194,6 +194,17 @@ class AdminClient:
         self.cluster = _Stub(admin_pb2_grpc.ClusterServiceStub(self._channel), self.endpoint, timeout, hint, md)
         self.tenants = _Stub(admin_pb2_grpc.TenantServiceStub(self._channel), self.endpoint, timeout, hint, md)
         self.audit = _Stub(admin_pb2_grpc.AuditServiceStub(self._channel), self.endpoint, timeout, hint, md)
+        self.events = _Stub(admin_pb2_grpc.EventServiceStub(self._channel), self.endpoint, timeout, hint, md)
+        self.hint = hint
+        self.metadata = md
+        self._event_stream = admin_pb2_grpc.EventServiceStub(self._channel).WatchEvents
+
+    def watch_events(self, request: Any) -> Iterator[Any]:
+        """WatchEvents with no deadline (it runs until the caller stops); failures as ClickException."""
+        try:
+            yield from self._event_stream(request, metadata=self.metadata)
+        except _grpc().RpcError as e:
+            raise error_for(e, self.endpoint, self.hint) from None
 
     def close(self) -> None:
         self._channel.close()

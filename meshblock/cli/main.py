@@ -22,7 +22,7 @@ class _LazyGroup(click.Group):
 
     LAZY = {"volume": "admin", "node": "admin", "cluster": "admin", "gateway": "gateway", "csi": "csi",
             "spdk": "provision", "csi-sanity": "provision", "tenant": "tenants", "identity": "tenants",
-            "audit": "tenants"}
+            "audit": "tenants", "events": "events"}
     ATTR = {"csi": "csi_command", "csi-sanity": "csi_sanity"}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -162,12 +162,17 @@ def agent(config_file, name, data_dir, pool_device, pool_size, nvmf_address, nvm
 @click.option("--audit-max-events", type=click.IntRange(0), default=100_000, show_default=True,
               help="Events the audit log keeps at most, the oldest pruned first (0: no limit by count).")
 @click.option("--audit-prune-interval", type=click.FloatRange(0.1), default=60.0, show_default=True,
-              help="Seconds between two prunings of the audit log (by the leader).")
+              help="Seconds between two prunings of the audit log and of the event log (by the leader).")
+@click.option("--events-max-age", type=click.FloatRange(0), default=30.0, show_default=True,
+              help="Days the event log (`meshblock events`) keeps an event (0: no limit by age).")
+@click.option("--events-max-events", type=click.IntRange(0), default=100_000, show_default=True,
+              help="Events the event log keeps at most, the oldest pruned first (0: no limit by count).")
 @click.option("--log-level", default="INFO", show_default=True)
 def controller(store_url, listen, identity, node_timeout, heartbeat_interval, overcommit, orphan_grace, replace_after, tls_cert, tls_key,
                tls_client_ca,
                agent_tls_name, standby_heads, head_lease,
-               metrics_port, head_sweep_interval, secrets_key_file, audit_max_age, audit_max_events, audit_prune_interval, log_level) -> None:
+               metrics_port, head_sweep_interval, secrets_key_file, audit_max_age, audit_max_events, audit_prune_interval, events_max_age, events_max_events,
+               log_level) -> None:
     """Run a controller (one is active; others wait as standbys)."""
     from ..control.audit import Retention
     from ..control.server import ControllerConfig, LeadershipLost, run_controller
@@ -188,7 +193,9 @@ def controller(store_url, listen, identity, node_timeout, heartbeat_interval, ov
                            standby_heads=standby_heads, head_lease=head_lease, secrets_key_file=secrets_key_file,
                            head_sweep_interval=head_sweep_interval,
                            audit=Retention(max_age=audit_max_age * 86400, max_events=audit_max_events,
-                                           prune_every=audit_prune_interval))
+                                           prune_every=audit_prune_interval),
+                           events=Retention(max_age=events_max_age * 86400, max_events=events_max_events,
+                                            prune_every=audit_prune_interval))
     if cfg.store_url.startswith("sqlite:///"):
         Path(cfg.store_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     explicit = click.get_current_context().get_parameter_source("heartbeat_interval") != \
