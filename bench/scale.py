@@ -56,6 +56,7 @@ import time
 import traceback
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -460,6 +461,7 @@ class Bench:
                          for _, reps, members in vols]
                 replies = await self.sim.call("invoke", timeout=600, volumes=calls)
                 heads = []
+                unsealed = SimpleNamespace(secrets=None)   # the seeded cluster keeps no secrets: no link keys
                 for (v, reps, members), got in zip(vols, replies):
                     legs = []
                     for k, (r, n) in enumerate(zip(reps, members)):
@@ -470,7 +472,8 @@ class Bench:
                                                 port=e.port, slot=0))
                     v.in_sync = sorted(r.id for r in reps)
                     spec = head_spec(v, legs, in_sync_replica_ids=v.in_sync, replica_count=raid_slots(v, reps))
-                    heads.append([(n.id, "EnsureHead", b64(ReplicatedVolumes._with_cntlids(spec, n, standby=k > 0)))
+                    heads.append([(n.id, "EnsureHead",
+                                   b64(ReplicatedVolumes._with_cntlids(unsealed, spec, n, standby=k > 0)))
                                   for k, n in enumerate(members)])
                 replies = await self.sim.call("invoke", timeout=600, volumes=heads)
                 batch: list = []
