@@ -88,9 +88,11 @@ class ReplicatedVolumes(Transitions):
         log.info("volume %s: in sync now %s (was %s)", v.name, sorted(after), sorted(recorded_in_sync(v, active)))
         v.in_sync = sorted(after)
         gone = [r for r in active if r.node_id not in up and r.state not in (ReplicaState.OFFLINE, ReplicaState.CREATING)]
+        before = {r.id: r.state for r in gone}
         for r in gone:   # as _converge_replica would mark them, in the same commit
             r.went_offline()
         await self.repo.commit(put=[v, *gone])
+        self._replica_states_changed(v, before, gone, nodes)
 
     async def _converge_replicated(self, v: Volume, active: list[Replica], nodes: dict[str, Node]) -> None:
         """raid1 head over all replicas; the replica exports admit only the head (the fence)."""
