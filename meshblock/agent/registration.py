@@ -122,6 +122,50 @@ async def register_forever(agent: NodeAgent, endpoints: list[str], stop: asyncio
         looker.cancel()
 
 
+HEARTBEAT_TIMEOUT = 5     # seconds an answer to a heartbeat may take before the agent tries again
+
+
+class _Beats:
+    """Heartbeats to one controller on one stream (Heartbeats), or one call each (Heartbeat) where
+    the controller does not serve the stream. A heartbeat not answered within HEARTBEAT_TIMEOUT
+    raises asyncio.TimeoutError, as a call's deadline would."""
+
+    def __init__(self, stub: pb_grpc.NodeRegistryStub):
+        self.stub = stub
+        self.stream = stub.Heartbeats()
+
+    async def send(self, request: pb.HeartbeatRequest) -> bool:
+        if self.stream is not None:
+            try:
+                reply = await asyncio.wait_for(self._exchange(request), HEARTBEAT_TIMEOUT)
+                return reply.known
+            except grpc.aio.AioRpcError as e:
+                if e.code() != grpc.StatusCode.UNIMPLEMENTED:
+                    raise
+                log.info("controller without heartbeat streams: one call per heartbeat")
+                self.close()
+        return (await self.stub.Heartbeat(request, timeout=HEARTBEAT_TIMEOUT)).known
+
+    async def _exchange(self, request: pb.HeartbeatRequest) -> pb.HeartbeatReply:
+        assert self.stream is not None
+        try:
+            await self.stream.write(request)
+            reply = await self.stream.read()
+        except asyncio.InvalidStateError:    # what writing to a stream that has ended raises
+            reply = grpc.aio.EOF
+        if reply is grpc.aio.EOF:            # the stream ended: its status says why
+            code = await self.stream.code()
+            raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE if code == grpc.StatusCode.OK else code,
+                                       grpc.aio.Metadata(), grpc.aio.Metadata(),
+                                       await self.stream.details() or "the controller ended the heartbeat stream")
+        return reply
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.cancel()
+            self.stream = None
+
+
 async def _register_loop(agent: NodeAgent, endpoints: list[str], stop: asyncio.Event, lease: Lease,
                          digests: Digests | None = None) -> None:
     digests = digests or Digests()
@@ -141,29 +185,38 @@ async def _register_loop(agent: NodeAgent, endpoints: list[str], stop: asyncio.E
                 reply = await stub.Register(pb.RegisterRequest(
                     node_id=agent.node_id, name=cfg.name, endpoint=cfg.advertise, host_nqn=cfg.host_nqn,
                     nvmf_address=cfg.nvmf_address, nvmf_port=cfg.nvmf_port, labels=cfg.labels, total_bytes=total,
-                    free_bytes=free, instance_id=instance, pool_block_size=agent.pool.lvol_block_size), timeout=10)
+                    free_bytes=free, instance_id=instance, pool_block_size=agent.pool.lvol_block_size,
+                    heads_digest=digests.heads, replicas_digest=digests.replicas), timeout=10)
                 lease.renew(instance, sent, reply.head_lease_ms)
                 interval = max(reply.heartbeat_interval_ms, 100) / 1000
                 log.info("registered with controller %s (head lease %d ms)", endpoint, reply.head_lease_ms)
-                while not stop.is_set():
-                    total, free, healthy = await _capacity(agent)
-                    healthy = healthy and (await agent.health())["healthy"]
-                    instance, sent = lease.instance, time.monotonic()
-                    hb = await stub.Heartbeat(pb.HeartbeatRequest(node_id=agent.node_id, total_bytes=total,
-                                                                  free_bytes=free, healthy=healthy,
-                                                                  instance_id=instance, heads_digest=digests.heads,
-                                                                  replicas_digest=digests.replicas), timeout=5)
-                    if hb.known:
-                        lease.renew(instance, sent, reply.head_lease_ms)
-                    else:
-                        log.info("controller %s does not know this agent instance; registering again", endpoint)
-                        break
-                    try:
-                        await asyncio.wait_for(stop.wait(), interval)
-                    except asyncio.TimeoutError:
-                        pass
-        except grpc.aio.AioRpcError as e:
-            log.debug("controller %s: %s: %s", endpoint, e.code().name, e.details())
+                beats = _Beats(stub)
+                try:
+                    while not stop.is_set():
+                        total, free, healthy = await _capacity(agent)
+                        healthy = healthy and (await agent.health())["healthy"]
+                        instance, sent = lease.instance, time.monotonic()
+                        known = await beats.send(pb.HeartbeatRequest(
+                            node_id=agent.node_id, total_bytes=total, free_bytes=free, healthy=healthy,
+                            instance_id=instance, heads_digest=digests.heads, replicas_digest=digests.replicas))
+                        if known:
+                            lease.renew(instance, sent, reply.head_lease_ms)
+                        else:
+                            log.info("controller %s does not know this agent instance; registering again", endpoint)
+                            break
+                        try:
+                            await asyncio.wait_for(stop.wait(), interval)
+                        except asyncio.TimeoutError:
+                            pass
+                finally:
+                    beats.close()
+        except Exception as e:  # noqa: BLE001 - whatever went wrong, the agent calls in again
+            if isinstance(e, grpc.aio.AioRpcError):
+                log.debug("controller %s: %s: %s", endpoint, e.code().name, e.details())
+            elif isinstance(e, asyncio.TimeoutError):
+                log.debug("controller %s: no answer to a heartbeat within %d s", endpoint, HEARTBEAT_TIMEOUT)
+            else:
+                log.warning("controller %s: %s: %r; calling in again", endpoint, type(e).__name__, e)
             try:
                 await asyncio.wait_for(stop.wait(), 0.5)
             except asyncio.TimeoutError:

@@ -45,8 +45,9 @@ class Liveness:
         used = {n.slot for n in await self.repo.list(Node)}
         return next(i for i in range(len(used) + 1) if i not in used)
 
-    async def register(self, node: Node, instance_id: str) -> Node:
-        """Create or update a node's record from its agent's registration."""
+    async def register(self, node: Node, instance_id: str, digests: tuple[str, str] = ("", "")) -> Node:
+        """Create or update a node's record from its agent's registration (``digests``: of its heads
+        and replicas, as heartbeats carry them)."""
         view = self.repo.view
         if view is not None and not view.ready.is_set():
             # a controller that has just started reads the store into its view first: registrations
@@ -59,20 +60,21 @@ class Liveness:
             # agents are all back within a heartbeat.
             cur = view.get(Node, node.id)
             if cur is not None and cur.slot >= 0 and not _differs(cur, node):
-                return self._registered(cur, node, instance_id)
+                return self._registered(cur, node, instance_id, digests)
         async with self._registering:
-            return await self._register(node, instance_id)
+            return await self._register(node, instance_id, digests)
 
-    def _registered(self, cur: Node, node: Node, instance_id: str) -> Node:
+    def _registered(self, cur: Node, node: Node, instance_id: str, digests: tuple[str, str]) -> Node:
         prev = self.seen.get(node.id)
-        self.seen[node.id] = Seen(time.monotonic(), instance_id, node.total_bytes, node.free_bytes)
+        self.seen[node.id] = Seen(time.monotonic(), instance_id, node.total_bytes, node.free_bytes,
+                                  heads_digest=digests[0], replicas_digest=digests[1])
         if prev is None or prev.instance_id != instance_id:
             log.info("node registered node_id=%s name=%s instance=%s", node.id, node.name, instance_id)
             self.on_new_instance(cur)
             self.on_change(cur.id)
         return cur
 
-    async def _register(self, node: Node, instance_id: str) -> Node:
+    async def _register(self, node: Node, instance_id: str, digests: tuple[str, str]) -> Node:
         for _ in range(10):
             cur = await self.repo.get(Node, node.id)
             if cur is None:
@@ -103,7 +105,7 @@ class Liveness:
                         await self.repo.commit(put=[cur])
                     except Conflict:
                         continue
-            return self._registered(cur, node, instance_id)
+            return self._registered(cur, node, instance_id, digests)
         raise Conflict(Node.KIND, node.id, None, None, "node record kept changing while registering")
 
     def heartbeat(self, node_id: str, instance_id: str, total: int, free: int, healthy: bool,

@@ -7,8 +7,8 @@ import dataclasses
 from typing import Callable
 
 
-from ..errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
-from ..grpcutil import rpc_method
+from ..errors import FailedPrecondition, InvalidArgument, MeshblockError, NotFound, Unavailable
+from ..grpcutil import rpc_method, status_of
 from ..model import GroupSnapshot, Node, NodeState, Replica, Snapshot, Volume, VolumeState
 from ..proto.meshblock.v1 import admin_pb2 as pb
 from ..proto.meshblock.v1 import admin_pb2_grpc as pb_grpc
@@ -516,12 +516,26 @@ class RegistryServicer(pb_grpc.NodeRegistryServicer):
                     host_nqn=validate.host_nqn("host_nqn", request.host_nqn), nvmf_address=request.nvmf_address,
                     nvmf_port=request.nvmf_port, labels=dict(request.labels), total_bytes=request.total_bytes,
                     free_bytes=request.free_bytes, pool_block_size=request.pool_block_size)
-        await self.liveness.register(node, request.instance_id)
+        await self.liveness.register(node, request.instance_id, (request.heads_digest, request.replicas_digest))
         return pb.RegisterReply(heartbeat_interval_ms=self.heartbeat_ms, head_lease_ms=self.head_lease_ms)
 
     @rpc_method(REGISTRY_SERVICE)
     async def Heartbeat(self, request: pb.HeartbeatRequest, context) -> pb.HeartbeatReply:
         self.gate.check(settled=False)
+        return self._beat(request)
+
+    async def Heartbeats(self, requests, context):
+        """Heartbeat on one stream per agent. A controller that stops leading ends the stream with
+        UNAVAILABLE at the next heartbeat, as Heartbeat answers it."""
+        try:
+            async for request in requests:
+                self.gate.check(settled=False)
+                yield self._beat(request)
+        except MeshblockError as e:
+            code, detail = status_of(e)
+            await context.abort(code, detail)
+
+    def _beat(self, request: pb.HeartbeatRequest) -> pb.HeartbeatReply:
         return pb.HeartbeatReply(known=self.liveness.heartbeat(request.node_id, request.instance_id,
                                                                request.total_bytes, request.free_bytes,
                                                                request.healthy, request.heads_digest,

@@ -672,7 +672,7 @@ class ClusterStatus(_message.Message):
     def __init__(self, nodes_up: _Optional[int] = ..., nodes_down: _Optional[int] = ..., total_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., provisioned_bytes: _Optional[int] = ..., overcommit_ratio: _Optional[float] = ..., volumes_by_state: _Optional[_Mapping[str, int]] = ..., leader: _Optional[str] = ...) -> None: ...
 
 class RegisterRequest(_message.Message):
-    __slots__ = ("node_id", "name", "endpoint", "host_nqn", "nvmf_address", "nvmf_port", "labels", "total_bytes", "free_bytes", "instance_id", "pool_block_size")
+    __slots__ = ("node_id", "name", "endpoint", "host_nqn", "nvmf_address", "nvmf_port", "labels", "total_bytes", "free_bytes", "instance_id", "pool_block_size", "heads_digest", "replicas_digest")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -691,6 +691,8 @@ class RegisterRequest(_message.Message):
     FREE_BYTES_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     POOL_BLOCK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    HEADS_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_DIGEST_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     name: str
     endpoint: str
@@ -702,7 +704,9 @@ class RegisterRequest(_message.Message):
     free_bytes: int
     instance_id: str
     pool_block_size: int
-    def __init__(self, node_id: _Optional[str] = ..., name: _Optional[str] = ..., endpoint: _Optional[str] = ..., host_nqn: _Optional[str] = ..., nvmf_address: _Optional[str] = ..., nvmf_port: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., total_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., instance_id: _Optional[str] = ..., pool_block_size: _Optional[int] = ...) -> None: ...
+    heads_digest: str
+    replicas_digest: str
+    def __init__(self, node_id: _Optional[str] = ..., name: _Optional[str] = ..., endpoint: _Optional[str] = ..., host_nqn: _Optional[str] = ..., nvmf_address: _Optional[str] = ..., nvmf_port: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., total_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., instance_id: _Optional[str] = ..., pool_block_size: _Optional[int] = ..., heads_digest: _Optional[str] = ..., replicas_digest: _Optional[str] = ...) -> None: ...
 
 class RegisterReply(_message.Message):
     __slots__ = ("heartbeat_interval_ms", "head_lease_ms")

@@ -2009,6 +2009,11 @@ class NodeRegistryStub:
                 request_serializer=meshblock_dot_v1_dot_admin__pb2.HeartbeatRequest.SerializeToString,
                 response_deserializer=meshblock_dot_v1_dot_admin__pb2.HeartbeatReply.FromString,
                 _registered_method=True)
+        self.Heartbeats = channel.stream_stream(
+                '/meshblock.v1.NodeRegistry/Heartbeats',
+                request_serializer=meshblock_dot_v1_dot_admin__pb2.HeartbeatRequest.SerializeToString,
+                response_deserializer=meshblock_dot_v1_dot_admin__pb2.HeartbeatReply.FromString,
+                _registered_method=True)
 
 
 class NodeRegistryServicer:
@@ -2027,6 +2032,15 @@ class NodeRegistryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Heartbeats(self, request_iterator, context):
+        """The same heartbeats on one stream per agent, one reply per request in order: a message on an
+        open stream costs the controller a fraction of a call, which counts when a thousand agents
+        call in every few seconds. Agents fall back to Heartbeat where this is not implemented.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeRegistryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -2037,6 +2051,11 @@ def add_NodeRegistryServicer_to_server(servicer, server):
             ),
             'Heartbeat': grpc.unary_unary_rpc_method_handler(
                     servicer.Heartbeat,
+                    request_deserializer=meshblock_dot_v1_dot_admin__pb2.HeartbeatRequest.FromString,
+                    response_serializer=meshblock_dot_v1_dot_admin__pb2.HeartbeatReply.SerializeToString,
+            ),
+            'Heartbeats': grpc.stream_stream_rpc_method_handler(
+                    servicer.Heartbeats,
                     request_deserializer=meshblock_dot_v1_dot_admin__pb2.HeartbeatRequest.FromString,
                     response_serializer=meshblock_dot_v1_dot_admin__pb2.HeartbeatReply.SerializeToString,
             ),
@@ -2094,6 +2113,33 @@ class NodeRegistry:
             request,
             target,
             '/meshblock.v1.NodeRegistry/Heartbeat',
+            meshblock_dot_v1_dot_admin__pb2.HeartbeatRequest.SerializeToString,
+            meshblock_dot_v1_dot_admin__pb2.HeartbeatReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Heartbeats(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/meshblock.v1.NodeRegistry/Heartbeats',
             meshblock_dot_v1_dot_admin__pb2.HeartbeatRequest.SerializeToString,
             meshblock_dot_v1_dot_admin__pb2.HeartbeatReply.FromString,
             options,
