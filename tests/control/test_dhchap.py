@@ -247,8 +247,10 @@ async def test_a_controller_without_the_key_leaves_such_volumes_alone(tmp_path_f
     """Restarted without its secrets key, a controller says why it cannot serve a volume whose host
     authenticates and changes nothing of it; with the key back, all is as before."""
     key = new_key_text()
+    # a head lease (the node timeout less a second) that outlasts the restarts on a loaded machine:
+    # heads whose lease ran out would stop by themselves, and this is about what the controller does
     c = Cluster(fake_backend(tmp_path_factory.mktemp("fakespdk-registry")), short_tmp / "c", nodes=2,
-                controller_env={ENV_VAR: key})
+                controller_env={ENV_VAR: key}, controller_args=("--node-timeout", "10"))
     try:
         await c.start()
         v = await c.volumes.CreateVolume(pb.CreateVolumeRequest(name="v1", size_bytes=16 * MiB, replicas=2))
