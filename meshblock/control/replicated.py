@@ -101,6 +101,9 @@ class ReplicatedVolumes(Transitions):
         fresh = v.state == VolumeState.CREATING
         in_sync = recorded_in_sync(v, active) | {r.id for r in active if fresh and r.state == ReplicaState.CREATING}
         head_node = nodes.get(v.head_node_id) if v.head_node_id else None
+        # no node has ever been told it heads this volume: a head is told only after the record names
+        # it, and a name is cleared only when the volume is deleted
+        first_head = not v.head_node_id
         failover = False
         resync: list[Replica] = []
         if not self._up(head_node):
@@ -168,7 +171,12 @@ class ReplicatedVolumes(Transitions):
         # the replica exports admit the head and the standbys that have been told they are standbys
         # (a node that headed the volume before is demoted before its NQN is let in again)
         newcomers = [n for n in standbys if n not in confirmed]
-        if newcomers:
+        unannounced: list[Node] = []
+        if newcomers and first_head:
+            # nothing to demote: the standbys are told once, below, when the exports admit them
+            unannounced = newcomers
+            confirmed += newcomers
+        elif newcomers:
             # told before any export changes (where the replica exports are follows from the records)
             known = [apb.HeadLeg(replica_id=r.id, node_id=r.node_id, subsystem_nqn=nqn("replica", r.id),
                                  address=nodes[r.node_id].nvmf_address, port=nodes[r.node_id].nvmf_port,
@@ -185,10 +193,13 @@ class ReplicatedVolumes(Transitions):
         spec = head_spec(v, legs, self.secrets, in_sync_replica_ids=sorted(in_sync),
                          replica_count=raid_slots(v, active))
         # the head and the standbys (only those the replicas admit) are independent: all at once
-        ready = [n for n in standbys if self._standby_ok.get((v.id, n.id)) == self.liveness.instance(n.id)]
+        ready = [n for n in standbys if n in confirmed]
         st, *standby_states = await self._ensure_heads(
             v, [(head_node, self._with_cntlids(spec, head_node))]
             + [(n, self._with_cntlids(spec, n, standby=True)) for n in ready])
+        for n, told in zip(ready, standby_states):
+            if n in unannounced and told is not None:
+                self._standby_ok[(v.id, n.id)] = self.liveness.instance(n.id) or ""
         if st is None:
             await self._settle(v, False, 0, active)
             return
