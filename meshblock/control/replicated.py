@@ -203,10 +203,11 @@ class ReplicatedVolumes(Transitions):
         if st is None:
             await self._settle(v, False, 0, active)
             return
-        if (v.head_node_id, v.export_address, v.export_port) != (head_node.id, st.address, st.port):
-            v.head_node_id, v.export_address, v.export_port = head_node.id, st.address, st.port
-            await self.repo.commit(put=[v])
-        await self._converge_standbys(v, standbys, dict(zip((n.id for n in ready), standby_states)), nodes)
+        # where hosts find the head and its standbys: written with the replicas' states below (one
+        # commit; a crash before it leaves the record as it was, and the next visit applies it again)
+        moved = (v.head_node_id, v.export_address, v.export_port) != (head_node.id, st.address, st.port)
+        v.head_node_id, v.export_address, v.export_port = head_node.id, st.address, st.port
+        moved |= await self._converge_standbys(v, standbys, dict(zip((n.id for n in ready), standby_states)), nodes)
         by_id = {r.id: r for r in active}
         before = {r.id: r.state for r in active}
         now_t = time.monotonic()
@@ -243,8 +244,8 @@ class ReplicatedVolumes(Transitions):
         new_set = bool(reported) and reported != sorted(v.in_sync)
         if new_set:
             v.in_sync = reported
-        if changed or new_set:
-            await self.repo.commit(put=[*changed.values(), *([v] if new_set else [])])
+        if changed or new_set or moved:
+            await self.repo.commit(put=[*changed.values(), *([v] if new_set or moved else [])])
             self._replica_states_changed(v, before, list(changed.values()), nodes)
         await self._rebalance(v, active, nodes, head_node.id)
         online = sum(1 for r in active if r.state == ReplicaState.ONLINE)
@@ -309,9 +310,10 @@ class ReplicatedVolumes(Transitions):
         return await all_of(*(one(n, spec) for n, spec in specs))
 
     async def _converge_standbys(self, v: Volume, standbys: list[Node], states: dict,
-                                 nodes: dict[str, Node]) -> None:
-        """Record the standby heads (``states``: what each admitted standby's EnsureHead answered);
-        heads on nodes that are no longer standbys go."""
+                                 nodes: dict[str, Node]) -> bool:
+        """Set the standby heads' paths in ``v`` (``states``: what each admitted standby's EnsureHead
+        answered); heads on nodes that are no longer standbys go. Whether the paths changed (the
+        caller writes them)."""
         paths: dict[str, str] = {}
         for n in standbys:
             st = states.get(n.id)
@@ -325,9 +327,10 @@ class ReplicatedVolumes(Transitions):
                 self._standby_ok.pop((v.id, node_id), None)
             elif node is not None:
                 paths[node_id] = v.standby_paths[node_id]   # down: removed when it is back
-        if paths != v.standby_paths:
-            v.standby_paths = paths
-            await self.repo.commit(put=[v])
+        if paths == v.standby_paths:
+            return False
+        v.standby_paths = paths
+        return True
 
     async def _rebalance(self, v: Volume, active: list[Replica], nodes: dict[str, Node], head_id: str) -> None:
         """Apply ``plan_membership`` (meshblock/replication/layout.py): replace lost replicas, place
