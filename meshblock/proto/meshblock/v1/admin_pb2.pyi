@@ -475,6 +475,46 @@ class SetVolumeQosRequest(_message.Message):
     max_write_mbps: int
     def __init__(self, ref: _Optional[str] = ..., max_iops: _Optional[int] = ..., max_mbps: _Optional[int] = ..., max_read_mbps: _Optional[int] = ..., max_write_mbps: _Optional[int] = ...) -> None: ...
 
+class GetVolumeStatsRequest(_message.Message):
+    __slots__ = ("refs",)
+    REFS_FIELD_NUMBER: _ClassVar[int]
+    refs: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, refs: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class VolumeStats(_message.Message):
+    __slots__ = ("volume_id", "name", "node_id", "read_ops", "write_ops", "read_bytes", "write_bytes", "read_latency_seconds", "write_latency_seconds", "sampled_at", "tenant")
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    READ_OPS_FIELD_NUMBER: _ClassVar[int]
+    WRITE_OPS_FIELD_NUMBER: _ClassVar[int]
+    READ_BYTES_FIELD_NUMBER: _ClassVar[int]
+    WRITE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    READ_LATENCY_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    WRITE_LATENCY_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLED_AT_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    volume_id: str
+    name: str
+    node_id: str
+    read_ops: int
+    write_ops: int
+    read_bytes: int
+    write_bytes: int
+    read_latency_seconds: float
+    write_latency_seconds: float
+    sampled_at: float
+    tenant: str
+    def __init__(self, volume_id: _Optional[str] = ..., name: _Optional[str] = ..., node_id: _Optional[str] = ..., read_ops: _Optional[int] = ..., write_ops: _Optional[int] = ..., read_bytes: _Optional[int] = ..., write_bytes: _Optional[int] = ..., read_latency_seconds: _Optional[float] = ..., write_latency_seconds: _Optional[float] = ..., sampled_at: _Optional[float] = ..., tenant: _Optional[str] = ...) -> None: ...
+
+class GetVolumeStatsReply(_message.Message):
+    __slots__ = ("volumes", "unreachable")
+    VOLUMES_FIELD_NUMBER: _ClassVar[int]
+    UNREACHABLE_FIELD_NUMBER: _ClassVar[int]
+    volumes: _containers.RepeatedCompositeFieldContainer[VolumeStats]
+    unreachable: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, volumes: _Optional[_Iterable[_Union[VolumeStats, _Mapping]]] = ..., unreachable: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class DrainProgress(_message.Message):
     __slots__ = ("replicas_total", "replicas_moved", "done", "message")
     REPLICAS_TOTAL_FIELD_NUMBER: _ClassVar[int]

@@ -5,7 +5,7 @@ import warnings
 
 from meshblock.proto.meshblock.v1 import admin_pb2 as meshblock_dot_v1_dot_admin__pb2
 
-GRPC_GENERATED_VERSION = '1.85.4'
+GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -128,6 +128,11 @@ class VolumeServiceStub:
                 '/meshblock.v1.VolumeService/SetVolumeQos',
                 request_serializer=meshblock_dot_v1_dot_admin__pb2.SetVolumeQosRequest.SerializeToString,
                 response_deserializer=meshblock_dot_v1_dot_admin__pb2.Volume.FromString,
+                _registered_method=True)
+        self.GetVolumeStats = channel.unary_unary(
+                '/meshblock.v1.VolumeService/GetVolumeStats',
+                request_serializer=meshblock_dot_v1_dot_admin__pb2.GetVolumeStatsRequest.SerializeToString,
+                response_deserializer=meshblock_dot_v1_dot_admin__pb2.GetVolumeStatsReply.FromString,
                 _registered_method=True)
 
 
@@ -258,6 +263,15 @@ class VolumeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetVolumeStats(self, request, context):
+        """The I/O counters of the volumes the caller sees, as their heads' SPDK reports them now (one
+        call per head node). Counters are cumulative: rates come from two samples
+        (`meshblock volume top`). Volumes whose head did not answer are listed in `unreachable`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VolumeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -355,6 +369,11 @@ def add_VolumeServiceServicer_to_server(servicer, server):
                     servicer.SetVolumeQos,
                     request_deserializer=meshblock_dot_v1_dot_admin__pb2.SetVolumeQosRequest.FromString,
                     response_serializer=meshblock_dot_v1_dot_admin__pb2.Volume.SerializeToString,
+            ),
+            'GetVolumeStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetVolumeStats,
+                    request_deserializer=meshblock_dot_v1_dot_admin__pb2.GetVolumeStatsRequest.FromString,
+                    response_serializer=meshblock_dot_v1_dot_admin__pb2.GetVolumeStatsReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -870,6 +889,33 @@ class VolumeService:
             '/meshblock.v1.VolumeService/SetVolumeQos',
             meshblock_dot_v1_dot_admin__pb2.SetVolumeQosRequest.SerializeToString,
             meshblock_dot_v1_dot_admin__pb2.Volume.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetVolumeStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshblock.v1.VolumeService/GetVolumeStats',
+            meshblock_dot_v1_dot_admin__pb2.GetVolumeStatsRequest.SerializeToString,
+            meshblock_dot_v1_dot_admin__pb2.GetVolumeStatsReply.FromString,
             options,
             channel_credentials,
             insecure,

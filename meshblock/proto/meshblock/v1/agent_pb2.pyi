@@ -327,7 +327,7 @@ class HeadLeg(_message.Message):
     def __init__(self, replica_id: _Optional[str] = ..., node_id: _Optional[str] = ..., subsystem_nqn: _Optional[str] = ..., address: _Optional[str] = ..., port: _Optional[int] = ..., slot: _Optional[int] = ...) -> None: ...
 
 class HeadSpec(_message.Message):
-    __slots__ = ("volume_id", "nqn", "namespace_uuid", "legs", "allowed_host_nqns", "ana_state", "in_sync_replica_ids", "replica_count", "protocol", "iscsi", "standby", "cntlid_min", "cntlid_max", "raid_level", "strip_size_kb", "qos", "host_keys", "link_dhchap_key", "tls")
+    __slots__ = ("volume_id", "nqn", "namespace_uuid", "legs", "allowed_host_nqns", "ana_state", "in_sync_replica_ids", "replica_count", "protocol", "iscsi", "standby", "cntlid_min", "cntlid_max", "raid_level", "strip_size_kb", "qos", "host_keys", "link_dhchap_key", "tls", "volume_name")
     VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
     NQN_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_UUID_FIELD_NUMBER: _ClassVar[int]
@@ -347,6 +347,7 @@ class HeadSpec(_message.Message):
     HOST_KEYS_FIELD_NUMBER: _ClassVar[int]
     LINK_DHCHAP_KEY_FIELD_NUMBER: _ClassVar[int]
     TLS_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_NAME_FIELD_NUMBER: _ClassVar[int]
     volume_id: str
     nqn: str
     namespace_uuid: str
@@ -366,7 +367,8 @@ class HeadSpec(_message.Message):
     host_keys: _containers.RepeatedCompositeFieldContainer[HostKey]
     link_dhchap_key: str
     tls: bool
-    def __init__(self, volume_id: _Optional[str] = ..., nqn: _Optional[str] = ..., namespace_uuid: _Optional[str] = ..., legs: _Optional[_Iterable[_Union[HeadLeg, _Mapping]]] = ..., allowed_host_nqns: _Optional[_Iterable[str]] = ..., ana_state: _Optional[str] = ..., in_sync_replica_ids: _Optional[_Iterable[str]] = ..., replica_count: _Optional[int] = ..., protocol: _Optional[str] = ..., iscsi: _Optional[_Union[IscsiExport, _Mapping]] = ..., standby: _Optional[bool] = ..., cntlid_min: _Optional[int] = ..., cntlid_max: _Optional[int] = ..., raid_level: _Optional[str] = ..., strip_size_kb: _Optional[int] = ..., qos: _Optional[_Union[RateLimits, _Mapping]] = ..., host_keys: _Optional[_Iterable[_Union[HostKey, _Mapping]]] = ..., link_dhchap_key: _Optional[str] = ..., tls: _Optional[bool] = ...) -> None: ...
+    volume_name: str
+    def __init__(self, volume_id: _Optional[str] = ..., nqn: _Optional[str] = ..., namespace_uuid: _Optional[str] = ..., legs: _Optional[_Iterable[_Union[HeadLeg, _Mapping]]] = ..., allowed_host_nqns: _Optional[_Iterable[str]] = ..., ana_state: _Optional[str] = ..., in_sync_replica_ids: _Optional[_Iterable[str]] = ..., replica_count: _Optional[int] = ..., protocol: _Optional[str] = ..., iscsi: _Optional[_Union[IscsiExport, _Mapping]] = ..., standby: _Optional[bool] = ..., cntlid_min: _Optional[int] = ..., cntlid_max: _Optional[int] = ..., raid_level: _Optional[str] = ..., strip_size_kb: _Optional[int] = ..., qos: _Optional[_Union[RateLimits, _Mapping]] = ..., host_keys: _Optional[_Iterable[_Union[HostKey, _Mapping]]] = ..., link_dhchap_key: _Optional[str] = ..., tls: _Optional[bool] = ..., volume_name: _Optional[str] = ...) -> None: ...
 
 class HostKey(_message.Message):
     __slots__ = ("host_nqn", "dhchap_key", "dhchap_ctrl_key", "tls_psk")
@@ -501,3 +503,37 @@ class ListHeadsReply(_message.Message):
     HEADS_FIELD_NUMBER: _ClassVar[int]
     heads: _containers.RepeatedCompositeFieldContainer[HeadStatus]
     def __init__(self, heads: _Optional[_Iterable[_Union[HeadStatus, _Mapping]]] = ...) -> None: ...
+
+class GetVolumeIostatRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class VolumeIostat(_message.Message):
+    __slots__ = ("volume_id", "volume_name", "read_ops", "write_ops", "read_bytes", "write_bytes", "read_latency_seconds", "write_latency_seconds", "sampled_at", "target")
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_NAME_FIELD_NUMBER: _ClassVar[int]
+    READ_OPS_FIELD_NUMBER: _ClassVar[int]
+    WRITE_OPS_FIELD_NUMBER: _ClassVar[int]
+    READ_BYTES_FIELD_NUMBER: _ClassVar[int]
+    WRITE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    READ_LATENCY_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    WRITE_LATENCY_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLED_AT_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    volume_id: str
+    volume_name: str
+    read_ops: int
+    write_ops: int
+    read_bytes: int
+    write_bytes: int
+    read_latency_seconds: float
+    write_latency_seconds: float
+    sampled_at: float
+    target: str
+    def __init__(self, volume_id: _Optional[str] = ..., volume_name: _Optional[str] = ..., read_ops: _Optional[int] = ..., write_ops: _Optional[int] = ..., read_bytes: _Optional[int] = ..., write_bytes: _Optional[int] = ..., read_latency_seconds: _Optional[float] = ..., write_latency_seconds: _Optional[float] = ..., sampled_at: _Optional[float] = ..., target: _Optional[str] = ...) -> None: ...
+
+class GetVolumeIostatReply(_message.Message):
+    __slots__ = ("volumes",)
+    VOLUMES_FIELD_NUMBER: _ClassVar[int]
+    volumes: _containers.RepeatedCompositeFieldContainer[VolumeIostat]
+    def __init__(self, volumes: _Optional[_Iterable[_Union[VolumeIostat, _Mapping]]] = ...) -> None: ...

@@ -139,6 +139,11 @@ class AgentServiceStub:
                 request_serializer=meshblock_dot_v1_dot_agent__pb2.SetHeadAccessRequest.SerializeToString,
                 response_deserializer=meshblock_dot_v1_dot_agent__pb2.HeadStatus.FromString,
                 _registered_method=True)
+        self.GetVolumeIostat = channel.unary_unary(
+                '/meshblock.v1.AgentService/GetVolumeIostat',
+                request_serializer=meshblock_dot_v1_dot_agent__pb2.GetVolumeIostatRequest.SerializeToString,
+                response_deserializer=meshblock_dot_v1_dot_agent__pb2.GetVolumeIostatReply.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -281,6 +286,15 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetVolumeIostat(self, request, context):
+        """I/O counters of the volumes this node heads (standby heads are left out), from one
+        bdev_get_iostat per SPDK target: the exported bdev of each head (its raid; the lvol of a
+        single-replica head).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -388,6 +402,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.SetHeadAccess,
                     request_deserializer=meshblock_dot_v1_dot_agent__pb2.SetHeadAccessRequest.FromString,
                     response_serializer=meshblock_dot_v1_dot_agent__pb2.HeadStatus.SerializeToString,
+            ),
+            'GetVolumeIostat': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetVolumeIostat,
+                    request_deserializer=meshblock_dot_v1_dot_agent__pb2.GetVolumeIostatRequest.FromString,
+                    response_serializer=meshblock_dot_v1_dot_agent__pb2.GetVolumeIostatReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -957,6 +976,33 @@ class AgentService:
             '/meshblock.v1.AgentService/SetHeadAccess',
             meshblock_dot_v1_dot_agent__pb2.SetHeadAccessRequest.SerializeToString,
             meshblock_dot_v1_dot_agent__pb2.HeadStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetVolumeIostat(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshblock.v1.AgentService/GetVolumeIostat',
+            meshblock_dot_v1_dot_agent__pb2.GetVolumeIostatRequest.SerializeToString,
+            meshblock_dot_v1_dot_agent__pb2.GetVolumeIostatReply.FromString,
             options,
             channel_credentials,
             insecure,
