@@ -52,6 +52,7 @@ class Head:
     link_key: str = field(default="", repr=False)      # what this node proves to the replicas' exports
     tls: bool = False                  # exported over TLS only, on the node's TLS port
     host_psks: tuple[tuple[str, str], ...] = field(default=(), repr=False)   # TLS: each host's PSK
+    volume_name: str = ""              # for the per-volume metrics (the id where not given)
 
     @property
     def direct(self) -> bool:

@@ -26,6 +26,7 @@ from .attachments import Attacher, AttachSpec, AttachState, check_attachment_id
 from .config import AgentConfig
 from .exports import Exporter, ExportSpec, ExportState
 from .heads import Leg, LegState, RaidComposer, raid_name, set_rate_limits
+from .iostat import IostatSampler
 from .iscsi import IscsiExporter, iscsi_options
 from .keyring import Keyring
 from .model import Head, HeadView, ReplicaView, holdable_head
@@ -78,12 +79,14 @@ class NodeAgent:
         self.export_keys: dict[str, tuple[tuple[str, HostKeys], ...]] = {}   # replica id -> their link secrets
         self.attachments: dict[str, AttachSpec] = {}   # attachment id -> spec
         self.heads: dict[str, Head] = {}               # volume id -> head
+        self.head_bdevs: dict[str, str] = {}           # volume id -> the bdev its head exports
         self._holds: dict[str, asyncio.TimerHandle] = {}  # volume id -> end of a write hold
         self.head: TargetSupervisor | None = None
         self.head_rpc: SpdkRpc | None = None
         self.iscsi: IscsiExporter | None = None        # iSCSI exports of the head target
         self.locks = KeyedLock()
         self._head_lock = asyncio.Lock()
+        self.iostat = IostatSampler(self)
         self.target.on_ready(self._converge_data)
 
     @property
@@ -336,6 +339,7 @@ class NodeAgent:
                 raise FailedPrecondition(f"replica {leg.replica_id} is not on this node; give its export")
             lv = await self.replicas.require(REPLICA_PREFIX + leg.replica_id, "replica")
             qos = await set_rate_limits(self.rpc, lv.uuid, head.qos, lv.qos, head.volume_id)  # before hosts come
+            self.head_bdevs[head.volume_id] = lv.uuid   # SPDK names an lvol bdev by its UUID
             # one local replica: its lvol is exported as the volume, no raid in the data path
             await self.exporter.ensure(ExportSpec(nqn=head.nqn, bdev_name=lv.uuid,
                                                   namespace_uuid=head.namespace_uuid,
@@ -345,6 +349,7 @@ class NodeAgent:
             return HeadView(head, self.config.nvmf_address, self.config.nvmf_port, lv.size_bytes,
                             [LegState(leg.replica_id, "in_sync")], qos=qos)
         rpc = await self._head()
+        self.head_bdevs[head.volume_id] = raid_name(head.volume_id)
         composer = RaidComposer(rpc, self.config.host_nqn, head.link_key, self.head_keyring)
         view = await composer.ensure(head.volume_id, self._legs(head), set(head.in_sync),
                                      slots=max(head.replica_count, len(head.legs)), standby=head.standby,
@@ -485,6 +490,7 @@ class NodeAgent:
         self._require_running()
         async with self.locks("head:" + volume_id):
             head = self.heads.pop(volume_id, None)
+            self.head_bdevs.pop(volume_id, None)
             timer = self._holds.pop(volume_id, None)
             if timer is not None:
                 timer.cancel()

@@ -7,12 +7,13 @@ import logging
 import os
 import signal
 
-from prometheus_client import Gauge, start_http_server
+from prometheus_client import REGISTRY, Gauge, start_http_server
 
 from ..grpcutil import make_server, server_tls
 from ..proto.meshblock.v1 import agent_pb2_grpc
 from ..spdk import find_spdk
 from .config import AgentConfig
+from .iostat import VolumeIoCollector
 from .node import NodeAgent
 from .registration import register_forever
 from .service import SERVICE, AgentServicer
@@ -37,7 +38,10 @@ async def run_agent(config: AgentConfig, *, metrics_port: int = 0, stop: asyncio
     server, _health = await make_server(
         config.listen, lambda s: agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(agent), s),
         [SERVICE], tls=tls)
+    collector = None
     if metrics_port:
+        collector = VolumeIoCollector(agent.iostat, loop)
+        REGISTRY.register(collector)
         start_http_server(metrics_port, addr="127.0.0.1")
     log.info("agent ready node_id=%s name=%s listen=%s nvmf=%s:%d", agent.node_id, config.name, config.listen,
              config.nvmf_address, config.nvmf_port)
@@ -59,4 +63,6 @@ async def run_agent(config: AgentConfig, *, metrics_port: int = 0, stop: asyncio
             registration.cancel()
         await server.stop(grace=2.0)
         await agent.stop()
+        if collector is not None:
+            REGISTRY.unregister(collector)
         pid_file.unlink(missing_ok=True)

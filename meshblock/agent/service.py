@@ -14,6 +14,7 @@ from ..proto.meshblock.v1 import agent_pb2_grpc as pb_grpc
 from ..util import check_iqn, check_netmask, check_uuid
 from .attachments import AttachState
 from .exports import ExportState
+from .iostat import VolumeIo
 from .iscsi import IscsiTarget
 from .model import Head, HeadLeg, HeadView, ReplicaView
 from .node import NodeAgent
@@ -92,6 +93,13 @@ def iscsi_from_pb(spec: pb.HeadSpec) -> IscsiTarget | None:
                        or ("ANY",), chap_user=i.chap_user, chap_secret=i.chap_secret)
 
 
+def iostat_pb(v: VolumeIo) -> pb.VolumeIostat:
+    return pb.VolumeIostat(volume_id=v.volume_id, volume_name=v.volume_name, read_ops=v.read_ops,
+                           write_ops=v.write_ops, read_bytes=v.read_bytes, write_bytes=v.write_bytes,
+                           read_latency_seconds=v.read_latency_s, write_latency_seconds=v.write_latency_s,
+                           sampled_at=v.sampled_at, target=v.target)
+
+
 def head_from_pb(spec: pb.HeadSpec) -> Head:
     vid = check_uuid("volume_id", spec.volume_id)
     if not spec.legs:
@@ -135,7 +143,7 @@ def head_from_pb(spec: pb.HeadSpec) -> Head:
                 cntlid_range=cntlids, raid_level=level, strip_size_kb=spec.strip_size_kb, qos=qos_from_pb(spec.qos),
                 host_keys=host_keys_from_pb(spec.host_keys, spec.allowed_host_nqns, iscsi is not None),
                 link_key=_secret("link_dhchap_key", spec.link_dhchap_key) if spec.link_dhchap_key else "",
-                tls=spec.tls, host_psks=host_psks_from_pb(spec))
+                tls=spec.tls, host_psks=host_psks_from_pb(spec), volume_name=spec.volume_name)
 
 
 def host_psks_from_pb(spec: pb.HeadSpec) -> tuple[tuple[str, str], ...]:
@@ -306,6 +314,11 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
         if request.ana_state == "inaccessible" and not 0 < request.hold_ms <= MAX_HOLD_MS:
             raise InvalidArgument("hold_ms", f"a hold needs a limit between 1 and {MAX_HOLD_MS} ms")
         return head_pb(await self.agent.set_head_access(vid, request.ana_state, request.hold_ms / 1000))
+
+    @method
+    async def GetVolumeIostat(self, request: pb.GetVolumeIostatRequest,
+                              context: grpc.aio.ServicerContext) -> pb.GetVolumeIostatReply:
+        return pb.GetVolumeIostatReply(volumes=[iostat_pb(v) for v in await self.agent.iostat.sample()])
 
     @method
     async def ListHeads(self, request: pb.ListHeadsRequest, context: grpc.aio.ServicerContext) -> pb.ListHeadsReply:

@@ -44,6 +44,7 @@ def head_spec(v: Volume, legs: list, secrets: SecretBox | None = None, **kw) -> 
     """What a head node is told about a volume: its legs, how (and to whom) it is exported (with the
     secrets of hosts that authenticate) and the QoS limits it enforces."""
     kw["qos"] = apb.RateLimits(**v.qos.spdk())
+    kw["volume_name"] = v.name          # the agent's metrics label volumes by name
     if v.protocol == "iscsi":
         return apb.HeadSpec(volume_id=v.id, namespace_uuid=v.namespace_uuid, legs=legs, protocol="iscsi",
                             iscsi=apb.IscsiExport(target_iqn=v.target_iqn, initiators=sorted(v.hosts),

@@ -75,6 +75,7 @@ class Bdev:
     write_hints: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
     memory_domains: list[str] = field(default_factory=list)
     raid_sb: dict[str, Any] | None = None  # a raid superblock written on this bdev
+    iostat: dict[str, int] = field(default_factory=dict)  # bdev_get_iostat counters (fakespdk_bdev_io)
 
     @property
     def size(self) -> int:
@@ -468,8 +469,26 @@ def _iostat(b: Bdev) -> dict[str, Any]:
               "min_write_latency_ticks", "unmap_latency_ticks", "max_unmap_latency_ticks",
               "min_unmap_latency_ticks", "copy_latency_ticks", "max_copy_latency_ticks",
               "min_copy_latency_ticks"):
-        d[k] = 0
+        d[k] = b.iostat.get(k, 0)
     return d
+
+
+@rpc("fakespdk_bdev_io", hidden=True)
+def fakespdk_bdev_io(t: Target, params: Any) -> bool:
+    """Count I/O on a bdev as if it had completed there (the fake stores no data): ``ops`` reads
+    or writes of ``bytes`` in all, taking ``latency_ticks`` together (ticks are nanoseconds)."""
+    p = decode(params, {"name": F("string", True), "op": F(("enum", ["read", "write"]), True),
+                        "ops": F("uint64", True), "bytes": F("uint64", True), "latency_ticks": F("uint64")},
+               DECODE_FAILED)
+    b = t.bdev.get(p["name"])
+    if b is None:
+        raise errno_error(E.ENODEV)
+    op, st = p["op"], b.iostat
+    ops_key, bytes_key = ("num_read_ops", "bytes_read") if op == "read" else ("num_write_ops", "bytes_written")
+    st[ops_key] = st.get(ops_key, 0) + p["ops"]
+    st[bytes_key] = st.get(bytes_key, 0) + p["bytes"]
+    st[f"{op}_latency_ticks"] = st.get(f"{op}_latency_ticks", 0) + p.get("latency_ticks", 0)
+    return True
 
 
 @rpc("bdev_get_iostat")
