@@ -602,7 +602,7 @@ def report_deleted(inv: Invocation, kind: str, name: str, existed: bool) -> None
         click.echo(f"{kind} {name} did not exist; nothing to delete")
 
 
-from . import groups, publish, qos  # noqa: E402,F401  (their commands join the volume and snapshot groups)
+from . import groups, publish, qos, top  # noqa: E402,F401  (their commands join the volume and snapshot groups)
 from .nodes import cluster, node  # noqa: E402  (they use the helpers above)
 
 COMMANDS = (volume, node, cluster)

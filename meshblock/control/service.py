@@ -18,6 +18,7 @@ from ..model.tenancy import tenant_of
 from . import auth, host_auth, validate
 from .liveness import Liveness
 from .reconciler import INTERNAL_SNAPSHOT_PREFIX
+from .volume_stats import volume_stats
 from .volumes import CLUSTER_GRANULARITY, VolumeManager, VolumeSpec
 
 VOLUME_SERVICE = "meshblock.v1.VolumeService"
@@ -373,6 +374,11 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
         for name, problem in problems(QosLimits(**given)):
             raise InvalidArgument(name, problem)
         return await self._pb(await self.mgr.set_qos(ref, given))
+
+    @rpc_method(VOLUME_SERVICE)
+    async def GetVolumeStats(self, request: pb.GetVolumeStatsRequest, context) -> pb.GetVolumeStatsReply:
+        self.gate.check()
+        return await volume_stats(self.mgr, [validate.ref("refs", r) for r in request.refs])
 
     @rpc_method(VOLUME_SERVICE)
     async def CloneVolume(self, request: pb.CloneVolumeRequest, context) -> pb.Volume:

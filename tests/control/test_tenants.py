@@ -121,6 +121,15 @@ async def test_isolation_roles_and_authentication(one_node):
     snap = await acme.volumes.CreateSnapshot(pb.CreateSnapshotRequest(volume_ref="a1", name="a1-s"))
     assert snap.tenant == "acme"
 
+    # I/O statistics: a tenant's callers (viewers too) see its own volumes, an admin every one
+    async def stats(who, *refs: str) -> list[tuple[str, str]]:
+        got = await who.volumes.GetVolumeStats(pb.GetVolumeStatsRequest(refs=refs))
+        return [(x.name, x.tenant) for x in got.volumes]
+    assert await stats(globex) == [("g1", "globex")] and await stats(ro) == [("a1", "acme")]
+    assert await stats(admin) == [("a1", "acme"), ("g1", "globex")]
+    assert (await code_of(globex.volumes.GetVolumeStats(pb.GetVolumeStatsRequest(refs=["a1"]))))[0] == \
+        grpc.StatusCode.NOT_FOUND
+
     # another tenant's objects do not exist for globex, by name or id
     for call in (globex.volumes.GetVolume(pb.GetVolumeRequest(ref="a1")),
                  globex.volumes.GetVolume(pb.GetVolumeRequest(ref=a1.id)),
