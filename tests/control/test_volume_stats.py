@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
+import urllib.request
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from meshblock.proto.meshblock.v1 import admin_pb2 as pb
 from meshblock.proto.meshblock.v1 import agent_pb2 as apb
@@ -30,6 +33,17 @@ async def top_json(c: Cluster, *args: str) -> list[dict]:
     return json.loads(r.output)
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        return r.read().decode()
+
+
 async def fake_io(c: Cluster, v: pb.Volume, op: str, ops: int, nbytes: int, latency_ns: int) -> None:
     """I/O the fake SPDK counts on the volume's head bdev (its raid, or its lvol)."""
     agent = c.agent_by_id(v.head_node_id)
@@ -48,6 +62,10 @@ async def fake_io(c: Cluster, v: pb.Volume, op: str, ops: int, nbytes: int, late
 
 async def test_stats_and_top_on_fake_heads(tmp_path_factory, short_tmp):
     c = Cluster(fake_backend(tmp_path_factory.mktemp("fakespdk-registry")), short_tmp / "c", nodes=2)
+    ports = {}
+    for a in c.agents:
+        ports[a.name] = free_port()
+        a.argv += ["--metrics-port", str(ports[a.name])]
     try:
         await c.start()
         one = await c.volumes.CreateVolume(pb.CreateVolumeRequest(name="one", size_bytes=16 * MiB))
@@ -66,6 +84,23 @@ async def test_stats_and_top_on_fake_heads(tmp_path_factory, short_tmp):
             listed = (await a.stub.GetVolumeIostat(apb.GetVolumeIostatRequest())).volumes
             assert {(s.volume_name, node_id) for s in listed} <= {("one", one.head_node_id),
                                                                  ("two", two.head_node_id)}
+
+        # each agent's metrics endpoint shows the volumes it heads
+        scraped: dict = {}
+        for a in c.agents:
+            text = await asyncio.to_thread(scrape, ports[a.name])
+            for f in text_string_to_metric_families(text):
+                for x in f.samples:
+                    if x.name.startswith("meshblock_volume_"):
+                        scraped[(x.name, tuple(sorted(x.labels.items())), a.name)] = x.value
+        head_of = {v.head_node_id: a.name for a in c.agents for v in (one, two)
+                   if (a.data_dir / "node-id").read_text().strip() == v.head_node_id}
+        assert scraped[("meshblock_volume_read_ops_total", (("volume", "one"),), head_of[one.head_node_id])] == 10
+        assert scraped[("meshblock_volume_write_bytes_total", (("volume", "two"),),
+                        head_of[two.head_node_id])] == 4 * MiB
+        assert scraped[("meshblock_volume_latency_seconds_count", (("op", "write"), ("volume", "two")),
+                        head_of[two.head_node_id])] == 4
+        assert len({k[2] for k in scraped if k[1][-1] == ("volume", "two")}) == 1   # not the standby
 
         # one sample: "two" writes while `volume top` takes its two readings, "one" is idle
         async def writes() -> None:
