@@ -171,7 +171,10 @@ class EventRecorder:
             del self._last[key]
 
     def _trim(self) -> None:
-        while len(self._queue) + len(self._inflight) > self.capacity and self._queue:
+        # the newest ``capacity`` events not written yet are kept: a batch being written is older
+        # than everything queued, so while it is in flight the queue alone is bounded (memory:
+        # capacity plus a batch), and if its write fails it goes back in front and is trimmed first
+        while len(self._queue) > self.capacity:
             lost = self._queue.popleft()
             self.dropped += 1
             DROPPED.inc()
