@@ -15,6 +15,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Awaitable, Callable
 
 from ..errors import InvalidArgument
 from ..grpcutil import rpc_method
@@ -77,6 +78,19 @@ async def prune_kind(store: StateStore, kind: str, r: Retention, now: float | No
     return removed
 
 
+async def prune_every(prune: Callable[[], Awaitable[int]], every: float, what: str) -> None:
+    """Run ``prune`` every ``every`` seconds (the leader does), logging what it removed; a failure is
+    logged and the next turn tries again."""
+    while True:
+        try:
+            removed = await prune()
+            if removed:
+                log.info("%s pruned: %d events removed", what, removed)
+        except Exception:  # noqa: BLE001 - retried at the next turn
+            log.exception("pruning the %s failed", what)
+        await asyncio.sleep(every)
+
+
 class AuditLog:
     def __init__(self, store: StateStore, retention: Retention | None = None):
         self.store = store
@@ -117,19 +131,10 @@ class AuditLog:
 
     async def prune(self, now: float | None = None) -> int:
         """Delete the events older than the retention's age and the oldest beyond its count."""
-        removed = await prune_kind(self.store, AuditEvent.KIND, self.retention, now)
-        if removed:
-            log.info("audit log pruned: %d events removed", removed)
-        return removed
+        return await prune_kind(self.store, AuditEvent.KIND, self.retention, now)
 
     async def run_pruner(self) -> None:
-        """Prune every ``prune_every`` seconds (run by the leader)."""
-        while True:
-            try:
-                await self.prune()
-            except Exception:  # noqa: BLE001 - retried at the next turn
-                log.exception("pruning the audit log failed")
-            await asyncio.sleep(self.retention.prune_every)
+        await prune_every(self.prune, self.retention.prune_every, "audit log")
 
 
 def event_pb(e: AuditEvent) -> pb.AuditEvent:

@@ -213,6 +213,13 @@ def redact(text: str, hidden: list[str]) -> str:
     return text
 
 
+def allow(caller: Caller, method: str) -> None:
+    """AuthError (PERMISSION_DENIED) unless the caller's role may call ``method``."""
+    if _RANK.get(caller.role, -1) < _RANK[required_role(method)]:
+        raise AuthError(grpc.StatusCode.PERMISSION_DENIED,
+                        f"{caller.identity!r} ({caller.role} of tenant {caller.tenant}) may not call {method}")
+
+
 class AuthInterceptor(grpc.aio.ServerInterceptor):
     """Authenticates and authorises admin calls; records mutating ones with ``record``
     (``record(caller, method, request, code, message)``; None: no audit log)."""
@@ -240,10 +247,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             caller = Caller("", "", "", context.peer() or "")
             try:
                 caller = self.auth.authenticate(context)
-                if _RANK.get(caller.role, -1) < _RANK[required_role(method)]:
-                    raise AuthError(grpc.StatusCode.PERMISSION_DENIED,
-                                    f"{caller.identity!r} ({caller.role} of tenant {caller.tenant}) may not "
-                                    f"call {method}")
+                allow(caller, method)
                 token = _CALLER.set(caller)
                 try:
                     # the servicer's abort is held back until the call is in the audit log: an
@@ -276,10 +280,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         async def behavior(request, context):
             try:
                 caller = self.auth.authenticate(context)
-                if _RANK.get(caller.role, -1) < _RANK[required_role(method)]:
-                    raise AuthError(grpc.StatusCode.PERMISSION_DENIED,
-                                    f"{caller.identity!r} ({caller.role} of tenant {caller.tenant}) may not "
-                                    f"call {method}")
+                allow(caller, method)
             except AuthError as e:
                 await context.abort(e.code, e.details)
                 return

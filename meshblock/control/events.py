@@ -27,7 +27,7 @@ from prometheus_client import Counter, Gauge
 
 from ..model.events import ClusterEvent
 from ..store.base import Put, StateStore
-from .audit import DELETE_BATCH, Retention, prune_kind, time_key
+from .audit import DELETE_BATCH, Retention, prune_every, prune_kind, time_key
 
 log = logging.getLogger(__name__)
 
@@ -83,19 +83,10 @@ class EventLog:
                 return out, cursor, False
 
     async def prune(self, now: float | None = None) -> int:
-        removed = await prune_kind(self.store, ClusterEvent.KIND, self.retention, now)
-        if removed:
-            log.info("event log pruned: %d events removed", removed)
-        return removed
+        return await prune_kind(self.store, ClusterEvent.KIND, self.retention, now)
 
     async def run_pruner(self) -> None:
-        """Prune every ``prune_every`` seconds (run by the leader)."""
-        while True:
-            try:
-                await self.prune()
-            except Exception:  # noqa: BLE001 - retried at the next turn
-                log.exception("pruning the event log failed")
-            await asyncio.sleep(self.retention.prune_every)
+        await prune_every(self.prune, self.retention.prune_every, "event log")
 
 
 class EventRecorder:
