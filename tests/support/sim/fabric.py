@@ -42,6 +42,14 @@ class SimLvol:
     snapshot: bool = False
     base_snapshot: str | None = None   # the snapshot lvol this one is a clone of
     clones: list[str] = field(default_factory=list)
+    disk: SimDisk | None = field(default=None, repr=False, compare=False)   # the lvstore holding it
+
+    def __setattr__(self, name: str, value) -> None:
+        # the lvstore keeps its allocation as a running total: heartbeats read it every few seconds
+        # on every node, and summing a few hundred lvols each time cost a large simulation a core
+        if name == "allocated_bytes" and self.__dict__.get("disk") is not None:
+            self.disk._allocated += value - self.allocated_bytes
+        object.__setattr__(self, name, value)
 
 
 class SimDisk:
@@ -56,22 +64,27 @@ class SimDisk:
         self.uuid = str(uuid.uuid4())
         self.lvols: dict[str, SimLvol] = {}
         self._by_uuid: dict[str, SimLvol] = {}
+        self._allocated = 0
 
     def add(self, lv: SimLvol) -> SimLvol:
+        self.remove(lv.name)
         self.lvols[lv.name] = lv
         self._by_uuid[lv.uuid] = lv
+        self._allocated += lv.allocated_bytes
+        lv.disk = self
         return lv
 
     def remove(self, name: str) -> SimLvol | None:
         lv = self.lvols.pop(name, None)
         if lv is not None:
             self._by_uuid.pop(lv.uuid, None)
+            lv.disk = None
+            self._allocated -= lv.allocated_bytes
         return lv
 
     @property
     def allocated_bytes(self) -> int:
-        # list() copies at once: heartbeats read this from their own thread
-        return sum(lv.allocated_bytes for lv in list(self.lvols.values()))
+        return self._allocated
 
     @property
     def free_bytes(self) -> int:
@@ -127,7 +140,10 @@ class Raid:
         return [m for m in self.slots if m is not None]
 
     def member(self, replica_id: str) -> Member | None:
-        return next((m for m in self.members() if m.replica_id == replica_id), None)
+        for m in self.slots:
+            if m is not None and m.replica_id == replica_id:
+                return m
+        return None
 
     def settle(self, now: float) -> None:
         for m in self.members():
