@@ -114,3 +114,17 @@ async def all_of(*aws):
         if isinstance(r, BaseException):
             raise r
     return results
+
+
+def metrics_url(address: str, port: int, wildcard_host: str = "") -> str:
+    """The URL Prometheus scrapes a process serving metrics on ``address``:``port`` at ("" when it
+    serves none). A wildcard address (0.0.0.0, ::) is no place to scrape: ``wildcard_host`` (an
+    address or name the process is reached at) stands in for it where given."""
+    if not port:
+        return ""
+    host = address.strip().strip("[]")
+    if host in ("", "0.0.0.0", "::") and wildcard_host:
+        host = wildcard_host.strip("[]")
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/metrics"

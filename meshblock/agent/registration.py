@@ -108,15 +108,17 @@ async def watch_digests(agent, digests: Digests, stop: asyncio.Event, every: flo
             digests.heads = digests.replicas = ""
 
 
-async def register_forever(agent: NodeAgent, endpoints: list[str], stop: asyncio.Event) -> None:
+async def register_forever(agent: NodeAgent, endpoints: list[str], stop: asyncio.Event, *,
+                           metrics_url: str = "") -> None:
     """Register with whichever controller answers, then heartbeat; re-register when told to. While a
-    lease is in force, a watchdog stops the node's heads when it runs out."""
+    lease is in force, a watchdog stops the node's heads when it runs out. ``metrics_url``: where
+    this agent serves Prometheus metrics, for the controller to list ("": nowhere)."""
     lease = Lease()
     digests = Digests()
     watchdog = asyncio.create_task(watch_lease(agent, lease, stop))
     looker = asyncio.create_task(watch_digests(agent, digests, stop))
     try:
-        await _register_loop(agent, endpoints, stop, lease, digests)
+        await _register_loop(agent, endpoints, stop, lease, digests, metrics_url=metrics_url)
     finally:
         watchdog.cancel()
         looker.cancel()
@@ -167,7 +169,7 @@ class _Beats:
 
 
 async def _register_loop(agent: NodeAgent, endpoints: list[str], stop: asyncio.Event, lease: Lease,
-                         digests: Digests | None = None) -> None:
+                         digests: Digests | None = None, *, metrics_url: str = "") -> None:
     digests = digests or Digests()
     cfg = agent.config
     i = 0
@@ -186,7 +188,8 @@ async def _register_loop(agent: NodeAgent, endpoints: list[str], stop: asyncio.E
                     node_id=agent.node_id, name=cfg.name, endpoint=cfg.advertise, host_nqn=cfg.host_nqn,
                     nvmf_address=cfg.nvmf_address, nvmf_port=cfg.nvmf_port, labels=cfg.labels, total_bytes=total,
                     free_bytes=free, instance_id=instance, pool_block_size=agent.pool.lvol_block_size,
-                    heads_digest=digests.heads, replicas_digest=digests.replicas), timeout=10)
+                    heads_digest=digests.heads, replicas_digest=digests.replicas, metrics_url=metrics_url),
+                    timeout=10)
                 lease.renew(instance, sent, reply.head_lease_ms)
                 interval = max(reply.heartbeat_interval_ms, 100) / 1000
                 log.info("registered with controller %s (head lease %d ms)", endpoint, reply.head_lease_ms)

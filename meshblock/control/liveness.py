@@ -99,7 +99,7 @@ class Liveness:
                     cur.endpoint, cur.host_nqn, cur.nvmf_address = node.endpoint, node.host_nqn, node.nvmf_address
                     cur.nvmf_port, cur.labels, cur.name = node.nvmf_port, node.labels, node.name
                     cur.total_bytes, cur.free_bytes = node.total_bytes, node.free_bytes
-                    cur.pool_block_size = node.pool_block_size
+                    cur.pool_block_size, cur.metrics_url = node.pool_block_size, node.metrics_url
                     cur.state, cur.last_seen = NodeState.UP, now()
                     try:
                         await self.repo.commit(put=[cur])
@@ -190,6 +190,6 @@ class Liveness:
 def _differs(cur: Node, node: Node) -> bool:
     """Whether a registration reports something the node's record does not say (or the node is down)."""
     return (cur.endpoint, cur.host_nqn, cur.nvmf_address, cur.nvmf_port, cur.labels, cur.name, cur.state,
-            cur.total_bytes, cur.pool_block_size) != (node.endpoint, node.host_nqn, node.nvmf_address,
-                                                      node.nvmf_port, node.labels, node.name, NodeState.UP,
-                                                      node.total_bytes, node.pool_block_size)
+            cur.total_bytes, cur.pool_block_size, cur.metrics_url) != (
+                node.endpoint, node.host_nqn, node.nvmf_address, node.nvmf_port, node.labels, node.name,
+                NodeState.UP, node.total_bytes, node.pool_block_size, node.metrics_url)

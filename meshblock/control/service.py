@@ -521,7 +521,8 @@ class RegistryServicer(pb_grpc.NodeRegistryServicer):
                     endpoint=validate.ref("endpoint", request.endpoint),
                     host_nqn=validate.host_nqn("host_nqn", request.host_nqn), nvmf_address=request.nvmf_address,
                     nvmf_port=request.nvmf_port, labels=dict(request.labels), total_bytes=request.total_bytes,
-                    free_bytes=request.free_bytes, pool_block_size=request.pool_block_size)
+                    free_bytes=request.free_bytes, pool_block_size=request.pool_block_size,
+                    metrics_url=validate.metrics_url("metrics_url", request.metrics_url))
         await self.liveness.register(node, request.instance_id, (request.heads_digest, request.replicas_digest))
         return pb.RegisterReply(heartbeat_interval_ms=self.heartbeat_ms, head_lease_ms=self.head_lease_ms)
 

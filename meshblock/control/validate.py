@@ -18,6 +18,7 @@ PROTOCOLS = ("nvmf", "iscsi")
 _LABEL_VALUE_RE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$")
 
 
+_URL_RE = re.compile(r"^https?://[\x21-\x7e]+$")
 _HOST_ID_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$")
 
 
@@ -67,6 +68,13 @@ def host_nqn(field: str, value: str) -> str:
 def ref(field: str, value: str) -> str:
     if not value:
         raise InvalidArgument(field, "required")
+    return value
+
+
+def metrics_url(field: str, value: str) -> str:
+    """Optional: an http(s) URL of printable characters, short enough to list."""
+    if value and (len(value) > 512 or not _URL_RE.match(value)):
+        raise InvalidArgument(field, f"{value[:80]!r} is not an http:// or https:// URL")
     return value
 
 

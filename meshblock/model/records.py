@@ -113,6 +113,7 @@ class Node(Record):
     total_bytes: int = 0
     free_bytes: int = 0
     pool_block_size: int = 0         # bytes (0: not reported); raids need one block size in all members
+    metrics_url: str = ""            # where the agent serves Prometheus metrics ("": nowhere)
     last_seen: float = 0.0
     registered_at: float = 0.0
     # distinct per node: picks the NVMe controller ids the node's volume exports hand out, so a

@@ -83,3 +83,38 @@ async def test_nodes_registering_at_once_get_distinct_slots(tmp_path):
         assert len({n.cntlid_range for n in got}) == 6
     finally:
         await store.close()
+
+
+async def test_the_metrics_url_is_written_only_when_it_changes(tmp_path):
+    from meshblock.control.repo import Repo
+    from meshblock.store import open_store
+
+    store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+    await store.open()
+    try:
+        repo = Repo(store)
+        live = Liveness(repo)
+        node = dict(id="2f1c9d6e-0b5a-4c1e-9d2a-1b3c4d5e6f70", name="n1", endpoint="127.0.0.1:7444",
+                    host_nqn="nqn.2026-11.io.meshblock:host:n1", metrics_url="http://127.0.0.1:9101/metrics")
+        await live.register(Node(**node), "instance-a")
+        first = await repo.get(Node, node["id"])
+        assert first.metrics_url == "http://127.0.0.1:9101/metrics"
+        await live.register(Node(**node), "instance-b")        # restarted, same URL: no write
+        assert (await repo.get(Node, node["id"])).revision == first.revision
+        await live.register(Node(**dict(node, metrics_url="http://127.0.0.1:9200/metrics")), "instance-c")
+        again = await repo.get(Node, node["id"])
+        assert again.metrics_url == "http://127.0.0.1:9200/metrics" and again.revision > first.revision
+    finally:
+        await store.close()
+
+
+def test_metrics_urls_name_an_address_prometheus_can_reach():
+    from meshblock.util import metrics_url
+
+    assert metrics_url("127.0.0.1", 9100) == "http://127.0.0.1:9100/metrics"
+    assert metrics_url("fd00::1", 9100) == "http://[fd00::1]:9100/metrics"
+    assert metrics_url("[fd00::1]", 9100) == "http://[fd00::1]:9100/metrics"
+    # a wildcard is where the process listens, not where it is reached
+    assert metrics_url("0.0.0.0", 9100, "10.0.0.5") == "http://10.0.0.5:9100/metrics"
+    assert metrics_url("::", 9100, "fd00::5") == "http://[fd00::5]:9100/metrics"
+    assert metrics_url("127.0.0.1", 0) == ""         # serves no metrics

@@ -84,7 +84,8 @@ async def _running(tmp_path, registry: Registry):
     stop, lease = asyncio.Event(), Lease()
     digests = Digests()
     digests.heads, digests.replicas = "h1", "r1"
-    task = asyncio.create_task(_register_loop(_Agent(), [endpoint], stop, lease, digests))
+    task = asyncio.create_task(_register_loop(_Agent(), [endpoint], stop, lease, digests,
+                                              metrics_url="http://127.0.0.1:9101/metrics"))
     try:
         yield lease
     finally:
@@ -93,7 +94,7 @@ async def _running(tmp_path, registry: Registry):
         await server.stop(None)
 
 
-async def test_heartbeats_share_one_stream_and_registration_carries_the_digests(tmp_path):
+async def test_heartbeats_share_one_stream_and_registration_carries_the_digests_and_metrics_url(tmp_path):
     registry = Registry()
     async with _running(tmp_path, registry) as lease:
         await eventually(_async(lambda: registry.stream_beats >= 5), 10, "five heartbeats")
@@ -101,6 +102,7 @@ async def test_heartbeats_share_one_stream_and_registration_carries_the_digests(
     assert registry.streams == 1 and registry.calls == 0
     assert len(registry.registers) == 1
     assert (registry.registers[0].heads_digest, registry.registers[0].replicas_digest) == ("h1", "r1")
+    assert registry.registers[0].metrics_url == "http://127.0.0.1:9101/metrics"
 
 
 async def test_a_controller_without_streams_gets_a_call_per_heartbeat(tmp_path):

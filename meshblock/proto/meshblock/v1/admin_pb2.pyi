@@ -685,7 +685,7 @@ class GetClusterStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ClusterStatus(_message.Message):
-    __slots__ = ("nodes_up", "nodes_down", "total_bytes", "free_bytes", "provisioned_bytes", "overcommit_ratio", "volumes_by_state", "leader")
+    __slots__ = ("nodes_up", "nodes_down", "total_bytes", "free_bytes", "provisioned_bytes", "overcommit_ratio", "volumes_by_state", "leader", "metrics_endpoints")
     class VolumesByStateEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -701,6 +701,7 @@ class ClusterStatus(_message.Message):
     OVERCOMMIT_RATIO_FIELD_NUMBER: _ClassVar[int]
     VOLUMES_BY_STATE_FIELD_NUMBER: _ClassVar[int]
     LEADER_FIELD_NUMBER: _ClassVar[int]
+    METRICS_ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
     nodes_up: int
     nodes_down: int
     total_bytes: int
@@ -709,10 +710,21 @@ class ClusterStatus(_message.Message):
     overcommit_ratio: float
     volumes_by_state: _containers.ScalarMap[str, int]
     leader: str
-    def __init__(self, nodes_up: _Optional[int] = ..., nodes_down: _Optional[int] = ..., total_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., provisioned_bytes: _Optional[int] = ..., overcommit_ratio: _Optional[float] = ..., volumes_by_state: _Optional[_Mapping[str, int]] = ..., leader: _Optional[str] = ...) -> None: ...
+    metrics_endpoints: _containers.RepeatedCompositeFieldContainer[MetricsEndpoint]
+    def __init__(self, nodes_up: _Optional[int] = ..., nodes_down: _Optional[int] = ..., total_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., provisioned_bytes: _Optional[int] = ..., overcommit_ratio: _Optional[float] = ..., volumes_by_state: _Optional[_Mapping[str, int]] = ..., leader: _Optional[str] = ..., metrics_endpoints: _Optional[_Iterable[_Union[MetricsEndpoint, _Mapping]]] = ...) -> None: ...
+
+class MetricsEndpoint(_message.Message):
+    __slots__ = ("component", "node", "url")
+    COMPONENT_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    component: str
+    node: str
+    url: str
+    def __init__(self, component: _Optional[str] = ..., node: _Optional[str] = ..., url: _Optional[str] = ...) -> None: ...
 
 class RegisterRequest(_message.Message):
-    __slots__ = ("node_id", "name", "endpoint", "host_nqn", "nvmf_address", "nvmf_port", "labels", "total_bytes", "free_bytes", "instance_id", "pool_block_size", "heads_digest", "replicas_digest")
+    __slots__ = ("node_id", "name", "endpoint", "host_nqn", "nvmf_address", "nvmf_port", "labels", "total_bytes", "free_bytes", "instance_id", "pool_block_size", "heads_digest", "replicas_digest", "metrics_url")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -733,6 +745,7 @@ class RegisterRequest(_message.Message):
     POOL_BLOCK_SIZE_FIELD_NUMBER: _ClassVar[int]
     HEADS_DIGEST_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    METRICS_URL_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     name: str
     endpoint: str
@@ -746,7 +759,8 @@ class RegisterRequest(_message.Message):
     pool_block_size: int
     heads_digest: str
     replicas_digest: str
-    def __init__(self, node_id: _Optional[str] = ..., name: _Optional[str] = ..., endpoint: _Optional[str] = ..., host_nqn: _Optional[str] = ..., nvmf_address: _Optional[str] = ..., nvmf_port: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., total_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., instance_id: _Optional[str] = ..., pool_block_size: _Optional[int] = ..., heads_digest: _Optional[str] = ..., replicas_digest: _Optional[str] = ...) -> None: ...
+    metrics_url: str
+    def __init__(self, node_id: _Optional[str] = ..., name: _Optional[str] = ..., endpoint: _Optional[str] = ..., host_nqn: _Optional[str] = ..., nvmf_address: _Optional[str] = ..., nvmf_port: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., total_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., instance_id: _Optional[str] = ..., pool_block_size: _Optional[int] = ..., heads_digest: _Optional[str] = ..., replicas_digest: _Optional[str] = ..., metrics_url: _Optional[str] = ...) -> None: ...
 
 class RegisterReply(_message.Message):
     __slots__ = ("heartbeat_interval_ms", "head_lease_ms")
