@@ -203,14 +203,24 @@ def cluster_view(s: pb.ClusterStatus) -> Group:
                      f"({out.size(used)} used{used_pct})"),
         ("Provisioned", f"{out.size(s.provisioned_bytes)} ({ratio}{limit})"),
         ("Volumes", f"{total_volumes}" + (f": {by_state}" if by_state else "")),
+        ("Metrics", metrics_text(s.metrics_endpoints)),
     ]
     return Group(out.properties(rows))
+
+
+def metrics_text(endpoints) -> str:
+    """One line per Prometheus endpoint: which process serves it, and its URL."""
+    if not endpoints:
+        return "- (no process serves metrics; start them with --metrics-port)"
+    width = max(len(e.component) + (len(e.node) + 1 if e.node else 0) for e in endpoints)
+    return "\n".join(out.esc(f"{(e.component + ' ' + e.node).strip():<{width}}  {e.url}") for e in endpoints)
 
 
 @cluster.command("status")
 @admin_options
 def cluster_status(inv: Invocation) -> None:
-    """Nodes up and down, capacity, provisioning and volumes by state."""
+    """Nodes up and down, capacity, provisioning, volumes by state and where Prometheus scrapes the
+    controller and each node's agent."""
     with inv.client() as c:
         s = c.cluster.GetClusterStatus(pb.GetClusterStatusRequest())
     if inv.json:

@@ -486,12 +486,14 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
 
 
 class ClusterServicer(pb_grpc.ClusterServiceServicer):
-    def __init__(self, mgr: VolumeManager, liveness: Liveness, gate: Gate, overcommit: float, identity: str):
+    def __init__(self, mgr: VolumeManager, liveness: Liveness, gate: Gate, overcommit: float, identity: str,
+                 metrics_url: str = ""):
         self.mgr = mgr
         self.liveness = liveness
         self.gate = gate
         self.overcommit = overcommit
         self.identity = identity
+        self.metrics_url = metrics_url     # this controller's own ("": it serves no metrics)
 
     @rpc_method(CLUSTER_SERVICE)
     async def GetClusterStatus(self, request, context) -> pb.ClusterStatus:
@@ -503,7 +505,16 @@ class ClusterServicer(pb_grpc.ClusterServiceServicer):
                                 total_bytes=sum(self.liveness.capacity(n)[0] for n in up),
                                 free_bytes=sum(self.liveness.capacity(n)[1] for n in up),
                                 provisioned_bytes=provisioned,
-                                overcommit_ratio=self.overcommit, volumes_by_state=by_state, leader=self.identity)
+                                overcommit_ratio=self.overcommit, volumes_by_state=by_state, leader=self.identity,
+                                metrics_endpoints=self._metrics_endpoints(nodes))
+
+    def _metrics_endpoints(self, nodes: list[Node]) -> list[pb.MetricsEndpoint]:
+        """This controller's metrics and every node's that reported where it serves them (nodes that
+        are down too: a scrape that fails is how Prometheus shows them)."""
+        out = [pb.MetricsEndpoint(component="controller", url=self.metrics_url)] if self.metrics_url else []
+        out += [pb.MetricsEndpoint(component="agent", node=n.name, url=n.metrics_url)
+                for n in sorted(nodes, key=lambda n: n.name) if n.metrics_url]
+        return out
 
 
 class RegistryServicer(pb_grpc.NodeRegistryServicer):

@@ -37,6 +37,7 @@ class FakeController:
         self.page_size = 2
         self.initial_state = "creating"
         self.calls: list[tuple[str, Any]] = []
+        self.metrics_endpoints: list[pb.MetricsEndpoint] = []
         self._seq = 0
 
     # -- helpers for tests ---------------------------------------------------------------------------------
@@ -321,7 +322,7 @@ class ClusterServicer(pb_grpc.ClusterServiceServicer):
             nodes_down=sum(1 for n in nodes if n.state != "up"),
             total_bytes=sum(n.total_bytes for n in nodes), free_bytes=sum(n.free_bytes for n in nodes),
             provisioned_bytes=sum(n.provisioned_bytes for n in nodes), overcommit_ratio=2.0,
-            volumes_by_state=dict(by_state), leader="controller-0")
+            volumes_by_state=dict(by_state), leader="controller-0", metrics_endpoints=self.fc.metrics_endpoints)
 
 
 class Server:

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from meshblock.proto.meshblock.v1 import admin_pb2 as pb
 from tests.cli.fake_controller import GiB
 
 
@@ -90,8 +91,19 @@ def test_cluster_status(mb, nodes):
     for expected in ("controller-0", "1 up, 1 down", "200 GiB total", "150 GiB free", "50 GiB used",
                      "160 GiB", "0.80x of capacity", "overcommit limit 2.00x", "available 2", "degraded 1"):
         assert expected in text, expected
+    assert "no process serves metrics" in text
+
+    nodes.metrics_endpoints = [
+        pb.MetricsEndpoint(component="controller", url="http://127.0.0.1:9100/metrics"),
+        pb.MetricsEndpoint(component="agent", node="node-1", url="http://[fd00::1]:9101/metrics")]
+    lines = mb("cluster", "status").stdout.splitlines()
+    assert any("controller" in ln and "http://127.0.0.1:9100/metrics" in ln for ln in lines), lines
+    assert any("agent node-1" in ln and "http://[fd00::1]:9101/metrics" in ln for ln in lines), lines
 
     d = json.loads(mb("cluster", "status", "-o", "json").stdout)
     assert d == {"nodes_up": 1, "nodes_down": 1, "total_bytes": 200 * GiB, "free_bytes": 150 * GiB,
                  "provisioned_bytes": 160 * GiB, "overcommit_ratio": 2.0,
-                 "volumes_by_state": {"available": 2, "degraded": 1}, "leader": "controller-0"}
+                 "volumes_by_state": {"available": 2, "degraded": 1}, "leader": "controller-0",
+                 "metrics_endpoints": [
+                     {"component": "controller", "node": "", "url": "http://127.0.0.1:9100/metrics"},
+                     {"component": "agent", "node": "node-1", "url": "http://[fd00::1]:9101/metrics"}]}
