@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -26,7 +27,7 @@ from ..proto.meshblock.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2
 from ..secretbox import write_key_file
 from ..spdk import find_spdk
 from ..spdk.supervisor import process_cmdline, pid_alive
-from ..util import atomic_write
+from ..util import atomic_write, metrics_url
 
 
 def meshblock_home(value: str | None = None) -> Path:
@@ -41,11 +42,30 @@ class NodeProcess:
     listen: str
     nvmf_address: str
     nvmf_port: int
+    metrics_url: str = ""        # where Prometheus scrapes the process
 
 
 class ClusterError(RuntimeError):
     pass
 
+
+
+METRICS_ADDRESS = "127.0.0.1"
+
+
+def free_metrics_ports(n: int) -> list[int]:
+    """``n`` distinct TCP ports free on the metrics address now (each socket stays bound until all
+    are chosen, so no port is picked twice)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            socks.append(s)
+            s.bind((METRICS_ADDRESS, 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def controller_endpoint(home: Path) -> str:
@@ -119,27 +139,33 @@ async def up(home: Path, nodes: int, pool_size: int, base_octet: int = 11, port:
     cdir = home / "controller"
     cdir.mkdir(exist_ok=True)
     write_key_file(cdir / "secrets.key")    # kept across `down` and `up`: it opens the store's secrets
+    # every process serves Prometheus metrics on a loopback port of its own: `meshblock cluster
+    # status` lists them, and so do cluster.json and `up -o json`
+    ports = free_metrics_ports(nodes + 1)
     with open(cdir / "controller.log", "ab") as out:
         p = subprocess.Popen([sys.executable, "-m", "meshblock", "controller",
                               "--store", f"sqlite:///{cdir / 'state.db'}", "--listen", controller_endpoint(home),
                               "--secrets-key-file", str(cdir / "secrets.key"),
                               "--identity", "local", "--node-timeout", str(node_timeout),
+                              "--metrics-port", str(ports[0]),
                               "--standby-heads" if standby_heads else "--no-standby-heads"],
                              stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                              cwd=str(cdir), env=dict(os.environ, MESHBLOCK_HOME=str(home)))
     procs.append(NodeProcess(name="controller", pid=p.pid, data_dir=str(cdir), listen=controller_endpoint(home),
-                             nvmf_address="", nvmf_port=0))
-    for cfg in node_configs(home, nodes, pool_size, base_octet, port):
+                             nvmf_address="", nvmf_port=0, metrics_url=metrics_url(METRICS_ADDRESS, ports[0])))
+    for cfg, metrics_port in zip(node_configs(home, nodes, pool_size, base_octet, port), ports[1:]):
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         cfg.ensure_node_id()
         cfg_file = cfg.data_dir / "agent.json"
         atomic_write(cfg_file, cfg.to_json())
         with open(cfg.data_dir / "agent.log", "ab") as out:
-            p = subprocess.Popen([sys.executable, "-m", "meshblock", "agent", "--config", str(cfg_file)],
+            p = subprocess.Popen([sys.executable, "-m", "meshblock", "agent", "--config", str(cfg_file),
+                                  "--metrics-port", str(metrics_port)],
                                  stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                  start_new_session=True, cwd=str(cfg.data_dir))
         procs.append(NodeProcess(name=cfg.name, pid=p.pid, data_dir=str(cfg.data_dir), listen=cfg.listen,
-                                 nvmf_address=cfg.nvmf_address, nvmf_port=cfg.nvmf_port))
+                                 nvmf_address=cfg.nvmf_address, nvmf_port=cfg.nvmf_port,
+                                 metrics_url=metrics_url(METRICS_ADDRESS, metrics_port)))
     atomic_write(home / "cluster.json", json.dumps({"nodes": [n.__dict__ for n in procs]}, indent=2))
     deadline = time.monotonic() + timeout
     pending = {n.name: n for n in procs}

@@ -249,10 +249,11 @@ def up(nodes, home, pool_size, port, node_timeout, standby_heads, output) -> Non
     from rich.table import Table
 
     t = Table(title=f"meshblock local cluster ({nodes} nodes, up in {took:.1f}s)")
-    for col in ("process", "NVMe/TCP", "API", "data"):
+    for col in ("process", "NVMe/TCP", "API", "metrics", "data"):
         t.add_column(col)
     for p in procs:
-        t.add_row(p.name, f"{p.nvmf_address}:{p.nvmf_port}" if p.nvmf_port else "-", p.listen, p.data_dir)
+        t.add_row(p.name, f"{p.nvmf_address}:{p.nvmf_port}" if p.nvmf_port else "-", p.listen,
+                  p.metrics_url or "-", p.data_dir)
     Console().print(t)
     click.echo(f"MESHBLOCK_HOME={h}  pool {format_size(pool_size)} per node; `meshblock down` stops everything.")
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -58,6 +59,13 @@ async def test_up_serves_replicas_and_down_leaves_nothing(backend, tmp_path):
         argv = open(f"/proc/{out['nodes'][0]['pid']}/cmdline", "rb").read().split(b"\0")
         assert argv[argv.index(b"--node-timeout") + 1] == b"2.0"
         assert len(pids) == 7 and all(pid_alive(x) for x in pids)  # controller, 3 agents, 3 targets
+        # every process serves Prometheus metrics on a loopback port of its own, recorded with it
+        urls = [n["metrics_url"] for n in out["nodes"]]
+        assert len(set(urls)) == 4 and all(u.startswith("http://127.0.0.1:") for u in urls), urls
+        assert [n["metrics_url"] for n in json.loads((home / "cluster.json").read_text())["nodes"]] == urls
+        for n, metric in zip(out["nodes"], ["meshblock_grpc_requests_total", *["meshblock_agent_target_up"] * 3]):
+            with urllib.request.urlopen(n["metrics_url"], timeout=5) as r:
+                assert metric in r.read().decode(), n["name"]
         # a second `up` refuses rather than starting a second cluster on the same files
         again = meshblock(["up", "--nodes", "3"], env)
         assert again.returncode == 1 and "already running" in again.stderr
