@@ -12,6 +12,7 @@ from prometheus_client import REGISTRY, Gauge, start_http_server
 from ..grpcutil import make_server, server_tls
 from ..proto.meshblock.v1 import agent_pb2_grpc
 from ..spdk import find_spdk
+from ..util import metrics_url
 from .config import AgentConfig
 from .iostat import VolumeIoCollector
 from .node import NodeAgent
@@ -48,7 +49,8 @@ async def run_agent(config: AgentConfig, *, metrics_port: int = 0, stop: asyncio
     registration = None
     if config.controller:
         registration = asyncio.create_task(
-            register_forever(agent, [e.strip() for e in config.controller.split(",") if e.strip()], stop))
+            register_forever(agent, [e.strip() for e in config.controller.split(",") if e.strip()], stop,
+                             metrics_url=metrics_url("127.0.0.1", metrics_port, config.nvmf_address)))
     try:
         while not stop.is_set():
             TARGET_UP.set(1 if agent.target.ready.is_set() else 0)

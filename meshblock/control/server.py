@@ -23,6 +23,7 @@ from ..grpcutil import client_tls, make_server, server_tls, set_serving
 from ..proto.meshblock.v1 import admin_pb2_grpc as pb_grpc
 from ..secretbox import SecretBox
 from ..store import open_leadership, open_store
+from ..util import metrics_url
 from ..model.tenancy import Identity, Tenant
 from .agents import AgentClients
 from .audit import AUDIT_SERVICE, AuditLog, AuditServicer, Retention
@@ -128,7 +129,8 @@ async def run_controller(cfg: ControllerConfig, stop: asyncio.Event | None = Non
         pb_grpc.add_VolumeServiceServicer_to_server(VolumeServicer(mgr, gate), server)
         pb_grpc.add_NodeServiceServicer_to_server(NodeServicer(mgr, liveness, gate), server)
         pb_grpc.add_ClusterServiceServicer_to_server(
-            ClusterServicer(mgr, liveness, gate, cfg.overcommit, identity), server)
+            ClusterServicer(mgr, liveness, gate, cfg.overcommit, identity,
+                            metrics_url("127.0.0.1", cfg.metrics_port, socket.gethostname())), server)
         pb_grpc.add_NodeRegistryServicer_to_server(RegistryServicer(liveness, gate, cfg.heartbeat_ms,
                                                                                   cfg.head_lease_ms()), server)
         pb_grpc.add_HostServiceServicer_to_server(HostServicer(repo, gate), server)

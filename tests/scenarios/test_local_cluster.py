@@ -59,10 +59,16 @@ async def test_up_serves_replicas_and_down_leaves_nothing(backend, tmp_path):
         argv = open(f"/proc/{out['nodes'][0]['pid']}/cmdline", "rb").read().split(b"\0")
         assert argv[argv.index(b"--node-timeout") + 1] == b"2.0"
         assert len(pids) == 7 and all(pid_alive(x) for x in pids)  # controller, 3 agents, 3 targets
-        # every process serves Prometheus metrics on a loopback port of its own, recorded with it
+        # every process serves Prometheus metrics on a loopback port of its own, recorded with it,
+        # and the cluster status lists them all
         urls = [n["metrics_url"] for n in out["nodes"]]
         assert len(set(urls)) == 4 and all(u.startswith("http://127.0.0.1:") for u in urls), urls
         assert [n["metrics_url"] for n in json.loads((home / "cluster.json").read_text())["nodes"]] == urls
+        st = meshblock(["cluster", "status", "-o", "json"], env)
+        assert st.returncode == 0, st.stderr
+        assert json.loads(st.stdout)["metrics_endpoints"] == [
+            {"component": "controller", "node": "", "url": urls[0]},
+            *({"component": "agent", "node": n["name"], "url": n["metrics_url"]} for n in out["nodes"][1:])]
         for n, metric in zip(out["nodes"], ["meshblock_grpc_requests_total", *["meshblock_agent_target_up"] * 3]):
             with urllib.request.urlopen(n["metrics_url"], timeout=5) as r:
                 assert metric in r.read().decode(), n["name"]
