@@ -25,7 +25,8 @@ TARGET_UP = Gauge("meshblock_agent_target_up", "1 while the node's SPDK target a
 TARGET_RESTARTS = Gauge("meshblock_agent_target_restarts", "SPDK target restarts since the agent started")
 
 
-async def run_agent(config: AgentConfig, *, metrics_port: int = 0, stop: asyncio.Event | None = None) -> None:
+async def run_agent(config: AgentConfig, *, metrics_port: int = 0, metrics_address: str = "127.0.0.1",
+                    stop: asyncio.Event | None = None) -> None:
     install = None if config.spdk_external else find_spdk()
     agent = NodeAgent(config, install)
     stop = stop or asyncio.Event()
@@ -43,14 +44,14 @@ async def run_agent(config: AgentConfig, *, metrics_port: int = 0, stop: asyncio
     if metrics_port:
         collector = VolumeIoCollector(agent.iostat, loop)
         REGISTRY.register(collector)
-        start_http_server(metrics_port, addr="127.0.0.1")
+        start_http_server(metrics_port, addr=metrics_address)
     log.info("agent ready node_id=%s name=%s listen=%s nvmf=%s:%d", agent.node_id, config.name, config.listen,
              config.nvmf_address, config.nvmf_port)
     registration = None
     if config.controller:
         registration = asyncio.create_task(
             register_forever(agent, [e.strip() for e in config.controller.split(",") if e.strip()], stop,
-                             metrics_url=metrics_url("127.0.0.1", metrics_port, config.nvmf_address)))
+                             metrics_url=metrics_url(metrics_address, metrics_port, config.nvmf_address)))
     try:
         while not stop.is_set():
             TARGET_UP.set(1 if agent.target.ready.is_set() else 0)

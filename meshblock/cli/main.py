@@ -76,12 +76,15 @@ def cli() -> None:
 @click.option("--tls-key", default="", help="Key of --tls-cert.")
 @click.option("--tls-ca", default="", help="CA that signed the controller's certificates (PEM).")
 @click.option("--advertise", default="", help="Endpoint the controller dials (default: the TCP --listen address).")
-@click.option("--metrics-port", type=int, default=0, help="Serve Prometheus metrics on 127.0.0.1:PORT.")
+@click.option("--metrics-port", type=int, default=0, help="Serve Prometheus metrics on --metrics-address:PORT.")
+@click.option("--metrics-address", default="127.0.0.1", show_default=True,
+              help="Address the metrics are served on (a Prometheus on another host needs the pod's or the "
+                   "node's address).")
 @click.option("--log-level", default="INFO", show_default=True)
 def agent(config_file, name, data_dir, pool_device, pool_size, nvmf_address, nvmf_port, nvmf_tls_port, iscsi_address,
           iscsi_port,
           listen, spdk_socket, spdk_external, cpumask, head_cpumask, head_app, mem_size, interrupt_mode, label,
-          controller, tls_cert, tls_key, tls_ca, advertise, metrics_port, log_level) -> None:
+          controller, tls_cert, tls_key, tls_ca, advertise, metrics_port, metrics_address, log_level) -> None:
     """Run a node agent: its SPDK target, pool, replicas and exports."""
     import socket
 
@@ -110,7 +113,7 @@ def agent(config_file, name, data_dir, pool_device, pool_size, nvmf_address, nvm
                                "(agents and controllers talk over mutual TLS)")
     setup_logging(log_level, prefix=f"node={cfg.name}")
     try:
-        asyncio.run(run_agent(cfg, metrics_port=metrics_port))
+        asyncio.run(run_agent(cfg, metrics_port=metrics_port, metrics_address=metrics_address))
     except SpdkNotFoundError as e:
         raise click.ClickException(str(e))
 
@@ -149,7 +152,10 @@ def agent(config_file, name, data_dir, pool_device, pool_size, nvmf_address, nvm
                    "volumes they head (ANA inaccessible) until it answers again: a head cut off from the controller "
                    "stops before another node is promoted, at the cost of a pause of replicated volumes while no "
                    "controller answers.")
-@click.option("--metrics-port", type=int, default=0, help="Serve Prometheus metrics on 127.0.0.1:PORT.")
+@click.option("--metrics-port", type=int, default=0, help="Serve Prometheus metrics on --metrics-address:PORT.")
+@click.option("--metrics-address", default="127.0.0.1", show_default=True,
+              help="Address the metrics are served on (a Prometheus on another host needs the pod's or the "
+                   "node's address).")
 @click.option("--head-sweep-interval", type=click.FloatRange(0.5, 3600), default=10.0, show_default=True,
               help="Seconds between two sweeps of the nodes' heads: a head that lost a leg or its QoS limits is "
                    "found within this (and the node's next digest), without any node going down.")
@@ -171,7 +177,7 @@ def agent(config_file, name, data_dir, pool_device, pool_size, nvmf_address, nvm
 def controller(store_url, listen, identity, node_timeout, heartbeat_interval, overcommit, orphan_grace, replace_after, tls_cert, tls_key,
                tls_client_ca,
                agent_tls_name, standby_heads, head_lease,
-               metrics_port, head_sweep_interval, secrets_key_file, audit_max_age, audit_max_events, audit_prune_interval, events_max_age, events_max_events,
+               metrics_port, metrics_address, head_sweep_interval, secrets_key_file, audit_max_age, audit_max_events, audit_prune_interval, events_max_age, events_max_events,
                log_level) -> None:
     """Run a controller (one is active; others wait as standbys)."""
     from ..control.audit import Retention
@@ -189,7 +195,8 @@ def controller(store_url, listen, identity, node_timeout, heartbeat_interval, ov
                            node_timeout=node_timeout, heartbeat_ms=int(heartbeat_interval * 1000),
                            overcommit=overcommit, orphan_grace=orphan_grace,
                            replace_after=replace_after, tls_cert=tls_cert, tls_key=tls_key,
-                           tls_client_ca=tls_client_ca, metrics_port=metrics_port, agent_tls_name=agent_tls_name,
+                           tls_client_ca=tls_client_ca, metrics_port=metrics_port, metrics_address=metrics_address,
+                           agent_tls_name=agent_tls_name,
                            standby_heads=standby_heads, head_lease=head_lease, secrets_key_file=secrets_key_file,
                            head_sweep_interval=head_sweep_interval,
                            audit=Retention(max_age=audit_max_age * 86400, max_events=audit_max_events,

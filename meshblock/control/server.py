@@ -60,6 +60,7 @@ class ControllerConfig:
     tls_key: str = ""
     tls_client_ca: str = ""
     metrics_port: int = 0
+    metrics_address: str = "127.0.0.1"
     agent_tls_name: str = ""       # the name agents' certificates are issued to (default: their address)
     leader_ttl: float = 3.0
     head_lease: bool = True        # agents stop serving their heads when they lose the controller
@@ -130,7 +131,7 @@ async def run_controller(cfg: ControllerConfig, stop: asyncio.Event | None = Non
         pb_grpc.add_NodeServiceServicer_to_server(NodeServicer(mgr, liveness, gate), server)
         pb_grpc.add_ClusterServiceServicer_to_server(
             ClusterServicer(mgr, liveness, gate, cfg.overcommit, identity,
-                            metrics_url("127.0.0.1", cfg.metrics_port, socket.gethostname())), server)
+                            metrics_url(cfg.metrics_address, cfg.metrics_port, socket.gethostname())), server)
         pb_grpc.add_NodeRegistryServicer_to_server(RegistryServicer(liveness, gate, cfg.heartbeat_ms,
                                                                                   cfg.head_lease_ms()), server)
         pb_grpc.add_HostServiceServicer_to_server(HostServicer(repo, gate), server)
@@ -144,7 +145,7 @@ async def run_controller(cfg: ControllerConfig, stop: asyncio.Event | None = Non
     server, health = await make_server(cfg.listen, register, SERVICES, tls=tls, serving=False,
                                        interceptors=[interceptor])
     if cfg.metrics_port:
-        start_http_server(cfg.metrics_port, addr="127.0.0.1")
+        start_http_server(cfg.metrics_port, addr=cfg.metrics_address)
     log.info("controller %s listening on %s; campaigning for leadership", identity, cfg.listen)
     tasks: list[asyncio.Task] = []
     try:

@@ -586,6 +586,9 @@ def test_service_monitor_selects_the_metrics_services(rendered):
         c = container(wl, component)
         named = {p["name"]: p["containerPort"] for p in c["ports"]}
         assert named[port["targetPort"]] == port["port"] == int(flag(c, "--metrics-port"))
+        # Prometheus scrapes the pod's address: the process must serve there, not on loopback
+        assert flag(c, "--metrics-address") == "$(POD_IP)"
+        assert env_value(c, "POD_IP")["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
 
 
 def test_no_metrics_objects_by_default(rendered):

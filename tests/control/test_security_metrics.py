@@ -56,7 +56,8 @@ async def status(channel) -> pb.ClusterStatus:
 async def test_unix_socket_is_owner_only_and_metrics_are_served(short_tmp):
     port = free_port()
     sock = short_tmp / "c.sock"
-    p = controller(short_tmp, "--listen", f"unix:{sock}", "--metrics-port", str(port))
+    # served on the address asked for (in a pod: the pod's), and there only
+    p = controller(short_tmp, "--listen", f"unix:{sock}", "--metrics-port", str(port), "--metrics-address", "127.0.0.2")
     try:
         async with grpc.aio.insecure_channel(f"unix:{sock}") as ch:
             st = await status(ch)
@@ -64,7 +65,9 @@ async def test_unix_socket_is_owner_only_and_metrics_are_served(short_tmp):
             await pb_grpc.VolumeServiceStub(ch).ListVolumes(pb.ListVolumesRequest())
         assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600
         await asyncio.sleep(2.5)   # at least one reconcile pass
-        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        body = urllib.request.urlopen(f"http://127.0.0.2:{port}/metrics", timeout=5).read().decode()
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5)
         for metric in ("meshblock_reconcile_passes_total", "meshblock_grpc_requests_total",
                        "meshblock_grpc_request_seconds", "meshblock_volumes"):
             assert metric in body, metric
