@@ -98,9 +98,9 @@ def nvmet_remove(guest: Guest, exp: NvmetExport) -> None:
 
 def nvme_connect(guest: Guest, nqn: str, address: str, port: int = 4420, *, hostnqn: str | None = None,
                  hostid: str | None = None, dhchap_secret: str = "", dhchap_ctrl_secret: str = "",
-                 timeout: float = 60.0) -> CommandResult:
+                 keep_alive_tmo: int | None = None, timeout: float = 60.0) -> CommandResult:
     """``nvme connect`` over TCP (as the guest's own identity unless ``hostnqn`` is given), with
-    DH-HMAC-CHAP secrets when given; not checked."""
+    DH-HMAC-CHAP secrets and a keep-alive timeout (seconds) when given; not checked."""
     # nvme-cli needs nvme-fabrics (and /sys/class/nvme-subsystem) before it can connect.
     guest.check(["modprobe", "-a", "nvme-tcp", "nvme-fabrics"])
     argv = ["nvme", "connect", "-t", "tcp", "-a", address, "-s", str(port), "-n", nqn]
@@ -112,6 +112,8 @@ def nvme_connect(guest: Guest, nqn: str, address: str, port: int = 4420, *, host
         argv.append(f"--dhchap-secret={dhchap_secret}")
     if dhchap_ctrl_secret:
         argv.append(f"--dhchap-ctrl-secret={dhchap_ctrl_secret}")
+    if keep_alive_tmo is not None:
+        argv.append(f"--keep-alive-tmo={keep_alive_tmo}")
     return guest.run(argv, timeout=timeout)
 
 
