@@ -113,9 +113,15 @@ class Cluster:
 
     async def stop(self) -> None:
         await self.controller.stop()
-        for a in self.agents:
+
+        async def stop_agent(a: AgentProc) -> None:
             await a.stop()
             a.kill_targets()
+        # the nodes shut down independently (each agent then its own SPDK targets): all at once
+        errors = [e for e in await asyncio.gather(*(stop_agent(a) for a in self.agents), return_exceptions=True)
+                  if isinstance(e, BaseException)]
+        if errors:
+            raise errors[0]
 
     @property
     def volumes(self) -> pb_grpc.VolumeServiceStub:
