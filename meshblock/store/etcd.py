@@ -13,6 +13,12 @@ If another client changed any of them in between, the transaction fails without 
 store reads again and either reports the failed expectation (:class:`Conflict`,
 :class:`NameTaken`) or, when the expectations still hold, retries.
 
+Most commits need no read first: when every operation pins a revision (``expect``) and the
+store knows each item's name at that revision (it remembers the names of the revisions it
+wrote or saw in its change feed; a Put that keeps its name proves it by a compare on the name
+key's value), the compares alone say whether the expectations hold, and the commit is one
+transaction. Only when that transaction fails does the commit read and plan as above.
+
 etcd limits one transaction to ``--max-txn-ops`` operations (128 by default): a commit writes
 one key per item plus one per name added or removed.
 
@@ -79,6 +85,7 @@ log = logging.getLogger(__name__)
 PAGE = 500              # keys per range request when listing everything
 NAME_PAGE = 100         # names per step when listing by name (one read transaction each)
 MAX_COMMIT_ATTEMPTS = 64
+KNOWN_NAMES = 100_000   # items whose name at their latest revision this store remembers
 
 
 class EtcdStore(StateStore):
@@ -91,6 +98,16 @@ class EtcdStore(StateStore):
         self._objects = f"{p}/objects/".encode()
         self._names = f"{p}/names/".encode()
         self._closed = asyncio.Event()
+        # (kind, id) -> (revision, name) of revisions this store wrote or saw, newest last
+        self._known: dict[tuple[str, str], tuple[int, str | None]] = {}
+
+    def _remember(self, kind: str, id: str, revision: int, name: str | None) -> None:
+        known = self._known
+        known.pop((kind, id), None)
+        if revision:
+            known[(kind, id)] = (revision, name)
+            if len(known) > KNOWN_NAMES:
+                del known[next(iter(known))]
 
     # -- keys and values -------------------------------------------------------------------
 
@@ -257,10 +274,78 @@ class EtcdStore(StateStore):
                                                              count_only=True))
         return resp.header.revision
 
+    def _blind_txn(self, ops: Sequence[Put | Delete | Check]) -> rpc.TxnRequest | None:
+        """The commit as one transaction without a read first, when every op pins a revision whose
+        name is known (see the module docstring); None when the commit must read."""
+        compares, success = [], []
+        freed: set[tuple[str, str]] = set()
+        claimed: dict[tuple[str, str], str] = {}
+        for op in ops:
+            if op.expect is None:
+                return None
+            key = self._obj_key(op.kind, op.id)
+            compares.append(mod_equals(key, op.expect))
+            if isinstance(op, Check) or (isinstance(op, Delete) and op.expect == 0):
+                continue
+            old: str | None = None
+            if op.expect:
+                known = self._known.get((op.kind, op.id))
+                if known is not None and known[0] == op.expect:
+                    old = known[1]
+                elif isinstance(op, Put) and op.name is not None:
+                    # the name index maps op.name to this item only while the item has that name
+                    compares.append(rpc.Compare(key=self._name_key(op.kind, op.name), target=rpc.Compare.VALUE,
+                                                result=rpc.Compare.EQUAL, value=op.id.encode()))
+                    old = op.name
+                else:
+                    return None
+            if isinstance(op, Delete):
+                success.append(delete_op(key))
+                if old is not None:
+                    freed.add((op.kind, old))
+                continue
+            success.append(put_op(key, self._value(op)))
+            if old != op.name:
+                if old is not None:
+                    freed.add((op.kind, old))
+                if op.name is not None:
+                    claimed[(op.kind, op.name)] = op.id
+        if freed & claimed.keys():
+            return None          # a name handed from one item to another: the careful path
+        for kind, name in sorted(claimed):
+            compares.append(mod_equals(self._name_key(kind, name), 0))
+        for kind, name in sorted(freed):
+            success.append(delete_op(self._name_key(kind, name)))
+        for (kind, name), id in sorted(claimed.items()):
+            success.append(put_op(self._name_key(kind, name), id.encode()))
+        return rpc.TxnRequest(compare=compares, success=success)
+
+    @staticmethod
+    def _value(op: Put) -> bytes:
+        return f'{{"name":{json.dumps(op.name, ensure_ascii=False)},"data":{encode_data(op.data)}}}'.encode()
+
+    def _committed(self, ops: Sequence[Put | Delete | Check], revision: int) -> dict[tuple[str, str], int]:
+        result: dict[tuple[str, str], int] = {}
+        for op in ops:
+            if isinstance(op, Put):
+                result[(op.kind, op.id)] = revision
+                self._remember(op.kind, op.id, revision, op.name)
+            elif isinstance(op, Delete):
+                result[(op.kind, op.id)] = 0
+                self._remember(op.kind, op.id, 0, None)
+        return result
+
     async def commit_revision(self, ops: Sequence[Put | Delete | Check]) -> tuple[int, dict[tuple[str, str], int]]:
         ops = validate_ops(ops)
         if not ops:
             return await self._current_revision(), {}
+        blind = self._blind_txn(ops)
+        if blind is not None:
+            resp = await self._conn.kv("Txn", blind)
+            if resp.succeeded:
+                return resp.header.revision, self._committed(ops, resp.header.revision)
+            for op in ops:         # something differs from what was remembered: read it
+                self._remember(op.kind, op.id, 0, None)
         for _ in range(MAX_COMMIT_ATTEMPTS):
             current, owners, name_revs, read_revision = await self._read_for_commit(ops)
             plan = plan_commit(ops, current, owners)          # raises Conflict / NameTaken
@@ -274,8 +359,7 @@ class EtcdStore(StateStore):
             for op in plan.deletes:
                 success.append(delete_op(self._obj_key(op.kind, op.id)))
             for op in plan.puts:
-                value = f'{{"name":{json.dumps(op.name, ensure_ascii=False)},"data":{encode_data(op.data)}}}'
-                success.append(put_op(self._obj_key(op.kind, op.id), value.encode()))
+                success.append(put_op(self._obj_key(op.kind, op.id), self._value(op)))
             for kind, name in sorted(plan.names_freed):
                 success.append(delete_op(self._name_key(kind, name)))
             for (kind, name), id in sorted(plan.names_claimed.items()):
@@ -285,6 +369,9 @@ class EtcdStore(StateStore):
             if resp.succeeded:
                 for op in plan.puts:
                     result[(op.kind, op.id)] = resp.header.revision
+                    self._remember(op.kind, op.id, resp.header.revision, op.name)
+                for op in plan.deletes:
+                    self._remember(op.kind, op.id, 0, None)
                 return resp.header.revision, result
             # something we read changed meanwhile: read again; the plan says whether an
             # expectation now fails (Conflict) or the commit can simply be retried
@@ -330,6 +417,7 @@ class EtcdStore(StateStore):
                             continue
                         item = self._item(key[0], event.kv) if event.type == rpc.Event.PUT else None
                         batch.append(Change(key[0], key[1], item, event.kv.mod_revision))
+                        self._remember(key[0], key[1], item.revision if item else 0, item.name if item else None)
                     if resp.events:
                         after = max(after, resp.events[-1].kv.mod_revision)
                     elif not resp.created:

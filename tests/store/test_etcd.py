@@ -9,7 +9,7 @@ import time
 import aetcd
 import pytest
 
-from meshblock.store import Put, StoreUnavailable, open_store
+from meshblock.store import Conflict, Delete, NameTaken, Put, StoreUnavailable, open_store
 from meshblock.store.etcd import EtcdConfig, parse_etcd_url
 from tests.store.conftest import _free_port
 
@@ -95,3 +95,73 @@ async def test_store_rides_out_an_etcd_crash(own_etcd_server):
         await feed.aclose()
     finally:
         await store.close()
+
+
+def counting_round_trips(store) -> list[str]:
+    """The etcd calls a store makes from now on, by method."""
+    calls: list[str] = []
+    kv = store._conn.kv
+
+    async def counted(method, request):
+        calls.append(method)
+        return await kv(method, request)
+
+    store._conn.kv = counted
+    return calls
+
+
+@pytest.mark.etcd
+async def test_commits_with_known_revisions_take_one_round_trip(etcd_server):
+    """A commit whose revisions are pinned and whose names are known is one transaction; when
+    what the store remembers is out of date (another writer), it still conflicts or reads and
+    plans, and the name index stays exact."""
+    url = etcd_server.url()
+    prefix = parse_etcd_url(url).prefix
+    client = aetcd.Client(host="127.0.0.1", port=etcd_server.client_port, timeout=5)
+
+    async def names() -> dict[str, bytes]:
+        base = f"{prefix}/names/".encode()
+        return {kv.key[len(base):].decode(): kv.value for kv in await client.get_prefix(base)}
+
+    async with open_store(url) as a, open_store(url) as b:
+        calls_a, calls_b = counting_round_trips(a), counting_round_trips(b)
+        r = (await a.commit([Put("volume", "v1", {"n": 1}, name="data", expect=0)]))[("volume", "v1")]
+        r = (await a.commit([Put("volume", "v1", {"n": 2}, name="data", expect=r)]))[("volume", "v1")]
+        r = (await a.commit([Put("volume", "v1", {"n": 3}, name="renamed", expect=r)]))[("volume", "v1")]
+        assert calls_a == ["Txn"] * 3
+        assert await names() == {"volume/renamed": b"v1"}
+
+        # b never saw v1: a Put that keeps the name proves it with a compare on the name key
+        r = (await b.commit([Put("volume", "v1", {"n": 4}, name="renamed", expect=r)]))[("volume", "v1")]
+        r = (await b.commit([Put("volume", "v1", {"n": 5}, name="third", expect=r)]))[("volume", "v1")]
+        assert calls_b == ["Txn"] * 2
+        assert await names() == {"volume/third": b"v1"}
+
+        # a remembers an older revision: a stale expectation conflicts and writes nothing
+        calls_a.clear()
+        with pytest.raises(Conflict):
+            await a.commit([Put("volume", "v1", {"n": 9}, name="renamed", expect=r - 1)])
+        # an up-to-date expectation a cannot vouch for by name (v1 is "third", not "renamed"):
+        # the blind transaction fails, the store reads and renames correctly
+        r = (await a.commit([Put("volume", "v1", {"n": 6}, name="renamed", expect=r)]))[("volume", "v1")]
+        assert (await a.get("volume", "v1")).data == {"n": 6}
+        assert await names() == {"volume/renamed": b"v1"}
+
+        # a name handed from one item to another in one commit, and a nameless Put of an item
+        # whose name the store does not know: both read first, both keep the index exact
+        r2 = (await b.commit([Put("volume", "v2", {}, name="spare", expect=0)]))[("volume", "v2")]
+        await a.commit([Delete("volume", "v2", expect=r2),
+                        Put("volume", "v3", {}, name="spare", expect=0)])
+        assert await names() == {"volume/renamed": b"v1", "volume/spare": b"v3"}
+        r = (await b.commit([Put("volume", "v1", {"n": 7}, expect=r)]))[("volume", "v1")]
+        assert await names() == {"volume/spare": b"v3"}
+        # a delete whose name is known frees it in one transaction
+        calls_b.clear()
+        await b.commit([Delete("volume", "v1", expect=r)])
+        assert calls_b == ["Txn"]
+        assert await a.get("volume", "v1") is None
+        # a name taken by another item: NameTaken, nothing written
+        with pytest.raises(NameTaken):
+            await a.commit([Put("volume", "v4", {}, name="spare", expect=0)])
+        assert await a.get("volume", "v4") is None
+    await client.close()
