@@ -41,6 +41,7 @@ from ..util import all_of
 from .adopt import Adopted, confirm_single, qos_matches
 from .agents import AgentClients
 from .events import EventRecorder
+from .gauges import ClusterGauges, rebuilds
 from .groups import GroupSnapshotter
 from .host_auth import applied_key, check_opens, link_keys, link_secret
 from .liveness import Liveness
@@ -98,6 +99,7 @@ class Reconciler(ReplicatedVolumes, Sweeps):
     # ("heads" | "replicas", node id) -> (agent instance, digest, monotonic time) of the last listing
     _listed: dict[tuple[str, str], tuple[str, str, float]] = field(default_factory=dict)
     groups: GroupSnapshotter = field(init=False)
+    gauges: ClusterGauges = field(default_factory=ClusterGauges)   # nodes, pools, rebuilds
 
     def __post_init__(self) -> None:
         self.groups = GroupSnapshotter(self, self.group_hold_limit)
@@ -206,6 +208,7 @@ class Reconciler(ReplicatedVolumes, Sweeps):
         finally:
             if self._on_change in view.listeners:
                 view.listeners.remove(self._on_change)
+            self.gauges.clear()
             self.queue.shut_down()
             for w in workers + ([heads] if heads is not None else []):
                 w.cancel()
@@ -301,6 +304,7 @@ class Reconciler(ReplicatedVolumes, Sweeps):
             await self.sweep_orphans(nodes)
         for st in VolumeState:
             VOLUMES.labels(st.value).set(view.volume_states.get(st.value, 0))
+        self.gauges.update(nodes.values(), self.liveness.capacity, rebuilds(view, self.rebuild, nodes))
 
     async def wait_for(self, pred, timeout: float, key: Hashable = CLUSTER) -> bool:
         """Wait until ``pred()`` is true after some visit of ``key`` (or ``timeout``). The key is

@@ -30,6 +30,7 @@ from .audit import AUDIT_SERVICE, AuditLog, AuditServicer, Retention
 from .auth import Authenticator, AuthInterceptor
 from .events import EventLog, EventRecorder, default_retention
 from .events_service import EVENT_SERVICE, EventServicer
+from .gauges import LEADER
 from .hosts import HOST_SERVICE, HostServicer
 from .liveness import Liveness
 from .reconciler import HEAD_RECHECK, Reconciler
@@ -158,6 +159,7 @@ async def run_controller(cfg: ControllerConfig, stop: asyncio.Event | None = Non
         stopper.cancel()
         log.info("controller %s is the leader", identity)
         gate.active = True
+        LEADER.set(1)
         # nodes are given a node timeout to call in from when this controller can admit them: once
         # its view holds the store (a controller that started as the leader reads it first)
         await view.ready.wait()
@@ -178,6 +180,7 @@ async def run_controller(cfg: ControllerConfig, stop: asyncio.Event | None = Non
             raise LeadershipLost(identity)
     finally:
         gate.active = gate.settled = False
+        LEADER.set(0)
         for t in tasks:
             t.cancel()
         for t in tasks:
