@@ -23,6 +23,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "tls-from-secrets": {"tls": {"serverSecretName": "mb-server-cert", "clientSecretName": "mb-client-cert"}},
     "service-monitor": {"metrics": {"enabled": True, "serviceMonitor": {"enabled": True,
                                                                          "labels": {"release": "prom"}}}},
+    "dashboards-and-alerts": {"metrics": {"enabled": True,
+                                          "dashboards": {"enabled": True, "annotations": {"grafana_folder": "Storage"}},
+                                          "prometheusRule": {"enabled": True, "labels": {"release": "prom"}}}},
     # maps merge with the defaults: null drops the default label
     "custom-node-selector": {"agent": {"nodeSelector": {"storage.example.com/tier": "nvme",
                                                         "meshblock.io/storage-node": None},

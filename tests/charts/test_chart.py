@@ -16,9 +16,10 @@ from tests.charts.chartkit import (  # noqa: E402
 # Kubernetes versions the manifests are validated against: the chart's floor (Chart.yaml kubeVersion) and
 # the newest one kubernetes-validate bundles here.
 KUBE_VERSIONS = ["1.31", "1.37"]
-# Kinds from CRDs, which the bundled core schemas cannot describe. ServiceMonitor (Prometheus Operator) is
-# not validated; VolumeSnapshotClass is checked against the snapshot API's fields in its own test.
-CRD_KINDS = {"ServiceMonitor", "VolumeSnapshotClass", "VolumeGroupSnapshotClass"}
+# Kinds from CRDs, which the bundled core schemas cannot describe. ServiceMonitor and PrometheusRule (Prometheus
+# Operator) are not validated here (test_chart_monitoring.py checks the rule's shape); VolumeSnapshotClass is
+# checked against the snapshot API's fields in its own test.
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule", "VolumeSnapshotClass", "VolumeGroupSnapshotClass"}
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +78,8 @@ def test_every_manifest_is_valid_kubernetes(rendered, variant, kube):
             problems.append(f"{source}: {obj['kind']}/{obj['metadata']['name']}: {path}: {e.message[:300]}")
     assert not problems, f"not valid for Kubernetes {kube}:\n" + "\n".join(problems)
     expected = ({"VolumeSnapshotClass"} | ({"ServiceMonitor"} if variant == "service-monitor" else set())
-                | ({"VolumeGroupSnapshotClass"} if variant == "group-snapshots" else set()))
+                | ({"VolumeGroupSnapshotClass"} if variant == "group-snapshots" else set())
+                | ({"PrometheusRule"} if variant == "dashboards-and-alerts" else set()))
     assert skipped == expected
 
 
@@ -96,7 +98,7 @@ def test_objects_are_unique_and_namespaced_in_the_release(rendered, variant):
             assert obj["metadata"]["namespace"] == NAMESPACE, key
 
 
-@pytest.mark.parametrize("variant", ["default", "etcd-3-controllers", "service-monitor"])
+@pytest.mark.parametrize("variant", ["default", "etcd-3-controllers", "service-monitor", "dashboards-and-alerts"])
 def test_chart_lints_clean(variant):
     report = helm.lint(str(CHART_DIR), VARIANTS[variant], strict=True, namespace=NAMESPACE,
                        kube_version="v1.37.0")
@@ -338,7 +340,7 @@ def test_controller_and_agent_arguments_parse_with_the_meshblock_command(rendere
     assert c["command"] == ["meshblock"] and c["args"][0] == "controller"
     p = _parse("controller", c["args"][1:])
     assert p["tls_cert"] and p["tls_key"] and p["tls_client_ca"], "a TCP listener needs all three TLS files"
-    assert (p["metrics_port"] != 0) == (variant == "service-monitor")
+    assert (p["metrics_port"] != 0) == bool(VARIANTS[variant].get("metrics", {}).get("enabled"))
     assert p["head_lease"] is True and p["node_timeout"] == 3
     a = container(r.workload("agent"), "agent")
     assert a["command"] == ["meshblock"] and a["args"][0] == "agent"

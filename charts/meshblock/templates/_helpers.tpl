@@ -103,6 +103,12 @@ app.kubernetes.io/component: {{ .component }}
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.enabled) }}
 {{- fail "metrics.serviceMonitor.enabled needs metrics.enabled=true" }}
 {{- end }}
+{{- if and .Values.metrics.dashboards.enabled (not .Values.metrics.enabled) }}
+{{- fail "metrics.dashboards.enabled needs metrics.enabled=true" }}
+{{- end }}
+{{- if and .Values.metrics.prometheusRule.enabled (not .Values.metrics.enabled) }}
+{{- fail "metrics.prometheusRule.enabled needs metrics.enabled=true" }}
+{{- end }}
 {{- end }}
 
 {{/* Environment of a meshblock client: the admin endpoint and its mutual TLS files. */}}
