@@ -123,6 +123,12 @@ async def test_a_group_snapshot_with_a_head_down_fails_then_succeeds_when_asked_
         assert got == grpc.StatusCode.FAILED_PRECONDITION and "v1" in details, details
         head.start()
         await head.wait_healthy()
+        # the agent answering is not yet the volume serving: the controller has to admit the node
+        # again and bring v1's head back first; until then the refusal above still holds
+        deadline = time.monotonic() + 60
+        while (await c.volumes.GetVolume(pb.GetVolumeRequest(ref="v1"))).state != "available":
+            assert time.monotonic() < deadline, "v1 did not serve again after its node came back"
+            await asyncio.sleep(0.2)
         g = await retry(lambda: c.volumes.CreateGroupSnapshot(group("g", "v1", "v2")), attempts=300)
         assert g.state == "ready", g
     finally:
