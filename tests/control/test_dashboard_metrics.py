@@ -12,10 +12,8 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from meshblock.proto.meshblock.v1 import admin_pb2 as pb
-from tests.control.test_metrics_endpoints import free_ports, scrape
+from tests.control.test_metrics_endpoints import metrics_cluster, scrape
 from tests.control.test_volume_stats import fake_io
-from tests.support.backends import fake_backend
-from tests.support.cluster import Cluster
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "meshblock"
 METRIC = re.compile(r"\bmeshblock_[a-z0-9_]+")
@@ -73,11 +71,7 @@ def test_references_are_parsed():
 
 async def test_every_metric_the_dashboard_and_alerts_use_is_exported(short_tmp, tmp_path_factory):
     used = referenced()
-    backend = fake_backend(tmp_path_factory.mktemp("fakespdk-registry"))
-    ports = free_ports(3)
-    c = Cluster(backend, short_tmp, nodes=2, controller_args=("--metrics-port", str(ports[0])))
-    for agent, port in zip(c.agents, ports[1:]):
-        agent.argv += ["--metrics-port", str(port)]
+    c, ports = metrics_cluster(short_tmp, tmp_path_factory)
     try:
         await c.start()
         v = await c.volumes.CreateVolume(pb.CreateVolumeRequest(name="dash", size_bytes=16 * MiB), timeout=10)

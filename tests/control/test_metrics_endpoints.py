@@ -23,18 +23,24 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
+def metrics_cluster(short_tmp, tmp_path_factory, nodes: int = 2) -> tuple[Cluster, list[int]]:
+    """A cluster on the fake target (no data path is involved) whose controller and agents serve
+    metrics, and their ports (the controller's first)."""
+    backend = fake_backend(tmp_path_factory.mktemp("fakespdk-metrics"))
+    ports = free_ports(nodes + 1)
+    c = Cluster(backend, short_tmp, nodes=nodes, controller_args=("--metrics-port", str(ports[0])))
+    for agent, port in zip(c.agents, ports[1:]):
+        agent.argv += ["--metrics-port", str(port)]
+    return c, ports
+
+
 def scrape(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as r:
         return r.read().decode()
 
 
 async def test_cluster_status_lists_the_metrics_of_the_controller_and_every_agent(short_tmp, tmp_path_factory):
-    # no data path is involved: the fake target is enough
-    backend = fake_backend(tmp_path_factory.mktemp("fakespdk-registry"))
-    ports = free_ports(3)
-    c = Cluster(backend, short_tmp, nodes=2, controller_args=("--metrics-port", str(ports[0])))
-    for agent, port in zip(c.agents, ports[1:]):
-        agent.argv += ["--metrics-port", str(port)]
+    c, ports = metrics_cluster(short_tmp, tmp_path_factory)
     try:
         await c.start()
         st = await c.cluster.GetClusterStatus(pb.GetClusterStatusRequest(), timeout=5)
