@@ -23,12 +23,6 @@ CRD_KINDS = {"ServiceMonitor", "PrometheusRule", "VolumeSnapshotClass", "VolumeG
 
 
 @pytest.fixture(scope="module")
-def chart():
-    with helm.Chart.load(str(CHART_DIR)) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
 def rendered(chart):
     return {name: render(chart, values) for name, values in VARIANTS.items()}
 

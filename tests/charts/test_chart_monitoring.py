@@ -19,12 +19,6 @@ DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
 
 
 @pytest.fixture(scope="module")
-def chart():
-    with helm.Chart.load(str(CHART_DIR)) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
 def rendered(chart):
     return {name: render(chart, VARIANTS[name]) for name in ("default", "service-monitor", "dashboards-and-alerts")}
 
