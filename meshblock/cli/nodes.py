@@ -38,12 +38,22 @@ def _drain_text(n: pb.Node) -> str:
     return text + (", done" if d.done else "")
 
 
+def _ready(n: pb.Node, reason: bool = False) -> str:
+    """Whether the node could go down now (a restart, an upgrade), and with ``reason`` why not."""
+    if not n.HasField("readiness"):
+        return "-"
+    if n.readiness.ready:
+        return "[green]ready[/green]"
+    return "[yellow]not ready[/yellow]" + (f": {out.esc(n.readiness.reason)}" if reason and n.readiness.reason else "")
+
+
 def nodes_table(nodes: list[pb.Node]) -> Table:
-    t = out.table("NAME", "STATE", "SCHEDULING", "NVME/TCP", "CAPACITY", "FREE", "PROVISIONED", "REPLICAS",
-                  "LABELS", "LAST SEEN")
+    t = out.table("NAME", "STATE", "READY", "SCHEDULING", "NVME/TCP", "CAPACITY", "FREE", "PROVISIONED",
+                  "REPLICAS", "LABELS", "LAST SEEN")
     for n in nodes:
         addr = f"{n.nvmf_address}:{n.nvmf_port}" if n.nvmf_address else "-"
-        t.add_row(out.esc(n.name), out.state(n.state), _scheduling(n), out.esc(addr), out.size(n.total_bytes),
+        t.add_row(out.esc(n.name), out.state(n.state), _ready(n), _scheduling(n), out.esc(addr),
+                  out.size(n.total_bytes),
                   out.size(n.free_bytes), out.size(n.provisioned_bytes), str(n.replica_count),
                   out.labels(n.labels), f"{out.age(n.last_seen)} ago" if n.last_seen else "-")
     return t
@@ -54,6 +64,7 @@ def node_view(n: pb.Node) -> Group:
         ("Node", f"[bold]{out.esc(n.name)}[/bold]"),
         ("ID", out.esc(n.id or "-")),
         ("State", out.state(n.state)),
+        ("Ready", _ready(n, reason=True)),
         ("Scheduling", _scheduling(n)),
         ("NVMe/TCP", out.esc(f"{n.nvmf_address}:{n.nvmf_port}" if n.nvmf_address else "-")),
         ("Agent", out.esc(n.endpoint or "-")),

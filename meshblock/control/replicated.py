@@ -38,6 +38,9 @@ log = logging.getLogger("meshblock.control.reconciler")
 
 HEAD_RECHECK = 10.0   # seconds between the head sweeps (one ListHeads per node)
 RESYNC = 1800.0       # seconds after which a settled volume's head is applied again on its next visit
+# where a replicated head's key (_converge_replicated) holds its members' (replica id, agent
+# instance, draining)
+_MEMBERS = 8
 
 
 def head_spec(v: Volume, legs: list, secrets: SecretBox | None = None, **kw) -> apb.HeadSpec:
@@ -149,6 +152,7 @@ class ReplicatedVolumes(Transitions):
         standbys = self._standby_nodes(v, active, nodes, head_node.id)
         self._standby_ok.pop((v.id, head_node.id), None)
         confirmed = [n for n in standbys if self._standby_ok.get((v.id, n.id)) == self.liveness.instance(n.id)]
+        # (its members' agent instances at _MEMBERS: applied_since_restart reads them)
         key = (self.liveness.instance(head_node.id), v.nqn, v.target_iqn, tuple(sorted(v.hosts)),
                applied_key(v), v.replicas,
                v.size_bytes, v.qos, tuple(sorted((r.id, self.liveness.instance(r.node_id),
@@ -274,6 +278,19 @@ class ReplicatedVolumes(Transitions):
         return await all_of(*(export(r, nodes[r.node_id]) for r in head_members(v, active)
                               if self._up(nodes.get(r.node_id))
                               and self._replica_ok.get(r.id, ("", 0))[0] == self.liveness.instance(r.node_id)))
+
+    def applied_since_restart(self, v: Volume, r: Replica, replicated: bool) -> bool:
+        """Whether this controller has applied (or confirmed) ``v``'s head with ``r``'s node's agent
+        as it runs now: after that agent restarted, not before the volume's next visit got to its end
+        (its replicas' states are then what the head reports, not what they were before)."""
+        inst = self.liveness.instance(r.node_id)
+        cached = self._head_ok.get(v.id)
+        if inst is None or cached is None:
+            return False
+        if replicated:
+            return any(rid == r.id and i == inst for rid, i, _ in cached[0][_MEMBERS])
+        # a single replica's head key (Reconciler._converge_head) starts with its node's instance
+        return self._replica_ok.get(r.id, ("", 0))[0] == inst and cached[0] == inst
 
     # --- standby heads ---------------------------------------------------------------------------
     def _standby_nodes(self, v: Volume, active: list[Replica], nodes: dict[str, Node], head_id: str) -> list[Node]:

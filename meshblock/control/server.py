@@ -35,6 +35,7 @@ from .hosts import HOST_SERVICE, HostServicer
 from .liveness import Liveness
 from .reconciler import HEAD_RECHECK, Reconciler
 from .repo import Repo
+from .readiness import ReadinessCheck
 from .view import ClusterView
 from .service import (CLUSTER_SERVICE, NODE_SERVICE, REGISTRY_SERVICE, VOLUME_SERVICE, ClusterServicer, Gate,
                       NodeServicer, RegistryServicer, VolumeServicer)
@@ -124,17 +125,19 @@ async def run_controller(cfg: ControllerConfig, stop: asyncio.Event | None = Non
         reconciler.agent_started(node)
     liveness.on_new_instance = agent_started
     mgr = VolumeManager(repo, liveness, reconciler, overcommit=cfg.overcommit)
+    readiness = ReadinessCheck(view, liveness, reconciler)
     mgr.quotas = quotas
     mgr.secrets = secrets
 
     def register(server) -> None:
         pb_grpc.add_VolumeServiceServicer_to_server(VolumeServicer(mgr, gate), server)
-        pb_grpc.add_NodeServiceServicer_to_server(NodeServicer(mgr, liveness, gate), server)
+        pb_grpc.add_NodeServiceServicer_to_server(NodeServicer(mgr, liveness, gate, readiness), server)
         pb_grpc.add_ClusterServiceServicer_to_server(
             ClusterServicer(mgr, liveness, gate, cfg.overcommit, identity,
                             metrics_url(cfg.metrics_address, cfg.metrics_port, socket.gethostname())), server)
         pb_grpc.add_NodeRegistryServicer_to_server(RegistryServicer(liveness, gate, cfg.heartbeat_ms,
-                                                                                  cfg.head_lease_ms()), server)
+                                                                                  cfg.head_lease_ms(), readiness),
+                                                  server)
         pb_grpc.add_HostServiceServicer_to_server(HostServicer(repo, gate), server)
         pb_grpc.add_TenantServiceServicer_to_server(TenantServicer(Repo(store, tenancy), tenancy, quotas, gate),
                                                     server)

@@ -17,6 +17,7 @@ from ..replication import erasure
 from ..model.tenancy import tenant_of
 from . import auth, host_auth, validate
 from .liveness import Liveness
+from .readiness import Readiness
 from .reconciler import INTERNAL_SNAPSHOT_PREFIX
 from .volume_stats import volume_stats
 from .volumes import CLUSTER_GRANULARITY, VolumeManager, VolumeSpec
@@ -398,9 +399,10 @@ class VolumeServicer(pb_grpc.VolumeServiceServicer):
 
 
 def node_pb(n: Node, mine: list[Replica], up: bool, volume_of: Callable[[str], Volume | None] | None = None,
-            capacity: tuple[int, int] | None = None) -> pb.Node:
+            capacity: tuple[int, int] | None = None, readiness: Readiness | None = None) -> pb.Node:
     """``mine``: the replicas on the node; ``volume_of`` looks their volumes up (for a drain's progress);
-    ``capacity``: the pool's (total, free) bytes as last reported (default: the record's)."""
+    ``capacity``: the pool's (total, free) bytes as last reported (default: the record's); ``readiness``:
+    whether it could go down now (None: not known here)."""
     total, free = capacity or (n.total_bytes, n.free_bytes)
     drain = pb.DrainProgress()
     if n.draining:
@@ -414,14 +416,20 @@ def node_pb(n: Node, mine: list[Replica], up: bool, volume_of: Callable[[str], V
                    nvmf_address=n.nvmf_address, nvmf_port=n.nvmf_port, endpoint=n.endpoint,
                    total_bytes=total, free_bytes=free, pool_block_size=n.pool_block_size,
                    provisioned_bytes=sum(r.size_bytes for r in mine), replica_count=len(mine), last_seen=n.last_seen,
-                   drain=drain)
+                   drain=drain, readiness=readiness_pb(readiness) if readiness is not None else None)
+
+
+def readiness_pb(r: Readiness) -> pb.NodeReadiness:
+    return pb.NodeReadiness(ready=r.ready, reason=r.reason)
 
 
 class NodeServicer(pb_grpc.NodeServiceServicer):
-    def __init__(self, mgr: VolumeManager, liveness: Liveness, gate: Gate):
+    def __init__(self, mgr: VolumeManager, liveness: Liveness, gate: Gate,
+                 readiness: Callable[[str], Readiness] | None = None):
         self.mgr = mgr
         self.liveness = liveness
         self.gate = gate
+        self.readiness = readiness
 
     async def _find(self, ref: str) -> Node:
         validate.ref("ref", ref)
@@ -432,7 +440,7 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
 
     async def _pb(self, n: Node) -> pb.Node:
         return node_pb(n, await self.mgr.replicas_on(n.id), self.liveness.is_up(n.id), self.mgr.volume_of,
-                       self.liveness.capacity(n))
+                       self.liveness.capacity(n), self.readiness(n.id) if self.readiness else None)
 
     @rpc_method(NODE_SERVICE)
     async def ListNodes(self, request, context) -> pb.ListNodesReply:
@@ -518,11 +526,13 @@ class ClusterServicer(pb_grpc.ClusterServiceServicer):
 
 
 class RegistryServicer(pb_grpc.NodeRegistryServicer):
-    def __init__(self, liveness: Liveness, gate: Gate, heartbeat_ms: int, head_lease_ms: int = 0):
+    def __init__(self, liveness: Liveness, gate: Gate, heartbeat_ms: int, head_lease_ms: int = 0,
+                 readiness: Callable[[str], Readiness] | None = None):
         self.liveness = liveness
         self.gate = gate
         self.heartbeat_ms = heartbeat_ms
         self.head_lease_ms = head_lease_ms
+        self.readiness = readiness
 
     @rpc_method(REGISTRY_SERVICE)
     async def Register(self, request: pb.RegisterRequest, context) -> pb.RegisterReply:
@@ -554,7 +564,9 @@ class RegistryServicer(pb_grpc.NodeRegistryServicer):
             await context.abort(code, detail)
 
     def _beat(self, request: pb.HeartbeatRequest) -> pb.HeartbeatReply:
-        return pb.HeartbeatReply(known=self.liveness.heartbeat(request.node_id, request.instance_id,
-                                                               request.total_bytes, request.free_bytes,
-                                                               request.healthy, request.heads_digest,
-                                                               request.replicas_digest))
+        known = self.liveness.heartbeat(request.node_id, request.instance_id, request.total_bytes,
+                                        request.free_bytes, request.healthy, request.heads_digest,
+                                        request.replicas_digest)
+        if not (known and request.want_readiness and self.readiness is not None):
+            return pb.HeartbeatReply(known=known)
+        return pb.HeartbeatReply(known=True, readiness=readiness_pb(self.readiness(request.node_id)))

@@ -14,9 +14,10 @@ from tests.cli.fake_controller import GiB
 def nodes(fc):
     fc.add_node("node-1", total_bytes=100 * GiB, free_bytes=60 * GiB, provisioned_bytes=150 * GiB,
                 replica_count=3, nvmf_address="127.0.0.11", nvmf_port=4420, labels={"zone": "a"},
-                host_nqn="nqn.2024-01.io.meshblock:node-1")
+                host_nqn="nqn.2024-01.io.meshblock:node-1", readiness=pb.NodeReadiness(ready=True))
     fc.add_node("node-2", state="down", total_bytes=100 * GiB, free_bytes=90 * GiB,
-                provisioned_bytes=10 * GiB, cordoned=True, nvmf_address="127.0.0.12", nvmf_port=4420)
+                provisioned_bytes=10 * GiB, cordoned=True, nvmf_address="127.0.0.12", nvmf_port=4420,
+                readiness=pb.NodeReadiness(ready=False, reason="replica 1a2b3c4d of volume db is rebuilding (40%)"))
     return fc
 
 
@@ -26,15 +27,17 @@ def test_node_list(mb, nodes):
     lines = r.stdout.splitlines()
     one = next(ln for ln in lines if ln.startswith("node-1"))
     two = next(ln for ln in lines if ln.startswith("node-2"))
-    for expected in ("up", "schedulable", "127.0.0.11:4420", "100 GiB", "60 GiB", "150 GiB", "zone=a"):
+    for expected in ("up", " ready", "schedulable", "127.0.0.11:4420", "100 GiB", "60 GiB", "150 GiB", "zone=a"):
         assert expected in one, expected
-    for expected in ("down", "cordoned", "90 GiB", "10 GiB"):
+    for expected in ("down", "not ready", "cordoned", "90 GiB", "10 GiB"):
         assert expected in two, expected
 
     d = json.loads(mb("node", "list", "-o", "json").stdout)
     assert [n["name"] for n in d] == ["node-1", "node-2"]
     assert d[0]["total_bytes"] == 100 * GiB
     assert d[0]["drain"] == {"replicas_total": 0, "replicas_moved": 0, "done": False, "message": ""}
+    assert d[0]["readiness"] == {"ready": True, "reason": ""}
+    assert d[1]["readiness"] == {"ready": False, "reason": "replica 1a2b3c4d of volume db is rebuilding (40%)"}
 
 
 def test_node_get(mb, nodes):
@@ -42,6 +45,9 @@ def test_node_get(mb, nodes):
     assert r.exit_code == 0, r.output
     for expected in ("node-1", "id-node-1", "nqn.2024-01.io.meshblock:node-1", "100 GiB", "zone=a"):
         assert expected in r.stdout, expected
+    assert "Ready" in r.stdout and "ready" in r.stdout and "not ready" not in r.stdout
+    r = mb("node", "get", "node-2")
+    assert "not ready: replica 1a2b3c4d of volume db is rebuilding (40%)" in " ".join(r.stdout.split())
     r = mb("node", "get", "node-7")
     assert r.exit_code == 1
     assert r.stderr.strip() == 'Error: NOT_FOUND: node "node-7" not found'

@@ -528,7 +528,7 @@ class DrainProgress(_message.Message):
     def __init__(self, replicas_total: _Optional[int] = ..., replicas_moved: _Optional[int] = ..., done: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("id", "name", "state", "cordoned", "draining", "labels", "host_nqn", "nvmf_address", "nvmf_port", "endpoint", "total_bytes", "free_bytes", "provisioned_bytes", "replica_count", "last_seen", "drain", "pool_block_size")
+    __slots__ = ("id", "name", "state", "cordoned", "draining", "labels", "host_nqn", "nvmf_address", "nvmf_port", "endpoint", "total_bytes", "free_bytes", "provisioned_bytes", "replica_count", "last_seen", "drain", "pool_block_size", "readiness")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -553,6 +553,7 @@ class Node(_message.Message):
     LAST_SEEN_FIELD_NUMBER: _ClassVar[int]
     DRAIN_FIELD_NUMBER: _ClassVar[int]
     POOL_BLOCK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    READINESS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     state: str
@@ -570,7 +571,16 @@ class Node(_message.Message):
     last_seen: float
     drain: DrainProgress
     pool_block_size: int
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[str] = ..., cordoned: _Optional[bool] = ..., draining: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ..., host_nqn: _Optional[str] = ..., nvmf_address: _Optional[str] = ..., nvmf_port: _Optional[int] = ..., endpoint: _Optional[str] = ..., total_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., provisioned_bytes: _Optional[int] = ..., replica_count: _Optional[int] = ..., last_seen: _Optional[float] = ..., drain: _Optional[_Union[DrainProgress, _Mapping]] = ..., pool_block_size: _Optional[int] = ...) -> None: ...
+    readiness: NodeReadiness
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[str] = ..., cordoned: _Optional[bool] = ..., draining: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ..., host_nqn: _Optional[str] = ..., nvmf_address: _Optional[str] = ..., nvmf_port: _Optional[int] = ..., endpoint: _Optional[str] = ..., total_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., provisioned_bytes: _Optional[int] = ..., replica_count: _Optional[int] = ..., last_seen: _Optional[float] = ..., drain: _Optional[_Union[DrainProgress, _Mapping]] = ..., pool_block_size: _Optional[int] = ..., readiness: _Optional[_Union[NodeReadiness, _Mapping]] = ...) -> None: ...
+
+class NodeReadiness(_message.Message):
+    __slots__ = ("ready", "reason")
+    READY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ready: bool
+    reason: str
+    def __init__(self, ready: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ListNodesRequest(_message.Message):
     __slots__ = ()
@@ -771,7 +781,7 @@ class RegisterReply(_message.Message):
     def __init__(self, heartbeat_interval_ms: _Optional[int] = ..., head_lease_ms: _Optional[int] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("node_id", "total_bytes", "free_bytes", "healthy", "instance_id", "heads_digest", "replicas_digest")
+    __slots__ = ("node_id", "total_bytes", "free_bytes", "healthy", "instance_id", "heads_digest", "replicas_digest", "want_readiness")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
     FREE_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -779,6 +789,7 @@ class HeartbeatRequest(_message.Message):
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     HEADS_DIGEST_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    WANT_READINESS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     total_bytes: int
     free_bytes: int
@@ -786,13 +797,16 @@ class HeartbeatRequest(_message.Message):
     instance_id: str
     heads_digest: str
     replicas_digest: str
-    def __init__(self, node_id: _Optional[str] = ..., total_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., healthy: _Optional[bool] = ..., instance_id: _Optional[str] = ..., heads_digest: _Optional[str] = ..., replicas_digest: _Optional[str] = ...) -> None: ...
+    want_readiness: bool
+    def __init__(self, node_id: _Optional[str] = ..., total_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., healthy: _Optional[bool] = ..., instance_id: _Optional[str] = ..., heads_digest: _Optional[str] = ..., replicas_digest: _Optional[str] = ..., want_readiness: _Optional[bool] = ...) -> None: ...
 
 class HeartbeatReply(_message.Message):
-    __slots__ = ("known",)
+    __slots__ = ("known", "readiness")
     KNOWN_FIELD_NUMBER: _ClassVar[int]
+    READINESS_FIELD_NUMBER: _ClassVar[int]
     known: bool
-    def __init__(self, known: _Optional[bool] = ...) -> None: ...
+    readiness: NodeReadiness
+    def __init__(self, known: _Optional[bool] = ..., readiness: _Optional[_Union[NodeReadiness, _Mapping]] = ...) -> None: ...
 
 class TenantQuota(_message.Message):
     __slots__ = ("max_bytes", "max_volumes", "max_iops")
