@@ -16,6 +16,7 @@ from ..grpcutil import client_tls
 from ..proto.meshblock.v1 import admin_pb2 as pb
 from ..proto.meshblock.v1 import admin_pb2_grpc as pb_grpc
 from .node import NodeAgent
+from .readiness import Readiness
 
 log = logging.getLogger(__name__)
 
@@ -109,16 +110,18 @@ async def watch_digests(agent, digests: Digests, stop: asyncio.Event, every: flo
 
 
 async def register_forever(agent: NodeAgent, endpoints: list[str], stop: asyncio.Event, *,
-                           metrics_url: str = "") -> None:
+                           metrics_url: str = "", readiness: Readiness | None = None) -> None:
     """Register with whichever controller answers, then heartbeat; re-register when told to. While a
     lease is in force, a watchdog stops the node's heads when it runs out. ``metrics_url``: where
-    this agent serves Prometheus metrics, for the controller to list ("": nowhere)."""
+    this agent serves Prometheus metrics, for the controller to list ("": nowhere); ``readiness``:
+    where /readyz asks for the node's readiness and finds the controller's answer."""
     lease = Lease()
     digests = Digests()
     watchdog = asyncio.create_task(watch_lease(agent, lease, stop))
     looker = asyncio.create_task(watch_digests(agent, digests, stop))
     try:
-        await _register_loop(agent, endpoints, stop, lease, digests, metrics_url=metrics_url)
+        await _register_loop(agent, endpoints, stop, lease, digests, metrics_url=metrics_url,
+                             readiness=readiness)
     finally:
         watchdog.cancel()
         looker.cancel()
@@ -136,17 +139,16 @@ class _Beats:
         self.stub = stub
         self.stream = stub.Heartbeats()
 
-    async def send(self, request: pb.HeartbeatRequest) -> bool:
+    async def send(self, request: pb.HeartbeatRequest) -> pb.HeartbeatReply:
         if self.stream is not None:
             try:
-                reply = await asyncio.wait_for(self._exchange(request), HEARTBEAT_TIMEOUT)
-                return reply.known
+                return await asyncio.wait_for(self._exchange(request), HEARTBEAT_TIMEOUT)
             except grpc.aio.AioRpcError as e:
                 if e.code() != grpc.StatusCode.UNIMPLEMENTED:
                     raise
                 log.info("controller without heartbeat streams: one call per heartbeat")
                 self.close()
-        return (await self.stub.Heartbeat(request, timeout=HEARTBEAT_TIMEOUT)).known
+        return await self.stub.Heartbeat(request, timeout=HEARTBEAT_TIMEOUT)
 
     async def _exchange(self, request: pb.HeartbeatRequest) -> pb.HeartbeatReply:
         assert self.stream is not None
@@ -168,10 +170,26 @@ class _Beats:
             self.stream = None
 
 
+async def _pause(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
+    """Until ``stop`` or ``wake`` is set, or ``seconds`` have passed."""
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+    wake.clear()
+
+
 async def _register_loop(agent: NodeAgent, endpoints: list[str], stop: asyncio.Event, lease: Lease,
-                         digests: Digests | None = None, *, metrics_url: str = "") -> None:
+                         digests: Digests | None = None, *, metrics_url: str = "",
+                         readiness: Readiness | None = None) -> None:
     digests = digests or Digests()
     cfg = agent.config
+    wake = asyncio.Event()      # a /readyz probe asks for a heartbeat now
+    if readiness is not None:
+        loop = asyncio.get_running_loop()
+        readiness.wake = lambda: loop.call_soon_threadsafe(wake.set)
     i = 0
     while not stop.is_set():
         endpoint = endpoints[i % len(endpoints)]
@@ -191,6 +209,8 @@ async def _register_loop(agent: NodeAgent, endpoints: list[str], stop: asyncio.E
                     heads_digest=digests.heads, replicas_digest=digests.replicas, metrics_url=metrics_url),
                     timeout=10)
                 lease.renew(instance, sent, reply.head_lease_ms)
+                if readiness is not None:
+                    readiness.registered = True
                 interval = max(reply.heartbeat_interval_ms, 100) / 1000
                 log.info("registered with controller %s (head lease %d ms)", endpoint, reply.head_lease_ms)
                 beats = _Beats(stub)
@@ -199,20 +219,22 @@ async def _register_loop(agent: NodeAgent, endpoints: list[str], stop: asyncio.E
                         total, free, healthy = await _capacity(agent)
                         healthy = healthy and (await agent.health())["healthy"]
                         instance, sent = lease.instance, time.monotonic()
-                        known = await beats.send(pb.HeartbeatRequest(
+                        beat = await beats.send(pb.HeartbeatRequest(
                             node_id=agent.node_id, total_bytes=total, free_bytes=free, healthy=healthy,
-                            instance_id=instance, heads_digest=digests.heads, replicas_digest=digests.replicas))
-                        if known:
+                            instance_id=instance, heads_digest=digests.heads, replicas_digest=digests.replicas,
+                            want_readiness=readiness is not None and readiness.wanted()))
+                        if beat.known:
                             lease.renew(instance, sent, reply.head_lease_ms)
+                            if readiness is not None and beat.HasField("readiness"):
+                                readiness.answered(beat.readiness.ready, beat.readiness.reason)
                         else:
                             log.info("controller %s does not know this agent instance; registering again", endpoint)
                             break
-                        try:
-                            await asyncio.wait_for(stop.wait(), interval)
-                        except asyncio.TimeoutError:
-                            pass
+                        await _pause(stop, wake, interval)
                 finally:
                     beats.close()
+                    if readiness is not None:
+                        readiness.registered = False
         except Exception as e:  # noqa: BLE001 - whatever went wrong, the agent calls in again
             if isinstance(e, grpc.aio.AioRpcError):
                 log.debug("controller %s: %s: %s", endpoint, e.code().name, e.details())

@@ -7,7 +7,7 @@ import logging
 import os
 import signal
 
-from prometheus_client import REGISTRY, Gauge, start_http_server
+from prometheus_client import REGISTRY, Gauge
 
 from ..grpcutil import make_server, server_tls
 from ..proto.meshblock.v1 import agent_pb2_grpc
@@ -16,6 +16,7 @@ from ..util import metrics_url
 from .config import AgentConfig
 from .iostat import VolumeIoCollector
 from .node import NodeAgent
+from .readiness import Readiness, serve_http
 from .registration import register_forever
 from .service import SERVICE, AgentServicer
 
@@ -40,18 +41,23 @@ async def run_agent(config: AgentConfig, *, metrics_port: int = 0, metrics_addre
     server, _health = await make_server(
         config.listen, lambda s: agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(agent), s),
         [SERVICE], tls=tls)
-    collector = None
+    collector = httpd = None
+    # /readyz: whether the controller says this node could go down now (served with the metrics)
+    readiness = Readiness(local=lambda: "" if agent.target.ready.is_set() else "the node's SPDK target is not up")
+    if not config.controller:
+        readiness.local = lambda: "the agent has no controller (--controller) to tell whether the node is ready"
     if metrics_port:
         collector = VolumeIoCollector(agent.iostat, loop)
         REGISTRY.register(collector)
-        start_http_server(metrics_port, addr=metrics_address)
+        httpd = serve_http(metrics_port, metrics_address, readiness)
     log.info("agent ready node_id=%s name=%s listen=%s nvmf=%s:%d", agent.node_id, config.name, config.listen,
              config.nvmf_address, config.nvmf_port)
     registration = None
     if config.controller:
         registration = asyncio.create_task(
             register_forever(agent, [e.strip() for e in config.controller.split(",") if e.strip()], stop,
-                             metrics_url=metrics_url(metrics_address, metrics_port, config.nvmf_address)))
+                             metrics_url=metrics_url(metrics_address, metrics_port, config.nvmf_address),
+                             readiness=readiness))
     try:
         while not stop.is_set():
             TARGET_UP.set(1 if agent.target.ready.is_set() else 0)
@@ -64,6 +70,9 @@ async def run_agent(config: AgentConfig, *, metrics_port: int = 0, metrics_addre
         log.info("agent stopping node_id=%s", agent.node_id)
         if registration is not None:
             registration.cancel()
+        if httpd is not None:
+            await asyncio.to_thread(httpd.shutdown)
+            httpd.server_close()
         await server.stop(grace=2.0)
         await agent.stop()
         if collector is not None:

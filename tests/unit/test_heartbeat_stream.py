@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import grpc
 
+from meshblock.agent.readiness import Readiness, serve_http
 from meshblock.agent.registration import Digests, Lease, _register_loop
 from meshblock.agent.pool import PoolInfo
 from meshblock.proto.meshblock.v1 import admin_pb2 as pb
@@ -46,8 +47,11 @@ class _Agent:
 class Registry(pb_grpc.NodeRegistryServicer):
     """Counts what agents send; ``end_stream_after``: abort each stream after that many heartbeats."""
 
-    def __init__(self, streams: bool = True, end_stream_after: int = 0):
+    def __init__(self, streams: bool = True, end_stream_after: int = 0, interval_ms: int = 100):
         self.registers: list[pb.RegisterRequest] = []
+        self.interval_ms = interval_ms
+        self.readiness = pb.NodeReadiness(ready=False, reason="replica 1a2b3c4d of volume db is rebuilding (40%)")
+        self.readiness_asked = 0
         self.calls = 0
         self.streams = 0
         self.stream_beats = 0
@@ -57,7 +61,7 @@ class Registry(pb_grpc.NodeRegistryServicer):
 
     async def Register(self, request, context):
         self.registers.append(request)
-        return pb.RegisterReply(heartbeat_interval_ms=100, head_lease_ms=2000)
+        return pb.RegisterReply(heartbeat_interval_ms=self.interval_ms, head_lease_ms=2000)
 
     async def Heartbeat(self, request, context):
         self.calls += 1
@@ -71,7 +75,12 @@ class Registry(pb_grpc.NodeRegistryServicer):
                 await context.abort(grpc.StatusCode.UNAVAILABLE, "this controller is a standby")
             n += 1
             self.stream_beats += 1
-            yield pb.HeartbeatReply(known=request.instance_id == self.registers[-1].instance_id)
+            known = request.instance_id == self.registers[-1].instance_id
+            if known and request.want_readiness:
+                self.readiness_asked += 1
+                yield pb.HeartbeatReply(known=True, readiness=self.readiness)
+            else:
+                yield pb.HeartbeatReply(known=known)
 
 
 @contextlib.asynccontextmanager
@@ -85,7 +94,7 @@ async def _running(tmp_path, registry: Registry):
     digests = Digests()
     digests.heads, digests.replicas = "h1", "r1"
     task = asyncio.create_task(_register_loop(_Agent(), [endpoint], stop, lease, digests,
-                                              metrics_url="http://127.0.0.1:9101/metrics"))
+                                              metrics_url="http://127.0.0.1:9101/metrics", readiness=Readiness()))
     try:
         yield lease
     finally:
@@ -100,6 +109,7 @@ async def test_heartbeats_share_one_stream_and_registration_carries_the_digests_
         await eventually(_async(lambda: registry.stream_beats >= 5), 10, "five heartbeats")
         assert lease.until is not None
     assert registry.streams == 1 and registry.calls == 0
+    assert registry.readiness_asked == 0      # no /readyz probe: the controller is not asked
     assert len(registry.registers) == 1
     assert (registry.registers[0].heads_digest, registry.registers[0].replicas_digest) == ("h1", "r1")
     assert registry.registers[0].metrics_url == "http://127.0.0.1:9101/metrics"
@@ -143,3 +153,65 @@ async def test_an_agent_whose_controller_dies_calls_in_at_the_next(tmp_path):
         stop.set()
         await asyncio.wait_for(task, 10)
         await servers[1].stop(None)
+
+
+async def test_readyz_asks_the_controller_in_a_heartbeat_sent_at_once_and_answers_what_it_says(tmp_path):
+    """/readyz answers 503 with the controller's reason, then 200 once the controller says ready;
+    heartbeats ask for readiness only when a probe wants it, and a probe does not wait for the
+    next heartbeat (every 30 s here)."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    registry = Registry(interval_ms=30_000)
+    server = grpc.aio.server()
+    pb_grpc.add_NodeRegistryServicer_to_server(registry, server)
+    endpoint = f"unix:{tmp_path / 'controller.sock'}"
+    server.add_insecure_port(endpoint)
+    await server.start()
+    readiness = Readiness(wait=1.5)
+    httpd = serve_http(0, "127.0.0.1", readiness)
+    url = f"http://127.0.0.1:{httpd.server_port}"
+
+    def get(path: str) -> tuple[int, str, float]:
+        t = time.monotonic()
+        try:
+            with urllib.request.urlopen(url + path, timeout=10) as r:
+                return r.status, r.read().decode(), time.monotonic() - t
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode(), time.monotonic() - t
+
+    stop, lease = asyncio.Event(), Lease()
+    # before any controller answers: not ready, with the reason
+    code, body, _ = await asyncio.to_thread(get, "/readyz")
+    assert (code, body) == (503, "not ready: not registered with a controller yet\n")
+    task = asyncio.create_task(_register_loop(_Agent(), [endpoint], stop, lease, Digests(), readiness=readiness))
+    try:
+        # the first heartbeat answers the question of the probe that came too early
+        await eventually(_async(lambda: registry.readiness_asked == 1), 10, "the first heartbeat")
+        await asyncio.sleep(readiness.fresh + 0.1)      # that answer is no longer fresh
+        code, body, took = await asyncio.to_thread(get, "/readyz")
+        assert (code, body) == (503, "not ready: replica 1a2b3c4d of volume db is rebuilding (40%)\n")
+        assert took < 3 and registry.readiness_asked == 2
+        # a fresh answer is reused
+        code, body, took = await asyncio.to_thread(get, "/readyz")
+        assert code == 503 and registry.readiness_asked == 2
+        registry.readiness = pb.NodeReadiness(ready=True)
+        await asyncio.sleep(readiness.fresh + 0.1)      # the last answer is no longer fresh
+        code, body, _ = await asyncio.to_thread(get, "/readyz")
+        assert (code, body) == (200, "ready\n") and registry.readiness_asked == 3
+        # the metrics are still served on the same port
+        code, body, _ = await asyncio.to_thread(get, "/metrics")
+        assert code == 200 and "python_info" in body
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await server.stop(None)
+        httpd.shutdown()
+        httpd.server_close()
+
+
+async def test_readyz_says_when_the_agent_itself_knows_it_is_not_ready():
+    readiness = Readiness(local=lambda: "the node's SPDK target is not up")
+    readiness.answered(True, "")
+    assert readiness.check() == (False, "the node's SPDK target is not up")
