@@ -17,6 +17,9 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,13 +159,8 @@ async def up(home: Path, nodes: int, pool_size: int, base_octet: int = 11, port:
     for cfg, metrics_port in zip(node_configs(home, nodes, pool_size, base_octet, port), ports[1:]):
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         cfg.ensure_node_id()
-        cfg_file = cfg.data_dir / "agent.json"
-        atomic_write(cfg_file, cfg.to_json())
-        with open(cfg.data_dir / "agent.log", "ab") as out:
-            p = subprocess.Popen([sys.executable, "-m", "meshblock", "agent", "--config", str(cfg_file),
-                                  "--metrics-port", str(metrics_port)],
-                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                 start_new_session=True, cwd=str(cfg.data_dir))
+        atomic_write(cfg.data_dir / "agent.json", cfg.to_json())
+        p = _start_agent(cfg.data_dir, metrics_port)
         procs.append(NodeProcess(name=cfg.name, pid=p.pid, data_dir=str(cfg.data_dir), listen=cfg.listen,
                                  nvmf_address=cfg.nvmf_address, nvmf_port=cfg.nvmf_port,
                                  metrics_url=metrics_url(METRICS_ADDRESS, metrics_port)))
@@ -190,6 +188,15 @@ async def up(home: Path, nodes: int, pool_size: int, base_octet: int = 11, port:
         if pending:
             await asyncio.sleep(0.1)
     return procs
+
+
+def _start_agent(data_dir: Path, metrics_port: int) -> subprocess.Popen:
+    """A node's agent, in the background, from the configuration in its directory (agent.json)."""
+    with open(data_dir / "agent.log", "ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "meshblock", "agent", "--config", str(data_dir / "agent.json"),
+                                 "--metrics-port", str(metrics_port)],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, cwd=str(data_dir))
 
 
 def _kill(pid: int, sig: int) -> None:
@@ -221,6 +228,112 @@ def _target_pids(data_dir: Path) -> list[int]:
     return out
 
 
+def _agent_pids(n: NodeProcess) -> list[int]:
+    """A node's running agent: the one `up` started, or one restarted by hand (its pid file)."""
+    out = [n.pid] if pid_alive(n.pid) else []
+    try:
+        pid = int((Path(n.data_dir) / "agent.pid").read_text().strip())
+    except (OSError, ValueError):
+        return out
+    if pid not in out and pid_alive(pid) and "agent" in process_cmdline(pid):
+        out.append(pid)
+    return out
+
+
+async def _stop(pids: list[int], timeout: float) -> None:
+    """SIGTERM, then SIGKILL for what is left after ``timeout`` seconds."""
+    for pid in pids:
+        _kill(pid, signal.SIGTERM)
+    for pid in await _wait_gone(pids, timeout):
+        _kill(pid, signal.SIGKILL)
+    await _wait_gone(pids, 5.0)
+
+
+def readyz_url(metrics_url: str) -> str:
+    """The agent's /readyz, served with its metrics."""
+    u = urllib.parse.urlsplit(metrics_url)
+    return urllib.parse.urlunsplit((u.scheme, u.netloc, "/readyz", "", ""))
+
+
+def _get_readyz(url: str, timeout: float) -> tuple[bool | None, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status == 200, ""
+    except urllib.error.HTTPError as e:
+        body = e.read().decode(errors="replace").strip()
+        return False, body.removeprefix("not ready: ") or f"HTTP {e.code}"
+    except (OSError, ValueError) as e:
+        return None, f"its agent does not answer at {url} ({getattr(e, 'reason', e)})"
+
+
+async def node_ready(url: str, timeout: float = 8.0) -> tuple[bool | None, str]:
+    """What the agent's /readyz says: (True, ""), (False, why not), or (None, why it did not answer)."""
+    return await asyncio.to_thread(_get_readyz, url, timeout)
+
+
+async def restart_node(home: Path, name: str, *, force: bool = False, timeout: float = 300.0,
+                       log=print) -> NodeProcess:
+    """Stop node ``name``'s agent and SPDK targets, start its agent again with the same configuration
+    and wait until the node is ready again (its agent's /readyz). Refuses a node that is not ready
+    (it could go down now only at the cost of a volume's data path) unless ``force``."""
+    state = read_state(home)
+    if not state:
+        raise ClusterError(f"no local cluster under {home}; `meshblock up` starts one")
+    nodes = [NodeProcess(**n) for n in state.get("nodes", [])]
+    proc = next((n for n in nodes if n.name == name and n.name != "controller"), None)
+    if proc is None:
+        names = ", ".join(n.name for n in nodes if n.name != "controller")
+        raise ClusterError(f"no node {name!r} in the local cluster under {home} (its nodes: {names})")
+    if not proc.metrics_url:
+        raise ClusterError(f"node {name} was started without a metrics port, where its readiness is served; "
+                           "`meshblock down` and `meshblock up` start it with one")
+    url = readyz_url(proc.metrics_url)
+    agents = _agent_pids(proc)
+    if agents:
+        ready, reason = await node_ready(url)
+        if not ready:
+            if not force:
+                raise ClusterError(
+                    f"node {name} is not ready: {reason}. Restarting it now would leave a volume without "
+                    f"an in-sync replica or a head; wait until `meshblock node get {name}` says ready, or "
+                    "restart it anyway with --force")
+            log(f"node {name} is not ready ({reason}); restarting it anyway (--force)")
+    else:
+        log(f"node {name}: its agent is not running")
+    data_dir = Path(proc.data_dir)
+    targets = _target_pids(data_dir)
+    if agents or targets:
+        log(f"stopping node {name}: agent (pid {', '.join(map(str, agents)) or '-'}), "
+            f"SPDK targets (pid {', '.join(map(str, targets)) or '-'})")
+    await _stop(agents, 20.0)
+    await _stop(_target_pids(data_dir), 10.0)    # what the agent left running
+    port = urllib.parse.urlsplit(proc.metrics_url).port
+    assert port is not None
+    p = _start_agent(data_dir, port)
+    proc.pid = p.pid
+    state = read_state(home) or {"nodes": []}
+    state["nodes"] = [dict(n, pid=p.pid) if n.get("name") == name else n for n in state.get("nodes", [])]
+    atomic_write(home / "cluster.json", json.dumps(state, indent=2))
+    log(f"started node {name}'s agent (pid {p.pid}); waiting until the node is ready (at most {timeout:g} s)")
+    t0 = time.monotonic()
+    last = None
+    while True:
+        if p.poll() is not None:
+            raise ClusterError(f"node {name}'s agent exited while starting (status {p.returncode}); "
+                               f"last lines of its log:\n" + _tail(data_dir / "agent.log"))
+        ready, reason = await node_ready(url)
+        if ready:
+            log(f"node {name} is ready again after {time.monotonic() - t0:.1f} s")
+            return proc
+        if reason != last:
+            log(f"  {time.monotonic() - t0:5.1f} s  not ready: {reason}")
+            last = reason
+        if time.monotonic() - t0 > timeout:
+            raise ClusterError(f"node {name} is not ready {timeout:g} s after its restart: {reason}. Its agent "
+                               f"runs on (pid {p.pid}); see `meshblock node get {name}` and {data_dir / 'agent.log'}")
+        await asyncio.sleep(0.5)
+
+
 async def down(home: Path, log=print) -> int:
     """Stop every agent and target of the local cluster; return how many processes were stopped."""
     state = read_state(home)
@@ -228,15 +341,8 @@ async def down(home: Path, log=print) -> int:
         log(f"no cluster under {home}")
         return 0
     nodes = [NodeProcess(**n) for n in state.get("nodes", [])]
-    agents = [n.pid for n in nodes if pid_alive(n.pid)]
-    for n in nodes:  # agents restarted by hand since `up` leave their pid in their node directory
-        f = Path(n.data_dir) / "agent.pid"
-        try:
-            pid = int(f.read_text().strip())
-        except (OSError, ValueError):
-            continue
-        if pid not in agents and pid_alive(pid) and "agent" in process_cmdline(pid):
-            agents.append(pid)
+    # agents restarted by hand since `up` leave their pid in their node directory
+    agents = list(dict.fromkeys(pid for n in nodes for pid in _agent_pids(n)))
     for pid in agents:
         _kill(pid, signal.SIGTERM)
     for pid in await _wait_gone(agents, 20.0):

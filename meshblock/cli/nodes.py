@@ -191,6 +191,32 @@ def node_drain(inv: Invocation, name: str, wait: bool, timeout: float | None) ->
                    f"follow with `meshblock node drain {label} --wait`")
 
 
+@node.command("restart")
+@click.argument("name")
+@click.option("--home", default=None, help="The local cluster's directory (default $MESHBLOCK_HOME or ~/.meshblock).")
+@click.option("--force", is_flag=True, help="Restart the node even when it is not ready (a volume may pause or "
+                                             "lose its last in-sync replica meanwhile).")
+@click.option("--timeout", type=click.FloatRange(1, None), default=300.0, show_default=True,
+              help="Seconds to wait for the node to be ready again after the restart.")
+def node_restart(name: str, home: str | None, force: bool, timeout: float) -> None:
+    """Restart node NAME of the local cluster `meshblock up` started: stop its agent and SPDK
+    targets, start them again with the same configuration and wait until the node is ready (its
+    replicas in sync, and no volume would lose its last in-sync replica or its head with it). A
+    node that is not ready is refused unless --force. On Kubernetes, the agents' DaemonSet rolls
+    one node at a time on the same readiness."""
+    import asyncio
+
+    from . import local
+
+    h = local.meshblock_home(home)
+    try:
+        asyncio.run(local.restart_node(h, name, force=force, timeout=timeout,
+                                       log=lambda m: click.echo(m, err=True)))
+    except local.ClusterError as e:
+        raise click.ClickException(str(e))
+    click.echo(f"node {name} restarted and ready")
+
+
 # -- cluster ------------------------------------------------------------------------------------------------
 
 @click.group()
