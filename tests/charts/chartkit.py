@@ -36,6 +36,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "group-snapshots": {"csi": {"snapshotter": {"volumeGroupSnapshots": True}}},
     "kubelet-elsewhere": {"csi": {"kubeletDir": "/var/snap/microk8s/common/var/lib/kubelet"}},
     "sqlite-ephemeral": {"store": {"sqlite": {"persistence": {"enabled": False}}}},
+    "no-readiness-gates": {"agent": {"readiness": {"enabled": False}, "podDisruptionBudget": {"enabled": False}}},
 }
 
 

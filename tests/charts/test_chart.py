@@ -279,7 +279,8 @@ def test_agent_exports_on_the_node_ip_and_registers_with_the_admin_service(rende
     for wl in (r.workload("csi-controller"), r.workload("csi-node")):
         assert flag(container(wl, "csi-plugin"), "--admin-endpoint") == address
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-    assert ports == {"api": 7444, "nvmf": 4420, "nvmf-head": 4421}
+    # metrics: where the readiness probe asks /readyz (the metrics themselves are served there too)
+    assert ports == {"api": 7444, "nvmf": 4420, "nvmf-head": 4421, "metrics": 9502}
     assert flag(c, "--nvmf-port") == "4420"
     # the agent's API is reached across nodes over mutual TLS, with the client certificate that names
     # the shared agent name the controller checks
