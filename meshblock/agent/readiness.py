@@ -8,13 +8,14 @@ next heartbeat to be sent now and waits for its reply, up to ``wait`` seconds.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
+from socketserver import ThreadingMixIn
 from typing import Callable
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import REGISTRY, make_wsgi_app
-from prometheus_client.exposition import ThreadingWSGIServer, _get_best_family, _SilentHandler
-from wsgiref.simple_server import WSGIServer, make_server
 
 FRESH = 1.0      # seconds an answer from the controller is reused for
 WAIT = 4.0       # seconds a probe waits for the controller's answer (the chart's probe timeout is 5 s)
@@ -77,14 +78,18 @@ def readyz_app(readiness: Readiness, metrics_app):
     return app
 
 
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format, *args) -> None:   # a probe every few seconds is no news
+        pass
+
+
 def serve_http(port: int, addr: str, readiness: Readiness) -> WSGIServer:
     """Serve the metrics and /readyz on ``addr:port`` from a daemon thread; ``shutdown()`` stops it."""
 
-    class Server(ThreadingWSGIServer):
-        pass
+    class Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+        address_family = socket.getaddrinfo(addr, port, type=socket.SOCK_STREAM)[0][0]
 
-    Server.address_family, addr = _get_best_family(addr, port)
-    httpd = make_server(addr, port, readyz_app(readiness, make_wsgi_app(REGISTRY)), Server,
-                        handler_class=_SilentHandler)
+    httpd = make_server(addr, port, readyz_app(readiness, make_wsgi_app(REGISTRY)), Server, handler_class=_Quiet)
     threading.Thread(target=httpd.serve_forever, daemon=True, name="metrics-http").start()
     return httpd

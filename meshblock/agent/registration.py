@@ -230,7 +230,13 @@ async def _register_loop(agent: NodeAgent, endpoints: list[str], stop: asyncio.E
                         else:
                             log.info("controller %s does not know this agent instance; registering again", endpoint)
                             break
-                        await _pause(stop, wake, interval)
+                        if readiness is not None:
+                            await _pause(stop, wake, interval)
+                        else:
+                            try:
+                                await asyncio.wait_for(stop.wait(), interval)
+                            except asyncio.TimeoutError:
+                                pass
                 finally:
                     beats.close()
                     if readiness is not None:
