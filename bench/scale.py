@@ -191,6 +191,16 @@ class Controller:
                 self.kill()
 
 
+def etcd_writes(endpoint: str) -> int:
+    """Raft proposals the etcd server has committed (one per write transaction)."""
+    import urllib.request
+    with urllib.request.urlopen(f"http://{endpoint}/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("etcd_server_proposals_committed_total "):
+                return int(float(line.split()[1]))
+    raise RuntimeError("etcd does not report etcd_server_proposals_committed_total")
+
+
 def cpu_seconds(pid: int) -> float:
     return usage(pid)["cpu_s"]
 
@@ -642,33 +652,80 @@ class Bench:
                             return
                 await asyncio.sleep(0.2)
 
+        # Watched without polling every volume: each head move is an event the controller records
+        # right after committing it (the commit that names the new head and its address, which is
+        # what GetConnectInfo answers from), and one listing a second of the victim's volumes tells
+        # when each new head served (its stage no longer "moving-head"). A GetConnectInfo per moved
+        # volume at the end checks that the connect info names a live, optimized head.
         watcher = asyncio.create_task(watch_down())
-        killed_at = await self.sim.call("kill", node=victim)
         remaining = {v.id: v for v in affected}
         moved_at: dict[str, float] = {}
-        sem = asyncio.Semaphore(32)
+        served_at: dict[str, float] = {}
+        wall = time.time() - time.monotonic()
+        events = pb_grpc.EventServiceStub(self.leader.channel)
+        stream = events.WatchEvents(pb.ListEventsRequest(since=time.time(), node=victim, kind="volume.head"))
+
+        async def watch_moves() -> None:
+            with contextlib.suppress(grpc.aio.AioRpcError, asyncio.CancelledError):
+                async for e in stream:
+                    if e.object_id in remaining and e.fields.get("from_id") == victim:
+                        moved_at.setdefault(e.object_id, e.time - wall)
+
+        mover = asyncio.create_task(watch_moves())
+        await self.sim.call("reset_stats")
+        s0, c0 = await self.sim.call("usage"), cpu_seconds(self.leader.pid)
+        w0 = etcd_writes(self.etcd.endpoint) if self.etcd is not None else 0
+        killed_at = await self.sim.call("kill", node=victim)
         timeout = 120 + len(affected) * 0.05
+        while len(served_at) < len(remaining) and time.monotonic() - killed_at < timeout:
+            await asyncio.sleep(1.0)
+            now, token = time.monotonic(), ""
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                while True:
+                    r = await self.volumes.ListVolumes(pb.ListVolumesRequest(page_size=1000, page_token=token,
+                                                                             node_id=victim), timeout=120)
+                    for v in r.volumes:
+                        if v.id in remaining and v.head_node_id not in ("", victim) and v.stage != "moving-head":
+                            served_at.setdefault(v.id, now)
+                    token = r.next_page_token
+                    if not token:
+                        break
+        dt = time.monotonic() - killed_at
+        s1, c1 = await self.sim.call("usage"), cpu_seconds(self.leader.pid)
+        load = await self.sim.call("load")
+        w1 = etcd_writes(self.etcd.endpoint) if self.etcd is not None else 0
+        stream.cancel()
+        mover.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await mover
+        sem = asyncio.Semaphore(16)
+        wrong: list[str] = []
 
         async def check(vid: str) -> None:
             async with sem:
-                with contextlib.suppress(grpc.aio.AioRpcError):
-                    info = await self.volumes.GetConnectInfo(pb.GetConnectInfoRequest(ref=vid, host_nqn=HOST),
-                                                             timeout=30)
-                    if any(p.ana_state == "optimized" and p.node_id and p.node_id != victim for p in info.paths):
-                        moved_at[vid] = time.monotonic()
-                        remaining.pop(vid, None)
+                info = await self.volumes.GetConnectInfo(pb.GetConnectInfoRequest(ref=vid, host_nqn=HOST), timeout=30)
+                if not any(p.ana_state == "optimized" and p.node_id and p.node_id != victim for p in info.paths):
+                    wrong.append(vid)
 
-        while remaining and time.monotonic() - killed_at < timeout:
-            await asyncio.gather(*(check(vid) for vid in list(remaining)))
-            await asyncio.sleep(0.1)
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            await asyncio.gather(*(check(vid) for vid in served_at))
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(watcher, 30)
         t_down = down_at[0] if down_at else float("nan")
         after = [t - t_down for t in moved_at.values()]
+        served = [t - t_down for t in served_at.values()]
+        not_moved = len(remaining) - len(moved_at)
         out = {"node": victim_name, "heads": n_heads, "affected": len(affected),
                "detected_s": round(t_down - killed_at, 2),
-               "all_moved_s": round(max(after), 2) if after and not remaining else None,
-               "moved_after_down_ms": summary_ms(after), "not_moved": len(remaining)}
+               "all_moved_s": round(max(after), 2) if after and not not_moved else None,
+               "moved_after_down_ms": summary_ms(after), "not_moved": not_moved,
+               "all_served_s": round(max(served), 2) if served and len(served) == len(remaining) else None,
+               "served_after_down_ms": summary_ms(served), "not_served": len(remaining) - len(served),
+               "connect_info_wrong": len(wrong),
+               # from the kill until every head served (or the timeout)
+               "controller_cpu_percent": round((c1 - c0) / dt * 100, 1),
+               "sim_cpu_percent": round((s1["cpu_s"] - s0["cpu_s"]) / dt * 100, 1),
+               "agent_calls": load["calls"], "etcd_writes": w1 - w0}
         # the node comes back: its replicas resync
         t = time.monotonic()
         await self.sim.call("revive", node=victim)
@@ -807,7 +864,7 @@ class Bench:
 
 def table(result: dict) -> str:
     rows = [("volumes", "create p50/p99 ms", "Get p99 ms", "List1000 p99 ms", "ctl RSS MB", "ctl idle CPU %",
-             "agent calls/s idle", "failover: heads, all moved s", "resync s", "ctl failover serve/confirm s")]
+             "agent calls/s idle", "failover: heads, all moved/served s", "resync s", "ctl failover serve/confirm s")]
     for cp in result.get("checkpoints", []):
         ul, idle, mf = cp.get("under_load", {}), cp.get("idle", {}), cp.get("mass_failover", {})
         cf = cp.get("controller_failover") or {}
@@ -817,7 +874,7 @@ def table(result: dict) -> str:
                      str(ul.get("get_volume_ms", {}).get("p99", "-")),
                      str(ul.get("list_volumes_1000_ms", {}).get("p99", "-")), str(idle.get("controller_rss_mb", "-")),
                      str(idle.get("controller_cpu_percent", "-")), str(idle.get("agent_calls_per_s", "-")),
-                     f"{mf.get('affected', '-')}, {mf.get('all_moved_s', '-')}", str(mf.get("resync_s", "-")),
+                     f"{mf.get('affected', '-')}, {mf.get('all_moved_s', '-')}/{mf.get('all_served_s', '-')}", str(mf.get("resync_s", "-")),
                      f"{cf.get('serving_s', '-')}/{conf.get('max', '-')}" if cf else "-"))
         if cp.get("error"):
             rows.append((f"  error: {cp['error']}",) + ("",) * 9)
