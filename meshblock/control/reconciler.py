@@ -111,9 +111,13 @@ class Reconciler(ReplicatedVolumes, Sweeps):
         self.queue.add(key)
 
     def node_changed(self, node_id: str) -> None:
-        """A node went down or came back, or its agent restarted: visit everything it holds."""
+        """A node went down or came back, or its agent restarted: visit everything it holds, first
+        the volumes whose head it is while it is down (their heads move)."""
         assert self.view is not None
-        for vid in self.view.volumes_on(node_id):
+        headed = self.view.headed_by(node_id) if not self._up(self.view.nodes().get(node_id)) else set()
+        for vid in headed:
+            self.queue.add(volume_key(vid), urgent=True)
+        for vid in self.view.volumes_on(node_id) - headed:
             self.queue.add(volume_key(vid))
         self.queue.add(CLUSTER)
 

@@ -253,6 +253,12 @@ class ClusterView:
         return [Snapshot.from_data(i, _own(items[i].data), items[i].revision)
                 for i in self.snapshots_by_volume.get(volume_id, ()) if i in items]
 
+    def headed_by(self, node_id: str) -> set[str]:
+        """Volumes whose head is on ``node_id``."""
+        items = self._items[Volume.KIND]
+        return {vid for vid in self.volumes_by_node.get(node_id, ())
+                if vid in items and items[vid].data.get("head_node_id") == node_id}
+
     def volumes_on(self, node_id: str) -> set[str]:
         """Volumes with a replica, the head or a standby head on ``node_id``."""
         items = self._items[Replica.KIND]

@@ -6,6 +6,8 @@ queued again when that worker is done, so no change is lost and no key is ever p
 workers at once. A key whose reconciliation failed comes back after a per-key exponential backoff
 (``retry``), and ``forget`` resets that backoff after a success. ``add_after`` schedules a key for
 later (re-checks, time-based decisions); an earlier or immediate add wins over a later one.
+Keys added as urgent (volumes whose head has to move) are taken before all others, in the order
+they were added: in a mass event, what hosts wait for is not queued behind routine visits.
 """
 
 from __future__ import annotations
@@ -26,9 +28,13 @@ class WorkQueue:
         self.base_delay = base_delay
         self.max_delay = max_delay
         self._queue: deque[Hashable] = deque()
-        self._queued: set[Hashable] = set()        # in _queue
+        self._urgent: deque[Hashable] = deque()    # taken before _queue
+        self._queued: set[Hashable] = set()        # waiting (in _urgent or _queue; a key taken from one
+                                                   # lane may still sit in the other: skipped there)
+        self._urgent_keys: set[Hashable] = set()   # in _urgent
         self._active: set[Hashable] = set()        # held by a worker
         self._dirty: set[Hashable] = set()         # added while held: queued again on done()
+        self._dirty_urgent: set[Hashable] = set()  # ... as urgent
         self._failures: dict[Hashable, int] = {}
         self._later: list[tuple[float, int, Hashable]] = []   # (due, seq, key) heap
         self._due: dict[Hashable, float] = {}      # earliest due time of each delayed key
@@ -38,7 +44,7 @@ class WorkQueue:
         self._timer: asyncio.TimerHandle | None = None
 
     def __len__(self) -> int:
-        return len(self._queue)
+        return len(self._queued)
 
     @property
     def delayed(self) -> int:
@@ -52,17 +58,26 @@ class WorkQueue:
         return self._failures.get(key, 0)
 
     # --- adding ------------------------------------------------------------------------------
-    def add(self, key: Hashable) -> None:
+    def add(self, key: Hashable, urgent: bool = False) -> None:
         if self._shut:
             return
         self._due.pop(key, None)     # an immediate add supersedes a scheduled one
         if key in self._active:
             self._dirty.add(key)
+            if urgent:
+                self._dirty_urgent.add(key)
             return
         if key in self._queued:
+            if urgent and key not in self._urgent_keys:   # waiting as routine: taken sooner now
+                self._urgent_keys.add(key)
+                self._urgent.append(key)
             return
         self._queued.add(key)
-        self._queue.append(key)
+        if urgent:
+            self._urgent_keys.add(key)
+            self._urgent.append(key)
+        else:
+            self._queue.append(key)
         self._notify()
 
     def add_after(self, key: Hashable, delay: float) -> None:
@@ -93,27 +108,35 @@ class WorkQueue:
 
     # --- taking ------------------------------------------------------------------------------
     async def get(self) -> Hashable:
-        while not self._queue:
-            if self._shut:
-                raise ShutDown()
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled():
-                    self._notify()     # woken, then cancelled: pass the wake-up on
-                raise
-        key = self._queue.popleft()
-        self._queued.discard(key)
-        self._active.add(key)
-        return key
+        while True:
+            while not self._queued:
+                if self._shut:
+                    raise ShutDown()
+                waiter = asyncio.get_running_loop().create_future()
+                self._waiters.append(waiter)
+                try:
+                    await waiter
+                except asyncio.CancelledError:
+                    if waiter.done() and not waiter.cancelled():
+                        self._notify()     # woken, then cancelled: pass the wake-up on
+                    raise
+            if self._urgent:
+                key = self._urgent.popleft()
+                self._urgent_keys.discard(key)
+            else:
+                key = self._queue.popleft()
+            if key in self._queued:        # else taken already through the other lane
+                self._queued.discard(key)
+                self._active.add(key)
+                return key
 
     def done(self, key: Hashable) -> None:
         self._active.discard(key)
         if key in self._dirty:
             self._dirty.discard(key)
-            self.add(key)
+            urgent = key in self._dirty_urgent
+            self._dirty_urgent.discard(key)
+            self.add(key, urgent)
 
     def shut_down(self) -> None:
         self._shut = True

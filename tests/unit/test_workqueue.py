@@ -102,3 +102,30 @@ async def test_shut_down_wakes_waiting_workers():
     q.shut_down()
     with pytest.raises(ShutDown):
         await asyncio.wait_for(w, 1)
+
+
+async def test_urgent_keys_come_first_in_their_order_and_each_key_once():
+    q = WorkQueue()
+    for k in ["a", "b", "c"]:
+        q.add(k)
+    q.add("x", urgent=True)
+    q.add("b", urgent=True)      # waiting as routine: promoted, and not handed out twice
+    q.add("y", urgent=True)
+    assert len(q) == 5
+    got = [await q.get() for _ in range(5)]
+    assert got == ["x", "b", "y", "a", "c"]
+    assert len(q) == 0
+    q.add("b")                    # b is held: comes back once, after done
+    for k in got:
+        q.done(k)
+    assert len(q) == 1 and await q.get() == "b"
+
+
+async def test_an_urgent_add_while_held_comes_back_urgent():
+    q = WorkQueue()
+    q.add("v")
+    held = await q.get()
+    q.add("r")
+    q.add("v", urgent=True)
+    q.done(held)
+    assert [await q.get(), await q.get()] == ["v", "r"]
