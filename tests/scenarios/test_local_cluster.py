@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -98,3 +99,82 @@ async def test_up_serves_replicas_and_down_leaves_nothing(backend, tmp_path):
     assert not any(pid_alive(x) for x in pids)
     assert not (home / "cluster.json").exists()
     assert "no cluster" in meshblock(["down"], env).stdout
+
+
+def _nodes(env: dict) -> dict[str, dict]:
+    p = meshblock(["node", "list", "-o", "json"], env)
+    assert p.returncode == 0, p.stderr
+    return {n["name"]: n for n in json.loads(p.stdout)}
+
+
+def _wait_ready(env: dict, names: list[str], timeout: float = 60) -> dict[str, dict]:
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        nodes = _nodes(env)
+        if all(nodes[n]["readiness"].get("ready") for n in names):
+            return nodes
+        assert time.monotonic() < deadline, {n: nodes[n]["readiness"] for n in names}
+        time.sleep(0.5)
+
+
+async def test_node_restart_waits_for_the_node_to_be_ready_and_refuses_a_node_that_is_not(backend, tmp_path):
+    """`meshblock node restart` of a local cluster without standby heads: the head's node is not
+    ready (no standby could take over) and is refused with the reason; another node is stopped,
+    started again with the same configuration and waited for until its replica is back in sync."""
+    home = tmp_path / "home"
+    env = dict(backend.env, MESHBLOCK_HOME=str(home))
+    p = meshblock(["up", "--nodes", "3", "--pool-size", "1GiB", "--port", "4420", "--node-timeout", "2"], env)
+    assert p.returncode == 0, p.stderr + p.stdout
+    try:
+        c = meshblock(["volume", "create", "v1", "--size", "64MiB", "--replicas", "3", "-o", "json"], env)
+        assert c.returncode == 0, c.stderr
+        head = json.loads(c.stdout)["head_node_id"]
+        names = {n["id"]: n["name"] for n in _nodes(env).values()}
+        head_name = names[head]
+        other = sorted(n for n in names.values() if n != head_name)[0]
+        nodes = _wait_ready(env, [other])
+        assert nodes[head_name]["readiness"] == {
+            "ready": False, "reason": "the node heads volume v1 and no standby head could take over "
+                                      "(the controller runs with --no-standby-heads)"}
+        # the node list says so too, and the agent's /readyz answers the same
+        listing = meshblock(["node", "list"], env).stdout
+        assert "not ready" in next(ln for ln in listing.splitlines() if ln.startswith(head_name))
+        state = json.loads((home / "cluster.json").read_text())
+        procs = {n["name"]: n for n in state["nodes"]}
+        readyz = procs[head_name]["metrics_url"].replace("/metrics", "/readyz")
+        try:
+            urllib.request.urlopen(readyz, timeout=10)
+            raise AssertionError("a node that is not ready answered 200")
+        except urllib.error.HTTPError as e:
+            assert e.code == 503 and "no standby head could take over" in e.read().decode()
+        with urllib.request.urlopen(procs[other]["metrics_url"].replace("/metrics", "/readyz"), timeout=10) as r:
+            assert r.status == 200 and r.read() == b"ready\n"
+
+        refused = meshblock(["node", "restart", head_name], env)
+        assert refused.returncode == 1
+        assert f"node {head_name} is not ready: the node heads volume v1" in " ".join(refused.stderr.split())
+        assert pid_alive(procs[head_name]["pid"])
+
+        old_pids = [procs[other]["pid"], *(int((Path(procs[other]["data_dir"]) / f).read_text())
+                                          for f in ("spdk.pid",))]
+        r = meshblock(["node", "restart", other, "--timeout", "120"], env, timeout=180)
+        assert r.returncode == 0, r.stderr + r.stdout
+        print(r.stderr)
+        assert f"node {other} restarted and ready" in r.stdout
+        assert f"stopping node {other}" in r.stderr and "not ready:" in r.stderr, r.stderr
+        assert not any(pid_alive(x) for x in old_pids)
+        new = {n["name"]: n for n in json.loads((home / "cluster.json").read_text())["nodes"]}[other]
+        assert new["pid"] != procs[other]["pid"] and pid_alive(new["pid"])
+        assert new["metrics_url"] == procs[other]["metrics_url"]
+        # ready means its replica is back in sync
+        v = json.loads(meshblock(["volume", "get", "v1", "-o", "json"], env).stdout)
+        mine = [s for s in v["replica_status"] if s["node_name"] == other]
+        assert [s["state"] for s in mine] == ["online"], v["replica_status"]
+        assert _nodes(env)[other]["readiness"]["ready"] is True
+        pids = cluster_pids(home)
+    finally:
+        d = meshblock(["down"], env)
+    assert d.returncode == 0, d.stderr
+    assert "stopped 3 agents, 1 controller" in d.stdout
+    assert not any(pid_alive(x) for x in pids)
