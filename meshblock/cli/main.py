@@ -159,6 +159,10 @@ def agent(config_file, name, data_dir, pool_device, pool_size, nvmf_address, nvm
 @click.option("--head-sweep-interval", type=click.FloatRange(0.5, 3600), default=10.0, show_default=True,
               help="Seconds between two sweeps of the nodes' heads: a head that lost a leg or its QoS limits is "
                    "found within this (and the node's next digest), without any node going down.")
+@click.option("--rebuild-visits", type=click.FloatRange(0.001), default=20.0, show_default=True,
+              help="Visits a second that all volumes with a rebuilding replica share (each is visited at most "
+                   "every 0.5 s): in a mass resync, progress is polled less often instead of crowding out "
+                   "other work; a finished rebuild is still found by the head sweep.")
 @click.option("--secrets-key-file", default="", metavar="FILE",
               help="Key that seals the secrets kept in the store (DH-HMAC-CHAP): 32 random bytes in base64 "
                    "(head -c 32 /dev/urandom | base64 > FILE). Default: $MESHBLOCK_SECRETS_KEY; without "
@@ -177,7 +181,7 @@ def agent(config_file, name, data_dir, pool_device, pool_size, nvmf_address, nvm
 def controller(store_url, listen, identity, node_timeout, heartbeat_interval, overcommit, orphan_grace, replace_after, tls_cert, tls_key,
                tls_client_ca,
                agent_tls_name, standby_heads, head_lease,
-               metrics_port, metrics_address, head_sweep_interval, secrets_key_file, audit_max_age, audit_max_events, audit_prune_interval, events_max_age, events_max_events,
+               metrics_port, metrics_address, head_sweep_interval, rebuild_visits, secrets_key_file, audit_max_age, audit_max_events, audit_prune_interval, events_max_age, events_max_events,
                log_level) -> None:
     """Run a controller (one is active; others wait as standbys)."""
     from ..control.audit import Retention
@@ -198,7 +202,7 @@ def controller(store_url, listen, identity, node_timeout, heartbeat_interval, ov
                            tls_client_ca=tls_client_ca, metrics_port=metrics_port, metrics_address=metrics_address,
                            agent_tls_name=agent_tls_name,
                            standby_heads=standby_heads, head_lease=head_lease, secrets_key_file=secrets_key_file,
-                           head_sweep_interval=head_sweep_interval,
+                           head_sweep_interval=head_sweep_interval, rebuild_visits=rebuild_visits,
                            audit=Retention(max_age=audit_max_age * 86400, max_events=audit_max_events,
                                            prune_every=audit_prune_interval),
                            events=Retention(max_age=events_max_age * 86400, max_events=events_max_events,

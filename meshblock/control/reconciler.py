@@ -73,7 +73,10 @@ class Reconciler(ReplicatedVolumes, Sweeps):
     liveness: Liveness
     view: ClusterView | None = None
     interval: float = 2.0
-    rebuild_interval: float = 0.5     # a volume whose replica rebuilds is visited this often
+    rebuild_interval: float = 0.5     # a volume whose replica rebuilds is visited this often ...
+    rebuild_visits: float = 20.0      # ... while all rebuilding volumes together take at most this many
+                                      # visits a second (a mass resync does not crowd out other work;
+                                      # the head sweep notices a finished rebuild between visits)
     orphan_grace: float = 60.0
     call_timeout: float = 30.0
     workers: int = 32                 # volumes reconciled at once
@@ -267,7 +270,7 @@ class Reconciler(ReplicatedVolumes, Sweeps):
             return self.interval if self.view.replicas_by_volume.get(vid) else None
         reps = self.view.replicas_of(vid)
         if any(r.id in self.rebuild for r in reps):
-            return self.rebuild_interval
+            return max(self.rebuild_interval, len(self.rebuild) / self.rebuild_visits)
         whole = (v.state == VolumeState.AVAILABLE and len(reps) == v.replicas
                  and all(r.state == ReplicaState.ONLINE for r in reps))
         if not whole or vid not in self._head_ok:   # (a head that does not enforce its QoS limits yet)
@@ -306,6 +309,10 @@ class Reconciler(ReplicatedVolumes, Sweeps):
         if self._sweep_due:
             self._sweep_due = False
             await self.sweep_orphans(nodes)
+        for rid in list(self.rebuild):   # progress of replicas no longer rebuilding (deleted, node down)
+            r = view.get(Replica, rid)
+            if r is None or r.state != ReplicaState.REBUILDING:
+                del self.rebuild[rid]
         for st in VolumeState:
             VOLUMES.labels(st.value).set(view.volume_states.get(st.value, 0))
         self.gauges.update(nodes.values(), self.liveness.capacity, rebuilds(view, self.rebuild, nodes))

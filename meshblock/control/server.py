@@ -68,6 +68,7 @@ class ControllerConfig:
     head_lease: bool = True        # agents stop serving their heads when they lose the controller
     secrets_key_file: str = ""     # seals secrets kept in the store (else $MESHBLOCK_SECRETS_KEY)
     head_sweep_interval: float = HEAD_RECHECK   # seconds between two sweeps of the nodes' heads
+    rebuild_visits: float = 20.0                # visits a second shared by all rebuilding volumes
     audit: Retention = dataclasses.field(default_factory=Retention)
     events: Retention = dataclasses.field(default_factory=default_retention)   # of the event log
 
@@ -117,7 +118,7 @@ async def run_controller(cfg: ControllerConfig, stop: asyncio.Event | None = Non
     liveness = Liveness(repo, timeout=cfg.node_timeout)
     reconciler = Reconciler(repo, agents, liveness, view=view, orphan_grace=cfg.orphan_grace,
                             standby_heads=cfg.standby_heads, replace_after=cfg.replace_after, secrets=secrets,
-                            head_recheck=cfg.head_sweep_interval, events=recorder)
+                            head_recheck=cfg.head_sweep_interval, rebuild_visits=cfg.rebuild_visits, events=recorder)
     liveness.on_change = reconciler.node_changed
 
     def agent_started(node) -> None:

@@ -35,6 +35,7 @@ class Sweeps:
     queue: WorkQueue
     call_timeout: float
     resync_interval: float
+    rebuild: dict
     orphan_grace: float
     _head_ok: dict
     _standby_ok: dict
@@ -73,9 +74,15 @@ class Sweeps:
                 return
             reported = {h.volume_id: h for h in got.heads}
             for vid in list(view.volumes_by_node.get(node.id, ())):
+                h = reported.get(vid)
+                if h is not None and not h.standby and h.legs and all(leg.state == "in_sync" for leg in h.legs) \
+                        and any(rid in self.rebuild for rid in view.replicas_by_volume.get(vid, ())):
+                    # a rebuild finished: visited now (while many rebuild, their visits are spaced out)
+                    self.queue.add(volume_key(vid))
+                    continue
                 if vid not in self._head_ok:
                     continue     # not settled: visited anyway
-                h, v = reported.get(vid), view.get(Volume, vid)
+                v = view.get(Volume, vid)
                 if h is None or (h.raid_state and h.raid_state != "online") or \
                         any(leg.state != "in_sync" for leg in h.legs) or \
                         (v is not None and not qos_matches(v, h)):

@@ -270,3 +270,58 @@ async def test_head_sweep_follows_digests(sim_cluster):
     await eventually(lambda: legs(in_sync=True), 45, "the lost leg noticed by the head sweep and rebuilt")
     assert sim.node(other.node_id).target.subsystems[nqn("replica", other.replica_id)].hosts
     await eventually(whole, 15, "volume whole again")
+
+
+async def test_a_mass_resync_shares_a_budget_of_visits(short_tmp):
+    """Replicas rebuilding at once share a budget of visits (here almost none: one visit each per
+    100 s and more), so their volumes are not applied again every half second while they rebuild;
+    each finished rebuild is still found by the head sweep and its replica comes back online."""
+    ctl = ControllerProc(Backend("sim", None, dict(os.environ)), short_tmp / "controller",
+                         extra_args=("--head-sweep-interval", "1", "--rebuild-visits", "0.01"))
+    # 64 MiB replicas rebuild in 8 s
+    sim = SimCluster(short_tmp / "sim", pool_bytes=64 << 30, rebuild_rate=8 * MiB, digest_every=1.0)
+    ctl.start()
+    try:
+        await sim.start(6, [ctl.listen], labels={"zone": ["z0", "z1", "z2"]})
+        await ctl.wait_nodes(6)
+        volumes = ctl.stubs()[0]
+        names = [f"m{i}" for i in range(8)]
+        await asyncio.gather(*(volumes.CreateVolume(pb.CreateVolumeRequest(name=n, size_bytes=64 * MiB, replicas=3,
+                                                                           spread="zone"), timeout=60)
+                               for n in names))
+
+        async def replicas_online(want: int):
+            vs = [await volumes.GetVolume(pb.GetVolumeRequest(ref=n), timeout=10) for n in names]
+            bad = [(v.name, [r.state for r in v.replica_status]) for v in vs
+                   if sum(r.state == "online" for r in v.replica_status) < want]
+            assert not bad, bad
+            return vs
+
+        vols = await eventually(lambda: replicas_online(3), 60, "every replica online")
+        # the node holding the most replicas dies (heads it held move) and comes back: a resync
+        holds: dict[str, list[str]] = {}
+        for v in vols:
+            for r in v.replica_status:
+                holds.setdefault(r.node_id, []).append(v.name)
+        victim_id, resyncing = max(holds.items(), key=lambda kv: len(kv[1]))
+        assert len(resyncing) >= 3, holds
+        victim = sim.node(victim_id)
+        await victim.kill()
+
+        async def settled_without_victim():
+            for v in await replicas_online(2):
+                mine = [r for r in v.replica_status if r.node_id == victim_id]
+                assert v.head_node_id != victim_id and all(r.state != "online" for r in mine), v
+            return True
+
+        await eventually(settled_without_victim, 60, f"volumes served without {victim.name}")
+        await victim.revive()
+        sim.reset_stats()
+        await eventually(lambda: replicas_online(3), 60, f"the replicas on {victim.name} resynced")
+        calls = sim.load()["calls"]
+        # a few visits each, driven by changes (about 20 EnsureHead calls per volume, to its head and
+        # two standby heads); visited every half second while they rebuild, they took about 58
+        assert calls.get("EnsureHead", 0) <= 30 * len(resyncing), (calls, len(resyncing))
+    finally:
+        await ctl.stop()
+        await sim.stop()
