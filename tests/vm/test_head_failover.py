@@ -33,6 +33,26 @@ async def wait_output(g, word: str, timeout: float) -> str:
         await asyncio.sleep(1)
 
 
+async def start_writer(g, pythonpath: str) -> str:
+    """Start the verifying writer in the guest (csi_failover_scenario.py); the volume's id once it writes."""
+    g.check(f"rm -f {OUT} /tmp/failover-stop; PYTHONPATH={pythonpath} setsid python3 "
+            f"/meshblock/tests/vm/csi_failover_scenario.py unix://{SOCKET} > {OUT} 2>&1 < /dev/null &")
+    out = await wait_output(g, "WRITING", 600)
+    assert "WRITING" in out, out + g.run("dmesg | grep -i nvme | tail -40; nvme list-subsys").stdout
+    return next(line.split()[1] for line in out.splitlines() if line.startswith("VOLUME "))
+
+
+async def stop_writer(g, cluster, events: list[str]) -> str:
+    """Stop the writer; its output, which must say that it saw no error and read back every block."""
+    g.check("touch /tmp/failover-stop")
+    out = await wait_output(g, "SCENARIO OK", 600)
+    log = g.run("tail -30 /tmp/csi-plugin.log").stdout
+    print(out)
+    print("\n".join(events))
+    assert "SCENARIO OK" in out, f"{out}\n--- plugin log ---\n{log}\n--- controller ---\n{cluster.controller.tail(40)}"
+    return out
+
+
 async def volume(cluster, vid: str, pred, what: str, timeout: float = 180) -> pb.Volume:
     deadline = time.monotonic() + timeout
     while True:
@@ -56,11 +76,7 @@ def online(v: pb.Volume) -> int:
 
 async def test_faults_under_a_verifying_writer(csi_guest):  # noqa: F811
     g, cluster, pythonpath = csi_guest
-    g.check(f"rm -f {OUT} /tmp/failover-stop; PYTHONPATH={pythonpath} setsid python3 "
-            f"/meshblock/tests/vm/csi_failover_scenario.py unix://{SOCKET} > {OUT} 2>&1 < /dev/null &")
-    out = await wait_output(g, "WRITING", 600)
-    assert "WRITING" in out, out + g.run("dmesg | grep -i nvme | tail -40; nvme list-subsys").stdout
-    vid = next(line.split()[1] for line in out.splitlines() if line.startswith("VOLUME "))
+    vid = await start_writer(g, pythonpath)
     events = []
     await asyncio.sleep(3)
     v = await cluster.volumes.GetVolume(pb.GetVolumeRequest(ref=vid))
@@ -100,9 +116,4 @@ async def test_faults_under_a_verifying_writer(csi_guest):  # noqa: F811
                      "a third head")
     events.append(f"new head node killed; head moved after {time.monotonic() - t0:.1f} s")
     await asyncio.sleep(5)   # the writer goes on against the last replica
-    g.check("touch /tmp/failover-stop")
-    out = await wait_output(g, "SCENARIO OK", 600)
-    log = g.run("tail -30 /tmp/csi-plugin.log").stdout
-    print(out)
-    print("\n".join(events))
-    assert "SCENARIO OK" in out, f"{out}\n--- plugin log ---\n{log}\n--- controller ---\n{cluster.controller.tail(40)}"
+    await stop_writer(g, cluster, events)

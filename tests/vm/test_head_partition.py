@@ -27,12 +27,11 @@ from tests.control.test_head_lease import ana_state
 from tests.support.agents import AgentProc
 from tests.support.cluster import Cluster
 from tests.support.pki import make_pki
-from tests.vm.test_csi_node import (ADMIN_PORT, SOCKET, clean_guest, guest_pythonpath, real_backend_or_skip,
+from tests.vm.test_csi_node import (ADMIN_PORT, clean_guest, guest_pythonpath, real_backend_or_skip,
                                     start_plugin)
-from tests.vm.test_head_failover import node_id, online, volume, wait_output
+from tests.vm.test_head_failover import node_id, online, start_writer, stop_writer, volume
 
 pytestmark = [pytest.mark.vm, pytest.mark.spdk]
-OUT = "/tmp/failover.out"
 AGENT_PORT = 7444
 
 
@@ -85,11 +84,7 @@ async def head_hosts(agent, nqn: str) -> list[str]:
 async def test_head_partition_under_a_verifying_writer(partitioned, cut, testbed):
     g, cluster, peers = partitioned
     pythonpath = guest_pythonpath()
-    g.check(f"rm -f {OUT} /tmp/failover-stop; PYTHONPATH={pythonpath} setsid python3 "
-            f"/meshblock/tests/vm/csi_failover_scenario.py unix://{SOCKET} > {OUT} 2>&1 < /dev/null &")
-    out = await wait_output(g, "WRITING", 600)
-    assert "WRITING" in out, out + g.run("dmesg | grep -i nvme | tail -40; nvme list-subsys").stdout
-    vid = next(line.split()[1] for line in out.splitlines() if line.startswith("VOLUME "))
+    vid = await start_writer(g, pythonpath)
     await asyncio.sleep(3)
     v = await cluster.volumes.GetVolume(pb.GetVolumeRequest(ref=vid))
     head = cluster.agent_by_id(v.head_node_id)
@@ -128,10 +123,5 @@ async def test_head_partition_under_a_verifying_writer(partitioned, cut, testbed
     heads = (await head.stub.ListHeads(apb.ListHeadsRequest())).heads
     assert [(h.volume_id, h.standby, h.ana_state) for h in heads] == [(vid, True, "inaccessible")]
     await asyncio.sleep(3)
-    g.check("touch /tmp/failover-stop")
-    out = await wait_output(g, "SCENARIO OK", 600)
-    print(out)
-    print("\n".join(events))
-    log = g.run("tail -30 /tmp/csi-plugin.log").stdout
-    assert "SCENARIO OK" in out, f"{out}\n--- plugin log ---\n{log}\n--- controller ---\n{cluster.controller.tail(40)}"
+    await stop_writer(g, cluster, events)
     assert "stopped serving 1 head(s)" in head.log.read_text()

@@ -13,11 +13,10 @@ import time
 import pytest
 
 from meshblock.proto.meshblock.v1 import admin_pb2 as pb
-from tests.vm.test_csi_node import SOCKET, csi_guest  # noqa: F401 - the fixture
-from tests.vm.test_head_failover import node_id, wait_output
+from tests.vm.test_csi_node import csi_guest  # noqa: F401 - the fixture
+from tests.vm.test_head_failover import node_id, start_writer, stop_writer
 
 pytestmark = [pytest.mark.vm, pytest.mark.spdk]
-OUT = "/tmp/failover.out"
 
 
 async def nodes(cluster) -> dict[str, pb.Node]:
@@ -37,11 +36,7 @@ async def until(cluster, pred, what: str, timeout: float = 180) -> dict[str, pb.
 
 async def test_rolling_restart_under_a_verifying_writer(csi_guest):  # noqa: F811
     g, cluster, pythonpath = csi_guest
-    g.check(f"rm -f {OUT} /tmp/failover-stop; PYTHONPATH={pythonpath} setsid python3 "
-            f"/meshblock/tests/vm/csi_failover_scenario.py unix://{SOCKET} > {OUT} 2>&1 < /dev/null &")
-    out = await wait_output(g, "WRITING", 600)
-    assert "WRITING" in out, out + g.run("dmesg | grep -i nvme | tail -40; nvme list-subsys").stdout
-    vid = next(line.split()[1] for line in out.splitlines() if line.startswith("VOLUME "))
+    vid = await start_writer(g, pythonpath)
     events = []
     all_ready = lambda ns: len(ns) == 3 and all(n.state == "up" and n.readiness.ready for n in ns.values())  # noqa: E731
     for agent in cluster.agents:
@@ -64,11 +59,6 @@ async def test_rolling_restart_under_a_verifying_writer(csi_guest):  # noqa: F81
         assert ns[agent.name].readiness.reason == ""
     await until(cluster, all_ready, "every node ready at the end")
     await asyncio.sleep(2)
-    g.check("touch /tmp/failover-stop")
-    out = await wait_output(g, "SCENARIO OK", 600)
-    print(out)
-    print("\n".join(events))
-    log = g.run("tail -30 /tmp/csi-plugin.log").stdout
-    assert "SCENARIO OK" in out, f"{out}\n--- plugin log ---\n{log}\n--- controller ---\n{cluster.controller.tail(40)}"
+    out = await stop_writer(g, cluster, events)
     longest = next(line for line in out.splitlines() if line.startswith("LONGEST_WRITE_MS"))
     print(f"longest write across the rolling restart: {longest.split()[1]} ms")
