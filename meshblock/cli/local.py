@@ -343,16 +343,9 @@ async def down(home: Path, log=print) -> int:
     nodes = [NodeProcess(**n) for n in state.get("nodes", [])]
     # agents restarted by hand since `up` leave their pid in their node directory
     agents = list(dict.fromkeys(pid for n in nodes for pid in _agent_pids(n)))
-    for pid in agents:
-        _kill(pid, signal.SIGTERM)
-    for pid in await _wait_gone(agents, 20.0):
-        _kill(pid, signal.SIGKILL)
+    await _stop(agents, 20.0)
     targets = [p for n in nodes for p in _target_pids(Path(n.data_dir))]
-    for pid in targets:
-        _kill(pid, signal.SIGTERM)
-    for pid in await _wait_gone(targets, 10.0):
-        _kill(pid, signal.SIGKILL)
-    await _wait_gone(agents + targets, 5.0)
+    await _stop(targets, 10.0)
     (home / "cluster.json").unlink(missing_ok=True)
     n_agents = sum(1 for n in nodes if n.name != "controller" and n.pid in agents)
     n_ctl = len(agents) - n_agents
